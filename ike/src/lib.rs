@@ -1,0 +1,4 @@
+//! Sans-IO IKEv2 (RFC 7296): wire format, crypto and state machines.
+//!
+//! Bytes and timer ticks go in, actions come out; this crate owns no socket, clock or
+//! thread, so every exchange can be tested in memory and fuzzed.
