@@ -176,7 +176,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut out = Vec::new();
-        sample().write(PayloadType::Sa, HEADER_LEN, &mut out).unwrap();
+        sample()
+            .write(PayloadType::Sa, HEADER_LEN, &mut out)
+            .unwrap();
         assert_eq!(out.len(), HEADER_LEN);
         // RFC 7296 §3.1: version byte 0x20, flags 0x08 for an initiator request.
         assert_eq!(out[17], 0x20);
@@ -189,7 +191,9 @@ mod tests {
     #[test]
     fn rejects_wrong_major_and_length() {
         let mut out = Vec::new();
-        sample().write(PayloadType::Sa, HEADER_LEN, &mut out).unwrap();
+        sample()
+            .write(PayloadType::Sa, HEADER_LEN, &mut out)
+            .unwrap();
         let mut v1 = out.clone();
         v1[17] = 0x10;
         assert_eq!(

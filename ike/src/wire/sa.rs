@@ -51,7 +51,10 @@ impl Attribute {
         let raw_ty = r.u16()?;
         let ty = raw_ty & !AF_BIT;
         if raw_ty & AF_BIT != 0 {
-            Ok(Attribute::Tv { ty, value: r.u16()? })
+            Ok(Attribute::Tv {
+                ty,
+                value: r.u16()?,
+            })
         } else {
             let len = usize::from(r.u16()?);
             Ok(Attribute::Tlv {
