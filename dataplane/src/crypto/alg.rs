@@ -94,10 +94,9 @@ impl EncrAlg {
         match self {
             EncrAlg::DesCbc | EncrAlg::TripleDesCbc => 8,
             EncrAlg::AesCbc128 | EncrAlg::AesCbc192 | EncrAlg::AesCbc256 => 16,
-            EncrAlg::Null
-            | EncrAlg::AesGcm128
-            | EncrAlg::AesGcm256
-            | EncrAlg::ChaCha20Poly1305 => 4,
+            EncrAlg::Null | EncrAlg::AesGcm128 | EncrAlg::AesGcm256 | EncrAlg::ChaCha20Poly1305 => {
+                4
+            }
         }
     }
 

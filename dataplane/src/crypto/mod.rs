@@ -2,14 +2,20 @@
 //! key bytes.
 //!
 //! AEADs (AES-GCM, ChaCha20-Poly1305) and HMAC-SHA1/SHA2 run on ring; AES-CBC, 3DES, DES
-//! and HMAC-MD5, which ring lacks, on RustCrypto. ICVs are compared in constant time and
-//! every key lives in a type that zeroizes on drop.
+//! and HMAC-MD5, which ring lacks, on RustCrypto. ICVs are compared in constant time.
+//! Key bytes this module copies (AEAD salts) and the RustCrypto cipher key schedules
+//! zeroize on drop; ring's expanded keys and HMAC states cannot be reached to wipe, which
+//! is the price of its speed on the AEAD hot path.
 
+mod aead;
 mod alg;
-mod transform;
+mod cbc;
+mod esp;
+mod integ;
 
 pub use alg::{EncrAlg, IntegAlg};
-pub use transform::{EspCipher, Integ};
+pub use esp::EspCipher;
+pub use integ::Integ;
 
 /// Errors from keying or running a transform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
