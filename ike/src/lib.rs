@@ -3,4 +3,5 @@
 //! Bytes and timer ticks go in, actions come out; this crate owns no socket, clock or
 //! thread, so every exchange can be tested in memory and fuzzed.
 
+pub mod crypto;
 pub mod wire;
