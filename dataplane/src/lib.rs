@@ -12,3 +12,4 @@
 pub mod buf;
 pub mod crypto;
 pub mod drop;
+pub mod io;

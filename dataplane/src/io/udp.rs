@@ -1,0 +1,185 @@
+//! The UDP 4500 socket: ESP-in-UDP (RFC 3948) and IKE on the NAT-T port.
+//!
+//! Receiving goes through quinn-udp rather than a hand-written `recvmmsg`: it already does
+//! batched `recvmmsg`, enables UDP GRO where the kernel has it, and decodes the control
+//! messages the engine needs (destination address from `IP_PKTINFO`/`IPV6_PKTINFO`, outer
+//! ECN bits from `IP_TOS`/`IPV6_TCLASS`) for both address families, with stack-only
+//! buffers. We only add the GRO split (one datagram per [`PacketBuf`]), which the engine
+//! needs because it transforms one datagram in place.
+//!
+//! Outbound ESP-in-UDP does not use this socket: the engine builds the whole outer
+//! IP+UDP packet, which goes out through [`super::raw::RawSender`]. This socket sends only
+//! IKE messages handed over by the control plane.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use quinn_udp::{RecvMeta, UdpSocketState};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+
+use crate::buf::PacketBuf;
+
+/// The non-ESP marker: four zero bytes in front of IKE messages on the NAT-T port
+/// (RFC 3948 section 2.2), where an ESP packet would have its non-zero SPI.
+pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
+
+/// Receive buffer asked for: bursts of a few thousand 1400-byte datagrams between two
+/// worker wakeups must not overflow it. Raised up to `net.core.rmem_max` by the kernel.
+const RECV_BUFFER: usize = 8 << 20;
+
+/// Where one received datagram came from and went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpRecvMeta {
+    /// Sender address and port.
+    pub src: SocketAddr,
+    /// Our address (from the packet-info control message) and port.
+    pub dst: SocketAddr,
+    /// Outer ECN bits (0 when not ECN-capable or unknown).
+    pub ecn: u8,
+}
+
+impl Default for UdpRecvMeta {
+    fn default() -> Self {
+        let any = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        Self {
+            src: any,
+            dst: any,
+            ecn: 0,
+        }
+    }
+}
+
+/// Outcome of one [`UdpSocket::recv_batch`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpBatch {
+    /// Buffers filled, each with exactly one datagram.
+    pub datagrams: usize,
+    /// GRO segments dropped because the batch had no free buffer left for them.
+    pub overflow: usize,
+}
+
+/// A non-blocking UDP socket bound to the NAT-T port, with batched receive.
+pub struct UdpSocket {
+    sock: std::net::UdpSocket,
+    state: UdpSocketState,
+    local: SocketAddr,
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local", &self.local)
+            .field("gro_segments", &self.state.gro_segments())
+            .finish()
+    }
+}
+
+impl UdpSocket {
+    /// Binds `addr` (IPv6 sockets are v6-only, so an IPv4 and an IPv6 socket can share the
+    /// port). With `reuse_port` several workers can each bind their own socket to the same
+    /// address and the kernel spreads peers over them by flow hash.
+    pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<Self> {
+        let sock = Socket::new(
+            Domain::for_address(addr),
+            Type::DGRAM.cloexec(),
+            Some(Protocol::UDP),
+        )?;
+        if addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        sock.set_reuse_port(reuse_port)?;
+        // Best effort: an unprivileged process is capped at rmem_max, which is fine.
+        let _ = sock.set_recv_buffer_size(RECV_BUFFER);
+        sock.bind(&SockAddr::from(addr))
+            .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {addr}: {e}")))?;
+        let sock: std::net::UdpSocket = sock.into();
+        let state = UdpSocketState::new((&sock).into())?;
+        let local = sock.local_addr()?;
+        Ok(Self { sock, state, local })
+    }
+
+    /// The bound address (with the real port if 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Receives up to `bufs.len()` datagrams, one per buffer, with their metadata in the
+    /// same positions of `meta`. Returns `WouldBlock` when nothing is queued.
+    ///
+    /// GRO super-buffers are split by their `stride`: the first segment stays in place and
+    /// the others are copied into the unused buffers behind the received ones, so segments
+    /// of one GRO train are not adjacent in the output. The engine's anti-replay window
+    /// absorbs that reordering; segments without a free buffer are counted in `overflow`.
+    pub fn recv_batch(
+        &self,
+        bufs: &mut [PacketBuf],
+        meta: &mut [UdpRecvMeta],
+    ) -> io::Result<UdpBatch> {
+        let cap = bufs.len().min(meta.len());
+        let want = cap.min(quinn_udp::BATCH_SIZE);
+        let mut qmeta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
+        let received = {
+            let mut it = bufs.iter_mut().take(want);
+            let mut iovs: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
+                std::array::from_fn(|_| match it.next() {
+                    Some(b) => IoSliceMut::new(b.recv_space()),
+                    None => IoSliceMut::new(&mut []),
+                });
+            self.state
+                .recv((&self.sock).into(), &mut iovs[..want], &mut qmeta[..want])?
+        };
+        let mut batch = UdpBatch {
+            datagrams: received,
+            overflow: 0,
+        };
+        for i in 0..received {
+            let m = &qmeta[i];
+            let info = UdpRecvMeta {
+                src: m.addr,
+                dst: SocketAddr::new(m.dst_ip.unwrap_or(self.local.ip()), self.local.port()),
+                ecn: m.ecn.map_or(0, |e| e as u8),
+            };
+            meta[i] = info;
+            let stride = if m.stride == 0 { m.len } else { m.stride };
+            bufs[i].set_len(m.len.min(stride));
+            let mut off = stride;
+            while off < m.len {
+                let seg = stride.min(m.len - off);
+                if batch.datagrams >= cap {
+                    batch.overflow += 1;
+                    off += seg;
+                    continue;
+                }
+                let j = batch.datagrams;
+                let (head, tail) = bufs.split_at_mut(j);
+                // The segment sits past `head[i]`'s length (it was truncated to the first
+                // segment), so read it from the receive area the kernel wrote.
+                let seg_bytes = &head[i].recv_space()[off..off + seg];
+                let dst = &mut tail[0];
+                let space = dst.recv_space();
+                let n = seg.min(space.len());
+                space[..n].copy_from_slice(&seg_bytes[..n]);
+                dst.set_len(n);
+                meta[j] = info;
+                batch.datagrams += 1;
+                off += seg;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Sends one IKE message to `dst`, prefixed with the [`NON_ESP_MARKER`] so the peer
+    /// tells it apart from ESP on the NAT-T port. Blocking is not expected for these rare,
+    /// small datagrams; `WouldBlock` is returned as is.
+    pub fn send_ike(&self, dst: SocketAddr, message: &[u8]) -> io::Result<usize> {
+        let parts = [IoSlice::new(&NON_ESP_MARKER), IoSlice::new(message)];
+        SockRef::from(&self.sock).send_to_vectored(&parts, &SockAddr::from(dst))
+    }
+}
+
+impl AsFd for UdpSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
