@@ -6,13 +6,19 @@
 
 pub mod derive;
 pub mod dh;
+pub mod encr;
 pub mod error;
+pub mod integ;
 pub mod prf;
 pub mod secret;
+pub mod sk;
 mod xcbc;
 
 pub use derive::{ChildKeyLengths, ChildKeys, IkeKeyLengths, IkeSaKeys};
 pub use dh::{DhGroup, DhSecret};
+pub use encr::Encr;
 pub use error::CryptoError;
+pub use integ::Integ;
 pub use prf::Prf;
 pub use secret::SecretBytes;
+pub use sk::{Opened, SkCipher};
