@@ -26,6 +26,8 @@ pub enum DropReason {
     BadLength,
     /// Decrypted inner packet outside the SA's traffic selectors.
     SelectorMismatch,
+    /// Outer CE mark on a not-ECN-capable inner packet (RFC 6040 §4.2).
+    EcnDrop,
     /// SA's hard lifetime (bytes or packets) reached.
     LifetimeExpired,
     /// Outbound sequence number space exhausted: the SA must be rekeyed.
@@ -54,7 +56,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in display order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 22] = [
         DropReason::Truncated,
         DropReason::BadIpHeader,
         DropReason::UnknownSpi,
@@ -64,6 +66,7 @@ impl DropReason {
         DropReason::BadNextHeader,
         DropReason::BadLength,
         DropReason::SelectorMismatch,
+        DropReason::EcnDrop,
         DropReason::LifetimeExpired,
         DropReason::SequenceExhausted,
         DropReason::SequenceNotReserved,
@@ -90,6 +93,7 @@ impl DropReason {
             DropReason::BadNextHeader => "bad_next_header",
             DropReason::BadLength => "bad_length",
             DropReason::SelectorMismatch => "selector_mismatch",
+            DropReason::EcnDrop => "ecn_drop",
             DropReason::LifetimeExpired => "lifetime_expired",
             DropReason::SequenceExhausted => "sequence_exhausted",
             DropReason::SequenceNotReserved => "sequence_not_reserved",

@@ -9,7 +9,17 @@
 //! This crate knows nothing about IKE or the cluster: SAs arrive as IANA transform numbers
 //! and key bytes, which is the only vocabulary shared with the `ike` crate.
 
+pub mod ah;
 pub mod buf;
 pub mod crypto;
 pub mod drop;
-pub mod io;
+pub mod engine;
+pub mod esp;
+pub mod frag;
+pub mod ip;
+pub mod replay;
+pub mod sa;
+pub mod sad;
+pub mod selector;
+pub mod spd;
+pub mod udp_encap;

@@ -1,0 +1,568 @@
+//! The per-worker packet engine: SAD, SPD, fragmentation and reassembly around the ESP
+//! and AH transforms.
+//!
+//! Sans-IO: packets come in as [`PacketBuf`]s with the time of arrival, and each call
+//! says what to do with the buffer (transmit it, write it to a tunnel, hand it to IKE,
+//! drop it for a counted reason). Nothing here blocks, allocates per packet or locks.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::buf::PacketBuf;
+use crate::drop::{DropCounters, DropReason};
+use crate::esp::{self, Decapsulated, OuterContext};
+use crate::frag::{Fragmenter, Reassembler, Reassembly, ReassemblyLimits, icmp_too_big};
+use crate::ip::{self, proto};
+use crate::sa::{
+    Direction, InboundSa, LifetimeState, OutboundSa, Protocol, SaConfig, SaCounters, SaError,
+    SaKey, TunnelId,
+};
+use crate::sad::Sad;
+use crate::selector::FlowKey;
+use crate::spd::{PolicyAction, Spd};
+use crate::{ah, udp_encap};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The tunnel whose packets are classified by the SPD (policy-based VPNs); packets
+    /// from every other tunnel use the SA bound to that tunnel (route-based VPNs).
+    pub policy_tunnel: Option<TunnelId>,
+    /// Limits of the outer-fragment reassembly buffer.
+    pub reassembly: ReassemblyLimits,
+    /// When an outbound SA has fewer than this many reserved sequence numbers left, the
+    /// engine reports [`EngineEvent::ReservationLow`] (cluster mode).
+    pub reservation_low_water: u64,
+    /// Events kept when nobody polls; older ones are dropped first.
+    pub max_events: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            policy_tunnel: None,
+            reassembly: ReassemblyLimits::default(),
+            reservation_low_water: 4096,
+            max_events: 1024,
+        }
+    }
+}
+
+/// Something the control plane must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A soft volume lifetime passed: start a rekey.
+    SoftLifetime(SaKey),
+    /// A hard volume lifetime passed: the SA carries no more traffic.
+    HardLifetime(SaKey),
+    /// The sequence number space is used up: the SA must be rekeyed (RFC 4303 §3.3.3).
+    RekeyRequired(SaKey),
+    /// The cluster's sequence reservation is running out.
+    ReservationLow {
+        /// The SA.
+        key: SaKey,
+        /// Last sequence number sent.
+        seq: u64,
+        /// Current reservation.
+        limit: u64,
+    },
+}
+
+/// What to do with a packet after [`Engine::outbound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// The buffer holds a complete outer IP packet for `dst`.
+    Transmit {
+        /// Next hop of the outer packet (the peer).
+        dst: IpAddr,
+    },
+    /// The outer packet was fragmented: call [`Engine::poll_fragment`] `count` times.
+    Fragmented {
+        /// Number of fragments.
+        count: usize,
+    },
+    /// The buffer now holds an ICMP error for the sender: write it back to the tunnel.
+    ToTunnel,
+    /// A bypass policy matched: send the packet unchanged.
+    Bypass,
+    /// Dropped and counted.
+    Dropped(DropReason),
+}
+
+/// What to do with a packet after an inbound call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// The buffer holds the inner packet for tunnel `tunnel`.
+    Deliver {
+        /// Binding of the SA that carried it.
+        tunnel: TunnelId,
+    },
+    /// The buffer holds an IKE message (non-ESP marker removed).
+    Ike,
+    /// A NAT-keepalive (RFC 3948 §2.3): nothing to do.
+    Keepalive,
+    /// A fragment was stored for reassembly.
+    Pending,
+    /// An authenticated dummy packet (RFC 4303 §2.6), discarded.
+    Dummy,
+    /// Dropped and counted.
+    Dropped(DropReason),
+}
+
+/// Addresses of a datagram received on the UDP encapsulation port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpMeta {
+    /// Sender (peer address and port, after any NAT).
+    pub src: SocketAddr,
+    /// Our address and port it was sent to.
+    pub dst: SocketAddr,
+    /// ECN bits of the outer IP header (0 if unknown).
+    pub ecn: u8,
+}
+
+/// Errors from control operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The SA could not be built.
+    #[error(transparent)]
+    Sa(#[from] SaError),
+}
+
+/// Counters of one installed SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaStats {
+    /// The SA.
+    pub key: SaKey,
+    /// Its binding.
+    pub binding: TunnelId,
+    /// Traffic and drop counters.
+    pub counters: SaCounters,
+    /// Outbound: last sequence number sent. Inbound: highest accepted.
+    pub seq: u64,
+}
+
+/// A snapshot of an engine's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Per-SA counters.
+    pub sas: Vec<SaStats>,
+    /// Drops by reason, over all SAs and those not attributable to one.
+    pub drops: DropCounters,
+}
+
+/// The packet engine of one worker.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    sad: Sad,
+    spd: Spd,
+    drops: DropCounters,
+    events: VecDeque<EngineEvent>,
+    fragmenter: Fragmenter,
+    fragments: Vec<PacketBuf>,
+    fragments_ready: usize,
+    fragments_taken: usize,
+    fragment_dst: Option<IpAddr>,
+    reassembler: Reassembler,
+    reassembled: PacketBuf,
+    scratch: PacketBuf,
+}
+
+impl Engine {
+    /// A worker's engine with no SAs and an empty SPD.
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            reassembler: Reassembler::new(config.reassembly.clone()),
+            config,
+            sad: Sad::default(),
+            spd: Spd::default(),
+            drops: DropCounters::default(),
+            events: VecDeque::new(),
+            fragmenter: Fragmenter::default(),
+            fragments: Vec::new(),
+            fragments_ready: 0,
+            fragments_taken: 0,
+            fragment_dst: None,
+            reassembled: PacketBuf::default(),
+            scratch: PacketBuf::default(),
+        }
+    }
+
+    /// Installs an SA (replacing one with the same key).
+    pub fn install_sa(&mut self, config: SaConfig) -> Result<(), EngineError> {
+        match config.direction {
+            Direction::Inbound => self.sad.insert_inbound(InboundSa::new(config)?),
+            Direction::Outbound => self.sad.insert_outbound(OutboundSa::new(config)?),
+        }
+        Ok(())
+    }
+
+    /// Removes an SA; true if it was installed.
+    pub fn remove_sa(&mut self, key: &SaKey) -> bool {
+        self.sad.remove(key)
+    }
+
+    /// Raises the highest sequence number an outbound SA may send (the cluster granted a
+    /// new reservation). Lowering is refused: a granted number may already be in flight.
+    pub fn extend_reservation(&mut self, key: &SaKey, limit: u64) -> bool {
+        match self.sad.outbound_mut(key) {
+            Some(sa) if limit >= sa.seq_limit => {
+                sa.seq_limit = limit;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Replaces the security policy database.
+    pub fn set_spd(&mut self, spd: Spd) {
+        self.spd = spd;
+    }
+
+    /// Number of installed SAs.
+    pub fn sa_count(&self) -> usize {
+        self.sad.len()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> EngineStats {
+        let outbound = self.sad.outbound().map(|sa| SaStats {
+            key: sa.common.config.key(),
+            binding: sa.common.config.binding,
+            counters: sa.common.counters,
+            seq: sa.seq,
+        });
+        let inbound = self.sad.inbound().map(|sa| SaStats {
+            key: sa.common.config.key(),
+            binding: sa.common.config.binding,
+            counters: sa.common.counters,
+            seq: sa.replay.highest(),
+        });
+        EngineStats {
+            sas: outbound.chain(inbound).collect(),
+            drops: self.drops.clone(),
+        }
+    }
+
+    /// The next event for the control plane.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    fn event(&mut self, e: EngineEvent) {
+        if self.events.len() >= self.config.max_events {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    fn drop_out(&mut self, reason: DropReason) -> Outbound {
+        self.drops.count(reason);
+        Outbound::Dropped(reason)
+    }
+
+    fn drop_in(&mut self, reason: DropReason) -> Inbound {
+        self.drops.count(reason);
+        Inbound::Dropped(reason)
+    }
+
+    /// Protects an inner IP packet read from `tunnel`.
+    pub fn outbound(&mut self, now: Instant, pkt: &mut PacketBuf, tunnel: TunnelId) -> Outbound {
+        let _ = now;
+        let Some(inner) = ip::inner_info(pkt.data()) else {
+            return self.drop_out(DropReason::BadIpHeader);
+        };
+        if inner.total_len > pkt.len() {
+            return self.drop_out(DropReason::Truncated);
+        }
+        pkt.truncate(inner.total_len);
+
+        let binding = if self.config.policy_tunnel == Some(tunnel) {
+            let Ok(flow) = FlowKey::from_packet(pkt.data()) else {
+                return self.drop_out(DropReason::BadIpHeader);
+            };
+            match self.spd.lookup(&flow).map(|p| p.action) {
+                Some(PolicyAction::Protect(id)) => id,
+                Some(PolicyAction::Bypass) => return Outbound::Bypass,
+                Some(PolicyAction::Discard) => return self.drop_out(DropReason::PolicyDiscard),
+                None => return self.drop_out(DropReason::NoPolicy),
+            }
+        } else {
+            tunnel
+        };
+
+        let Some(sa) = self.sad.outbound_for(binding) else {
+            return self.drop_out(DropReason::NoOutboundSa);
+        };
+        if !sa.common.config.selectors.is_empty() {
+            let allowed = FlowKey::from_packet(pkt.data())
+                .is_ok_and(|flow| sa.common.selectors_allow(&flow, false));
+            if !allowed {
+                sa.common.counters.selector_drops += 1;
+                return self.drop_out(DropReason::SelectorMismatch);
+            }
+        }
+        if sa.common.lifetime_state == LifetimeState::Hard {
+            sa.common.counters.limit_drops += 1;
+            return self.drop_out(DropReason::LifetimeExpired);
+        }
+
+        let inner_len = pkt.len();
+        let overhead = match sa.common.config.protocol {
+            Protocol::Esp => esp::overhead(sa, inner_len),
+            Protocol::Ah => ah::overhead(sa),
+        };
+        let mtu = usize::from(sa.common.config.path_mtu);
+        let mut fragment = false;
+        if inner_len + overhead > mtu {
+            let outer_v4 = sa.common.config.remote.is_ipv4();
+            let outer_df = outer_v4 && esp::outer_df(sa.common.config.df_bit, &inner);
+            let min_inner_mtu = if inner.version == 4 { 68 } else { 1280 };
+            let room = mtu.saturating_sub(overhead);
+            if inner.df && room >= min_inner_mtu || outer_df {
+                let from = sa.common.config.local;
+                return self.too_big(pkt, room, from, inner.version);
+            }
+            fragment = true;
+        }
+
+        let key = sa.common.config.key();
+        let result = match sa.common.config.protocol {
+            Protocol::Esp => esp::encapsulate(sa, pkt, &inner),
+            Protocol::Ah => ah::encapsulate(sa, pkt, &inner),
+        };
+        if let Err(reason) = result {
+            if reason == DropReason::SequenceExhausted {
+                sa.common.counters.limit_drops += 1;
+                self.event(EngineEvent::RekeyRequired(key));
+            } else if reason == DropReason::SequenceNotReserved {
+                sa.common.counters.limit_drops += 1;
+            }
+            return self.drop_out(reason);
+        }
+        let dst = sa.common.config.remote;
+        let lifetime = sa.common.account(inner_len);
+        let low = (sa.seq_limit != u64::MAX
+            && sa.seq_limit.saturating_sub(sa.seq) == self.config.reservation_low_water)
+            .then_some((sa.seq, sa.seq_limit));
+        self.lifetime_event(key, lifetime);
+        if let Some((seq, limit)) = low {
+            self.event(EngineEvent::ReservationLow { key, seq, limit });
+        }
+
+        if fragment {
+            return self.fragment(pkt, mtu, dst);
+        }
+        Outbound::Transmit { dst }
+    }
+
+    fn lifetime_event(&mut self, key: SaKey, state: Option<LifetimeState>) {
+        match state {
+            Some(LifetimeState::Soft) => self.event(EngineEvent::SoftLifetime(key)),
+            Some(LifetimeState::Hard) => self.event(EngineEvent::HardLifetime(key)),
+            Some(LifetimeState::Fresh) | None => {}
+        }
+    }
+
+    /// Replaces `pkt` with an ICMP "fragmentation needed" / "packet too big" for its
+    /// sender (RFC 4301 §8.2.1 / RFC 4213 §3.2), or drops it if no error may be sent.
+    fn too_big(&mut self, pkt: &mut PacketBuf, mtu: usize, from: IpAddr, version: u8) -> Outbound {
+        self.drops.count(DropReason::TooBig);
+        let from_matches = (version == 4) == from.is_ipv4();
+        let from = if from_matches {
+            from
+        } else {
+            // The error goes into the tunnel's inner family; without an address of that
+            // family the unspecified one would be rejected by hosts, so say nothing.
+            return Outbound::Dropped(DropReason::TooBig);
+        };
+        let mtu = u32::try_from(mtu).unwrap_or(u32::MAX);
+        match icmp_too_big(pkt.data(), mtu, from, &mut self.scratch) {
+            Ok(()) => {
+                std::mem::swap(pkt, &mut self.scratch);
+                Outbound::ToTunnel
+            }
+            Err(_) => Outbound::Dropped(DropReason::TooBig),
+        }
+    }
+
+    fn fragment(&mut self, pkt: &PacketBuf, mtu: usize, dst: IpAddr) -> Outbound {
+        let fragments = &mut self.fragments;
+        let mut n = 0;
+        let result = self.fragmenter.fragment(pkt.data(), mtu, |frag| {
+            if fragments.len() <= n {
+                fragments.push(PacketBuf::default());
+            }
+            if fragments[n].set_contents(0, frag).is_ok() {
+                n += 1;
+            }
+        });
+        match result {
+            Ok(_) => {
+                self.fragments_ready = n;
+                self.fragments_taken = 0;
+                self.fragment_dst = Some(dst);
+                Outbound::Fragmented { count: n }
+            }
+            Err(_) => self.drop_out(DropReason::TooBig),
+        }
+    }
+
+    /// Moves the next pending outer fragment into `out` (swapping buffers) and returns
+    /// its destination.
+    pub fn poll_fragment(&mut self, out: &mut PacketBuf) -> Option<IpAddr> {
+        if self.fragments_taken >= self.fragments_ready {
+            return None;
+        }
+        std::mem::swap(out, &mut self.fragments[self.fragments_taken]);
+        self.fragments_taken += 1;
+        self.fragment_dst
+    }
+
+    /// A datagram received on the ESP-in-UDP port (RFC 3948): ESP, IKE behind the
+    /// non-ESP marker, or a NAT-keepalive.
+    pub fn inbound_udp(&mut self, now: Instant, pkt: &mut PacketBuf, meta: UdpMeta) -> Inbound {
+        match udp_encap::classify(pkt.data()) {
+            udp_encap::Kind::Keepalive => Inbound::Keepalive,
+            udp_encap::Kind::Ike => match pkt.trim_front(udp_encap::NON_ESP_MARKER_LEN) {
+                Ok(()) => Inbound::Ike,
+                Err(_) => self.drop_in(DropReason::Truncated),
+            },
+            udp_encap::Kind::Esp => {
+                let outer = OuterContext {
+                    tos: meta.ecn,
+                    ip_header: None,
+                    src: meta.src.ip(),
+                    dst: meta.dst.ip(),
+                };
+                self.inbound_esp(now, pkt, meta.dst.ip(), outer)
+            }
+            udp_encap::Kind::Invalid => self.drop_in(DropReason::Truncated),
+        }
+    }
+
+    /// A full IP packet carrying ESP or AH, as raw sockets deliver them. Fragments are
+    /// reassembled first.
+    pub fn inbound_ip(&mut self, now: Instant, pkt: &mut PacketBuf) -> Inbound {
+        match self
+            .reassembler
+            .push(now, pkt.data(), &mut self.reassembled)
+        {
+            Ok(Reassembly::NotFragment) => {}
+            Ok(Reassembly::Pending) => return Inbound::Pending,
+            Ok(Reassembly::Complete) => std::mem::swap(pkt, &mut self.reassembled),
+            Err(_) => return self.drop_in(DropReason::Reassembly),
+        }
+        let Some((hlen, protocol, src, dst, tos)) = outer_fields(pkt.data()) else {
+            return self.drop_in(DropReason::BadIpHeader);
+        };
+        match protocol {
+            proto::ESP => {
+                let mut hdr = [0u8; 128];
+                let keep = hlen.min(hdr.len());
+                hdr[..keep].copy_from_slice(&pkt.data()[..keep]);
+                if pkt.trim_front(hlen).is_err() {
+                    return self.drop_in(DropReason::Truncated);
+                }
+                let outer = OuterContext {
+                    tos,
+                    ip_header: Some(&hdr[..keep]),
+                    src,
+                    dst,
+                };
+                self.inbound_esp(now, pkt, dst, outer)
+            }
+            proto::AH => self.inbound_ah(pkt, dst, hlen),
+            _ => self.drop_in(DropReason::UnsupportedProtocol),
+        }
+    }
+
+    fn inbound_esp(
+        &mut self,
+        _now: Instant,
+        pkt: &mut PacketBuf,
+        dst: IpAddr,
+        outer: OuterContext<'_>,
+    ) -> Inbound {
+        let Some(spi) = pkt
+            .data()
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            return self.drop_in(DropReason::Truncated);
+        };
+        let Some(sa) = self.sad.inbound_mut(dst, Protocol::Esp, spi) else {
+            return self.drop_in(DropReason::UnknownSpi);
+        };
+        match esp::decapsulate(sa, pkt, outer) {
+            Ok(Decapsulated::Dummy) => Inbound::Dummy,
+            Ok(Decapsulated::Packet) => self.deliver(pkt, dst, Protocol::Esp, spi),
+            Err(reason) => self.drop_in(reason),
+        }
+    }
+
+    fn inbound_ah(&mut self, pkt: &mut PacketBuf, dst: IpAddr, hlen: usize) -> Inbound {
+        let Some(spi) = pkt
+            .data()
+            .get(hlen + 4..hlen + 8)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        else {
+            return self.drop_in(DropReason::Truncated);
+        };
+        let Some(sa) = self.sad.inbound_mut(dst, Protocol::Ah, spi) else {
+            return self.drop_in(DropReason::UnknownSpi);
+        };
+        match ah::decapsulate(sa, pkt, hlen) {
+            Ok(()) => self.deliver(pkt, dst, Protocol::Ah, spi),
+            Err(reason) => self.drop_in(reason),
+        }
+    }
+
+    /// Selector check and accounting for a decapsulated packet.
+    fn deliver(&mut self, pkt: &PacketBuf, dst: IpAddr, protocol: Protocol, spi: u32) -> Inbound {
+        let Some(sa) = self.sad.inbound_mut(dst, protocol, spi) else {
+            return self.drop_in(DropReason::UnknownSpi);
+        };
+        if !sa.common.config.selectors.is_empty() {
+            let allowed = FlowKey::from_packet(pkt.data())
+                .is_ok_and(|flow| sa.common.selectors_allow(&flow, true));
+            if !allowed {
+                sa.common.counters.selector_drops += 1;
+                return self.drop_in(DropReason::SelectorMismatch);
+            }
+        }
+        if sa.common.lifetime_state == LifetimeState::Hard {
+            sa.common.counters.limit_drops += 1;
+            return self.drop_in(DropReason::LifetimeExpired);
+        }
+        let tunnel = sa.common.config.binding;
+        let key = sa.common.config.key();
+        let lifetime = sa.common.account(pkt.len());
+        self.lifetime_event(key, lifetime);
+        Inbound::Deliver { tunnel }
+    }
+}
+
+/// Header length, protocol (after IPv6 extension headers that precede ESP/AH),
+/// addresses and TOS of an outer IP packet.
+fn outer_fields(pkt: &[u8]) -> Option<(usize, u8, IpAddr, IpAddr, u8)> {
+    let info = ip::inner_info(pkt)?;
+    let (src, dst) = ip::addresses(pkt)?;
+    if info.version == 4 {
+        let hlen = usize::from(pkt[0] & 0x0f) * 4;
+        if hlen < ip::IPV4_HEADER_LEN || hlen > pkt.len() {
+            return None;
+        }
+        return Some((hlen, pkt[9], src, dst, info.tos));
+    }
+    // Hop-by-hop, routing and destination options may precede ESP/AH (RFC 4303 §3.1.1).
+    let mut next = pkt[6];
+    let mut off = ip::IPV6_HEADER_LEN;
+    while matches!(next, 0 | 43 | 60) {
+        let len = (usize::from(*pkt.get(off + 1)?) + 1) * 8;
+        next = *pkt.get(off)?;
+        off += len;
+    }
+    (off <= pkt.len()).then_some((off, next, src, dst, info.tos))
+}
