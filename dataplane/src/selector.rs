@@ -26,6 +26,8 @@ use etherparse::{
     Ipv4HeaderSlice, Ipv6FragmentHeaderSlice, Ipv6HeaderSlice, Ipv6RawExtHeaderSlice,
 };
 
+use crate::ip::IPV6_HEADER_LEN;
+
 /// IP protocol numbers the selector code needs by name.
 pub mod proto {
     /// ICMP for IPv4.
@@ -558,9 +560,6 @@ impl FlowKey {
         }
     }
 }
-
-/// Length of the fixed IPv6 header.
-pub(crate) const IPV6_HEADER_LEN: usize = 40;
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,11 @@
 //! Splitting a packet into fragments that fit an MTU.
 
 use super::{
-    FRAG_HEADER_LEN, FragError, IPV4_HEADER_LEN, IPV6_MIN_MTU, be16, ipv4_lengths, ipv6_len, put16,
+    FRAG_HEADER_LEN, FragError, IPV6_MIN_MTU, be16, ipv4_lengths, ipv6_len, put16,
     set_ipv4_checksum, walk_v6,
 };
-use crate::selector::{IPV6_HEADER_LEN, proto};
+use crate::ip::{IPV4_HEADER_LEN, IPV6_HEADER_LEN};
+use crate::selector::proto;
 
 /// IPv4 flags/offset field bits.
 const IPV4_DF: u16 = 0x4000;

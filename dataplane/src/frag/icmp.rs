@@ -5,11 +5,14 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
-    FRAG_HEADER_LEN, FragError, IPV4_HEADER_LEN, IPV4_ICMP_ERROR_MAX, IPV6_MIN_MTU, be16,
-    fold_checksum, ipv4_lengths, ipv6_len, put16, set_ipv4_checksum, sum_words, walk_v6,
+    FRAG_HEADER_LEN, FragError, IPV4_ICMP_ERROR_MAX, IPV6_MIN_MTU, be16, ipv4_lengths, ipv6_len,
+    put16, set_ipv4_checksum, walk_v6,
 };
 use crate::buf::{DEFAULT_HEADROOM, PacketBuf};
-use crate::selector::{IPV6_HEADER_LEN, proto};
+use crate::ip::{
+    IPV4_HEADER_LEN, IPV6_HEADER_LEN, checksum, checksum_add, checksum_finish, pseudo_header_sum,
+};
+use crate::selector::proto;
 
 /// Hop limit / TTL of generated errors.
 const ERROR_TTL: u8 = 64;
@@ -102,7 +105,7 @@ fn too_big_v4(
     head[1] = 4;
     put16(head, 6, u16::try_from(mtu).unwrap_or(u16::MAX));
     body.copy_from_slice(quote);
-    let c = fold_checksum(sum_words(icmp, 0));
+    let c = checksum(icmp);
     put16(icmp, 2, c);
     Ok(())
 }
@@ -163,10 +166,8 @@ fn too_big_v6(
     head[4..8].copy_from_slice(&mtu.to_be_bytes());
     body.copy_from_slice(quote);
     // Pseudo-header (RFC 8200 §8.1): addresses, upper-layer length, next header.
-    let mut acc = sum_words(&from.octets(), 0);
-    acc = sum_words(&src.octets(), acc);
-    acc += icmp_len as u64 + u64::from(proto::ICMPV6);
-    let c = fold_checksum(sum_words(icmp, acc));
+    let pseudo = pseudo_header_sum(from.into(), src.into(), proto::ICMPV6, icmp_len);
+    let c = checksum_finish(checksum_add(pseudo, icmp));
     put16(icmp, 2, c);
     Ok(())
 }

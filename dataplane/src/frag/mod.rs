@@ -21,7 +21,8 @@ use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice};
 
 use crate::buf::BufError;
 use crate::drop::DropReason;
-use crate::selector::{IPV6_HEADER_LEN, proto};
+use crate::ip::{IPV6_HEADER_LEN, checksum};
+use crate::selector::proto;
 
 /// Why a packet could not be fragmented, reassembled or answered with an ICMP error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -109,9 +110,6 @@ pub const IPV6_MIN_MTU: usize = 1280;
 /// Largest IPv4 packet an ICMP error may be (RFC 1812 §4.3.2.3).
 pub const IPV4_ICMP_ERROR_MAX: usize = 576;
 
-/// Bytes of an IPv4 header without options.
-const IPV4_HEADER_LEN: usize = 20;
-
 /// Bytes of the IPv6 Fragment header.
 const FRAG_HEADER_LEN: usize = 8;
 
@@ -131,33 +129,10 @@ fn put16(b: &mut [u8], at: usize, v: u16) {
     }
 }
 
-/// Adds `data` as big-endian 16-bit words (odd tail padded with zero) to a running sum.
-fn sum_words(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        if let [a, b] = w {
-            acc += u64::from(u16::from_be_bytes([*a, *b]));
-        }
-    }
-    if let [a] = chunks.remainder() {
-        acc += u64::from(*a) << 8;
-    }
-    acc
-}
-
-/// Folds a running sum into the one's-complement Internet checksum (RFC 1071).
-fn fold_checksum(mut acc: u64) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    // The loop leaves at most 16 bits.
-    !(acc as u16)
-}
-
 /// Recomputes the header checksum of the IPv4 header `h` in place.
 fn set_ipv4_checksum(h: &mut [u8]) {
     put16(h, 10, 0);
-    let c = fold_checksum(sum_words(h, 0));
+    let c = checksum(h);
     put16(h, 10, c);
 }
 
@@ -235,17 +210,4 @@ fn walk_v6(pkt: &[u8], mut pos: usize, mut nh_pos: usize) -> Result<V6Chain, Fra
         stop_nh_pos: nh_pos,
         stop_next: next,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksum_matches_rfc1071_example() {
-        // RFC 1071 §3: the words 0001 f203 f4f5 f6f7 sum to ddf2 (checksum 220d).
-        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
-        assert_eq!(fold_checksum(sum_words(&data, 0)), 0x220d);
-        assert_eq!(fold_checksum(sum_words(&[0xab], 0)), !0xab00);
-    }
 }

@@ -5,11 +5,11 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use super::{
-    FRAG_HEADER_LEN, FragError, be16, fold_checksum, ipv4_lengths, ipv6_len, put16,
-    set_ipv4_checksum, sum_words, walk_v6,
+    FRAG_HEADER_LEN, FragError, be16, ipv4_lengths, ipv6_len, put16, set_ipv4_checksum, walk_v6,
 };
 use crate::buf::{DEFAULT_HEADROOM, PacketBuf};
-use crate::selector::{IPV6_HEADER_LEN, proto};
+use crate::ip::{IPV6_HEADER_LEN, checksum};
+use crate::selector::proto;
 
 /// Bounds on what a [`Reassembler`] holds, so that fragments an attacker sends and never
 /// completes cost bounded memory and time.
@@ -447,7 +447,7 @@ fn parse_v4(packet: &[u8]) -> Result<Option<Fragment<'_>>, FragError> {
     }
     let header = packet.get(..hlen).ok_or(FragError::Truncated)?;
     // Fragments are held for a while and merged: refuse a header the network corrupted.
-    if fold_checksum(sum_words(header, 0)) != 0 {
+    if checksum(header) != 0 {
         return Err(FragError::BadIpHeader);
     }
     let addr = |at: usize| -> Result<IpAddr, FragError> {
