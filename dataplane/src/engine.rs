@@ -309,17 +309,22 @@ impl Engine {
         }
 
         let inner_len = pkt.len();
-        let overhead = match sa.common.config.protocol {
-            Protocol::Esp => esp::overhead(sa, inner_len),
-            Protocol::Ah => ah::overhead(sa),
-        };
         let mtu = usize::from(sa.common.config.path_mtu);
+        let (overhead, room) = match sa.common.config.protocol {
+            Protocol::Esp => (
+                esp::overhead(sa, inner_len),
+                esp::max_payload(sa, mtu).unwrap_or(0),
+            ),
+            Protocol::Ah => {
+                let o = ah::overhead(sa);
+                (o, mtu.saturating_sub(o))
+            }
+        };
         let mut fragment = false;
         if inner_len + overhead > mtu {
             let outer_v4 = sa.common.config.remote.is_ipv4();
             let outer_df = outer_v4 && esp::outer_df(sa.common.config.df_bit, &inner);
             let min_inner_mtu = if inner.version == 4 { 68 } else { 1280 };
-            let room = mtu.saturating_sub(overhead);
             if inner.df && room >= min_inner_mtu || outer_df {
                 let from = sa.common.config.local;
                 return self.too_big(pkt, room, from, inner.version);

@@ -13,20 +13,35 @@ use crate::sa::{DfBit, InboundSa, Mode, OutboundSa, SaTransform};
 /// Fixed ESP header: SPI and sequence number.
 pub const ESP_HEADER_LEN: usize = 8;
 
-/// Bytes that encapsulating a `payload_len`-byte payload adds, outer headers included.
-pub fn overhead(sa: &OutboundSa, payload_len: usize) -> usize {
+/// Bytes an encapsulation adds besides padding (outer headers, ESP header, IV, ICV),
+/// and the padding alignment.
+fn fixed_overhead(sa: &OutboundSa) -> (usize, usize) {
     let (iv, block, icv) = match &sa.common.transform {
         SaTransform::Esp(c) => (c.iv_len(), c.block_size(), c.icv_len()),
         SaTransform::Ah(i) => (0, 4, i.icv_len()),
     };
-    let padded = (payload_len + 2).div_ceil(block) * block;
     let udp = if sa.common.config.udp_encap.is_some() {
         ip::UDP_HEADER_LEN
     } else {
         0
     };
-    ip::outer_header_len(sa.common.config.remote) + udp + ESP_HEADER_LEN + iv + padded + icv
-        - payload_len
+    let fixed = ip::outer_header_len(sa.common.config.remote) + udp + ESP_HEADER_LEN + iv + icv;
+    (fixed, block)
+}
+
+/// Bytes that encapsulating a `payload_len`-byte payload adds, outer headers included.
+pub fn overhead(sa: &OutboundSa, payload_len: usize) -> usize {
+    let (fixed, block) = fixed_overhead(sa);
+    fixed + (payload_len + 2).div_ceil(block) * block - payload_len
+}
+
+/// The largest inner packet that fits in `mtu` after encapsulation, whatever its
+/// padding: the MTU to advertise in an ICMP error. `None` if nothing fits.
+pub fn max_payload(sa: &OutboundSa, mtu: usize) -> Option<usize> {
+    let (fixed, block) = fixed_overhead(sa);
+    // n + overhead(n) = fixed + ceil((n + 2) / block) * block must stay <= mtu.
+    let blocks = mtu.checked_sub(fixed)? / block;
+    (blocks * block).checked_sub(2)
 }
 
 /// Takes the next outbound sequence number, refusing to reuse or exceed the space or the
