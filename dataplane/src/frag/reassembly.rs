@@ -134,6 +134,8 @@ impl Fragment<'_> {
 /// IPv4 too: overlaps have no legitimate use and are the stuff of evasion attacks. Exact
 /// duplicates (same offset, length and bytes), which networks do produce, are ignored
 /// (RFC 8200 §4.5). When a limit is hit, the oldest incomplete datagrams are evicted.
+/// Each incomplete datagram owns its buffers: reassembly is the slow path, and its memory
+/// is bounded by [`ReassemblyLimits::max_bytes`] rather than kept allocation-free.
 #[derive(Debug)]
 pub struct Reassembler {
     limits: ReassemblyLimits,
