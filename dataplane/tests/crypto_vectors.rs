@@ -106,52 +106,43 @@ fn gcm_spec_test_cases_3_4_15_16_raw() {
     let iv = h("cafebabefacedbaddecaf888");
     let p = h(
         "d9313225f88406e5a55909c5aff5269a 86a7a9531534f7da2e4c303d8a318a72
-               1c3c0c95956809532fcf0e2449a6b525 b16aedf5aa0de657ba637b391aafd255",
+         1c3c0c95956809532fcf0e2449a6b525 b16aedf5aa0de657ba637b391aafd255",
     );
     let aad = h("feedfacedeadbeeffeedfacedeadbeef abaddad2");
-    let cases: [(&str, &aead::Algorithm, &[u8], &[u8], &[u8], &str, &str); 4] = [
+    type Case<'a> = (
+        &'a str,
+        &'static aead::Algorithm,
+        &'a [u8],
+        &'a [u8],
+        &'a [u8],
+    );
+    let cases: [(Case, &str, &str); 4] = [
         (
-            "Test Case 3",
-            &aead::AES_128_GCM,
-            &k128,
-            &p,
-            &[],
+            ("Test Case 3", &aead::AES_128_GCM, &k128, &p, &[]),
             "42831ec2217774244b7221b784d0d49c e3aa212f2c02a4e035c17e2329aca12e
              21d514b25466931c7d8f6a5aac84aa05 1ba30b396a0aac973d58e091473f5985",
             "4d5c2af327cd64a62cf35abd2ba6fab4",
         ),
         (
-            "Test Case 4",
-            &aead::AES_128_GCM,
-            &k128,
-            &p[..60],
-            &aad,
+            ("Test Case 4", &aead::AES_128_GCM, &k128, &p[..60], &aad),
             "42831ec2217774244b7221b784d0d49c e3aa212f2c02a4e035c17e2329aca12e
              21d514b25466931c7d8f6a5aac84aa05 1ba30b396a0aac973d58e091",
             "5bc94fbc3221a5db94fae95ae7121a47",
         ),
         (
-            "Test Case 15",
-            &aead::AES_256_GCM,
-            &k256,
-            &p,
-            &[],
+            ("Test Case 15", &aead::AES_256_GCM, &k256, &p, &[]),
             "522dc1f099567d07f47f37a32a84427d 643a8cdcbfe5c0c97598a2bd2555d1aa
              8cb08e48590dbb3da7b08b1056828838 c5f61e6393ba7a0abcc9f662898015ad",
             "b094dac5d93471bdec1a502270e3cc6c",
         ),
         (
-            "Test Case 16",
-            &aead::AES_256_GCM,
-            &k256,
-            &p[..60],
-            &aad,
+            ("Test Case 16", &aead::AES_256_GCM, &k256, &p[..60], &aad),
             "522dc1f099567d07f47f37a32a84427d 643a8cdcbfe5c0c97598a2bd2555d1aa
              8cb08e48590dbb3da7b08b1056828838 c5f61e6393ba7a0abcc9f662",
             "76fc6ece0f4e1768cddf8853bb2d551b",
         ),
     ];
-    for (name, alg, key, plain, aad, ct, tag) in cases {
+    for ((name, alg, key, plain, aad), ct, tag) in cases {
         let key = aead::LessSafeKey::new(aead::UnboundKey::new(alg, key).unwrap());
         let nonce = || aead::Nonce::try_assume_unique_for_key(&iv).unwrap();
         let mut buf = plain.to_vec();
@@ -1069,6 +1060,14 @@ fn open_layout_errors() {
             );
         }
     }
+}
+
+/// SPU workers share an SA's inbound transform (`open` takes `&self`) across threads.
+#[test]
+fn transforms_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<EspCipher>();
+    assert_send_sync::<Integ>();
 }
 
 #[test]

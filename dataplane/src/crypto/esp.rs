@@ -22,19 +22,28 @@ const TRAILER_LEN: usize = 2;
 const TOO_SHORT: CryptoError = CryptoError::Layout("packet shorter than header, IV and ICV");
 
 /// How one SA protects its packets.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the AEAD is the common, hot case and stays inline; only rare NULL SAs are smaller"
+)]
 enum Mode {
     /// AES-GCM or ChaCha20-Poly1305: the cipher carries its own integrity.
     Aead(Aead),
-    /// A CBC cipher followed by an HMAC over the ciphertext (encrypt-then-MAC).
-    Cbc {
-        cipher: CbcCipher,
-        integ: Integ,
-        /// The source of CBC IVs, which must be unpredictable (RFC 3602 §2.3). Seeded
-        /// once from the OS per SA so that no packet costs a system call.
-        rng: ChaCha20Rng,
-    },
+    /// A CBC cipher followed by an HMAC over the ciphertext (encrypt-then-MAC). Boxed:
+    /// its key schedules and IV generator are nearly three times the size of the AEAD
+    /// state, which should not set the size of every SA.
+    Cbc(Box<Cbc>),
     /// ENCR_NULL (RFC 2410): integrity only.
     Null { integ: Integ },
+}
+
+/// The state of a CBC + HMAC SA.
+struct Cbc {
+    cipher: CbcCipher,
+    integ: Integ,
+    /// The source of CBC IVs, which must be unpredictable (RFC 3602 §2.3). Seeded once
+    /// from the OS per SA so that no packet costs a system call.
+    rng: ChaCha20Rng,
 }
 
 /// The keyed ESP transform of one SA direction.
@@ -97,11 +106,11 @@ impl EspCipher {
         } else {
             let integ = Integ::new(integ, integ_key)?;
             match CbcCipher::new(encr, encr_key) {
-                Some(cipher) => Mode::Cbc {
+                Some(cipher) => Mode::Cbc(Box::new(Cbc {
                     cipher: cipher?,
                     integ,
                     rng: iv_generator(),
-                },
+                })),
                 None => Mode::Null { integ },
             }
         };
@@ -122,7 +131,8 @@ impl EspCipher {
     pub fn icv_len(&self) -> usize {
         match &self.mode {
             Mode::Aead(_) => aead::TAG_LEN,
-            Mode::Cbc { integ, .. } | Mode::Null { integ } => integ.icv_len(),
+            Mode::Cbc(cbc) => cbc.integ.icv_len(),
+            Mode::Null { integ } => integ.icv_len(),
         }
     }
 
@@ -139,7 +149,7 @@ impl EspCipher {
         let iv = &mut iv[..self.encr.iv_len()];
         match &mut self.mode {
             Mode::Aead(_) => iv.copy_from_slice(&seq.to_be_bytes()),
-            Mode::Cbc { rng, .. } => rng.fill_bytes(iv),
+            Mode::Cbc(cbc) => cbc.rng.fill_bytes(iv),
             Mode::Null { .. } => {}
         }
         self.seal_with_iv(pkt, seq, esn, iv)
@@ -184,10 +194,11 @@ impl EspCipher {
                 let (text, tag) = rest.split_at_mut(text_end - iv_end);
                 aead.seal(header, seq_hi, iv, text, tag)
             }
-            Mode::Cbc { cipher, integ, .. } => {
+            Mode::Cbc(cbc) => {
                 let (head, rest) = pkt.split_at_mut(iv_end);
-                cipher.encrypt(&head[HEADER_LEN..], &mut rest[..text_end - iv_end])?;
-                write_icv(integ, pkt, text_end, seq_hi);
+                cbc.cipher
+                    .encrypt(&head[HEADER_LEN..], &mut rest[..text_end - iv_end])?;
+                write_icv(&cbc.integ, pkt, text_end, seq_hi);
                 Ok(())
             }
             Mode::Null { integ } => {
@@ -213,10 +224,11 @@ impl EspCipher {
                 let (header, iv) = header_and_aead_iv(head)?;
                 aead.open(header, seq_hi, iv, text_and_tag)
             }
-            Mode::Cbc { cipher, integ, .. } => {
-                verify_icv(integ, pkt, text_end, seq_hi)?;
+            Mode::Cbc(cbc) => {
+                verify_icv(&cbc.integ, pkt, text_end, seq_hi)?;
                 let (head, rest) = pkt.split_at_mut(iv_end);
-                cipher.decrypt(&head[HEADER_LEN..], &mut rest[..text_end - iv_end])
+                cbc.cipher
+                    .decrypt(&head[HEADER_LEN..], &mut rest[..text_end - iv_end])
             }
             Mode::Null { integ } => verify_icv(integ, pkt, text_end, seq_hi),
         }
@@ -234,8 +246,8 @@ impl EspCipher {
         if text_len < TRAILER_LEN {
             return Err(CryptoError::Layout("payload shorter than the ESP trailer"));
         }
-        let must_align = sealing || matches!(self.mode, Mode::Cbc { .. });
-        if must_align && text_len % self.block_size() != 0 {
+        let must_align = sealing || matches!(self.mode, Mode::Cbc(_));
+        if must_align && !text_len.is_multiple_of(self.block_size()) {
             return Err(CryptoError::Layout(
                 "payload is not a multiple of the block size",
             ));
@@ -285,5 +297,33 @@ fn verify_icv(
         Ok(())
     } else {
         Err(CryptoError::Integrity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `seal` sizes its IV scratch and the AEAD IV from these constants; they must agree
+    /// with the algorithm table, or `seal` would index out of bounds.
+    #[test]
+    fn iv_constants_agree_with_the_algorithm_table() {
+        for encr in [
+            EncrAlg::Null,
+            EncrAlg::DesCbc,
+            EncrAlg::TripleDesCbc,
+            EncrAlg::AesCbc128,
+            EncrAlg::AesCbc192,
+            EncrAlg::AesCbc256,
+            EncrAlg::AesGcm128,
+            EncrAlg::AesGcm256,
+            EncrAlg::ChaCha20Poly1305,
+        ] {
+            assert!(encr.iv_len() <= MAX_IV_LEN, "{encr:?}");
+            if encr.is_aead() {
+                assert_eq!(encr.iv_len(), aead::IV_LEN, "{encr:?}");
+                assert_eq!(encr.iv_len(), std::mem::size_of::<u64>(), "{encr:?}");
+            }
+        }
     }
 }
