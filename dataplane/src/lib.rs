@@ -23,3 +23,5 @@ pub mod sad;
 pub mod selector;
 pub mod spd;
 pub mod udp_encap;
+pub mod io;
+pub mod worker;

@@ -18,6 +18,7 @@ pub mod tun;
 pub mod udp;
 
 use std::io;
+use std::os::fd::AsRawFd;
 
 /// Turns a `-1` syscall return into the thread's `errno` as an [`io::Error`].
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -25,5 +26,26 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
+    }
+}
+
+/// Asks for a socket receive buffer of `bytes`. As root, `SO_RCVBUFFORCE` goes past
+/// `net.core.rmem_max` (212 KiB by default, about 150 full-size datagrams: one burst);
+/// otherwise the ordinary option, which the kernel caps, is the best we can do.
+fn set_recv_buffer(sock: &socket2::Socket, bytes: usize) {
+    let val = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: passes a pointer to a live c_int and its size.
+    let forced = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const val).cast(),
+            len,
+        )
+    };
+    if forced != 0 {
+        let _ = sock.set_recv_buffer_size(bytes);
     }
 }

@@ -235,7 +235,7 @@ impl RawReceiver {
         )
         .map_err(|e| need_root(e, "raw receive socket"))?;
         sock.set_nonblocking(true)?;
-        let _ = sock.set_recv_buffer_size(RECV_BUFFER);
+        super::set_recv_buffer(&sock, RECV_BUFFER);
         if ipv6 {
             for opt in [
                 libc::IPV6_RECVPKTINFO,

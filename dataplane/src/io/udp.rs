@@ -89,8 +89,7 @@ impl UdpSocket {
             sock.set_only_v6(true)?;
         }
         sock.set_reuse_port(reuse_port)?;
-        // Best effort: an unprivileged process is capped at rmem_max, which is fine.
-        let _ = sock.set_recv_buffer_size(RECV_BUFFER);
+        super::set_recv_buffer(&sock, RECV_BUFFER);
         sock.bind(&SockAddr::from(addr))
             .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {addr}: {e}")))?;
         let sock: std::net::UdpSocket = sock.into();

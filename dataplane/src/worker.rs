@@ -1,0 +1,1017 @@
+//! SPU workers: threads that run one [`Engine`] each over the packet I/O of [`crate::io`].
+//!
+//! # Threads and ownership
+//!
+//! [`Dataplane::start`] opens every descriptor on the calling thread (so errors come back
+//! synchronously, and a caller that entered a network namespace gets everything inside
+//! it), then spawns `workers` threads named `spu-N`. Worker N owns:
+//! - queue N of every TUN device (multi-queue when there is more than one worker; the
+//!   kernel spreads inner flows over the queues),
+//! - its own UDP NAT-T sockets, bound with `SO_REUSEPORT` (the kernel spreads peers over
+//!   the workers by flow hash),
+//! - its own raw send sockets,
+//! - for worker 0 only, the raw ESP/AH receive sockets (every raw socket receives its own
+//!   copy of each packet, so there must be exactly one per protocol),
+//! - an eventfd for wakeups and its `Engine`, built on the thread itself.
+//!
+//! # SA anchors and handoff
+//!
+//! Every SA lives in exactly one worker's engine, its anchor, chosen by the control plane
+//! ([`DataplaneHandle::install_sa`]). The kernel does not know anchors, so a worker may
+//! read a packet for an SA anchored elsewhere: an inbound packet whose SPI is anchored on
+//! another worker, or an inner packet from a TUN queue whose tunnel's outbound SA is. Such
+//! packets are moved (not copied) to the anchor through its bounded lock-free handoff
+//! queue (`crossbeam_queue::ArrayQueue`) and an eventfd wake. The sending worker takes a
+//! replacement buffer from a shared lock-free free list, and the anchor returns the
+//! buffer it swapped out, so after warm-up no buffer is allocated. A full queue drops the
+//! packet as [`DropReason::QueueFull`].
+//!
+//! Which worker anchors what (SPI → worker, tunnel → worker) is replicated into every
+//! worker as plain maps by route commands, so the per-packet decision takes no lock.
+//! Packets that carry no SPI (IKE, keepalives, non-first fragments) or whose SPI or tunnel
+//! is unknown are processed where they were read; the engine then counts them.
+//!
+//! # The loop
+//!
+//! Run to completion: wait on epoll; drain control commands; then for each ready source
+//! read one bounded batch (at most `batch` packets) into the worker's preallocated
+//! buffers, run each through the engine, and send the results (raw `sendmmsg` batch,
+//! TUN writes, handoffs). Level-triggered epoll brings back whatever a batch left.
+//! Engine events and IKE messages go to the control side over a bounded channel.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::buf::{DEFAULT_HEADROOM, PacketBuf};
+use crate::drop::{DropCounters, DropReason};
+use crate::engine::{
+    Engine, EngineConfig, EngineError, EngineEvent, EngineStats, Inbound, Outbound, UdpMeta,
+};
+use crate::io::poll::{EventFd, Poller};
+use crate::io::raw::{IPPROTO_AH, IPPROTO_ESP, RawReceiver, RawSender};
+use crate::io::tun::{Tun, TunError};
+use crate::io::udp::{UdpRecvMeta, UdpSocket};
+use crate::ip;
+use crate::sa::{Direction, SaConfig, SaKey, TunnelId};
+
+/// How long control calls wait for a worker's reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest sleep in epoll; only a backstop, since stop and commands wake the eventfd.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// Commands applied per loop iteration, so a flood of control traffic cannot starve
+/// packets.
+const COMMANDS_PER_ITERATION: usize = 64;
+/// epoll token of the worker's eventfd; sources use their index plus one.
+const WAKE_TOKEN: u64 = 0;
+
+/// One route-based tunnel: a TUN device and the binding its SAs carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// Binding of the outbound and inbound SAs of this tunnel.
+    pub id: TunnelId,
+    /// Interface name, e.g. `st0.0`.
+    pub name: String,
+    /// Interface MTU: the largest inner packet accepted.
+    pub mtu: u32,
+}
+
+/// What [`Dataplane::start`] sets up.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Number of SPU worker threads (at least 1).
+    pub workers: usize,
+    /// TUN devices to create (one queue per worker each).
+    pub tunnels: Vec<TunnelConfig>,
+    /// Addresses of the UDP encapsulation sockets (usually `0.0.0.0:4500` and
+    /// `[::]:4500`); each worker binds its own with `SO_REUSEPORT`. Empty: no ESP-in-UDP.
+    pub udp_bind: Vec<SocketAddr>,
+    /// Receive raw ESP (IP protocol 50).
+    pub raw_esp: bool,
+    /// Receive raw AH (IP protocol 51).
+    pub raw_ah: bool,
+    /// Also open the IPv6 raw receive sockets.
+    pub ipv6: bool,
+    /// Settings of every worker's engine.
+    pub engine: EngineConfig,
+    /// Packets read per source per wakeup; also the number of preallocated buffers.
+    pub batch: usize,
+    /// Capacity of each worker's handoff queue.
+    pub handoff_capacity: usize,
+    /// Capacity of the event channel to the control side.
+    pub event_capacity: usize,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            tunnels: Vec::new(),
+            udp_bind: vec![
+                SocketAddr::from(([0, 0, 0, 0], 4500)),
+                SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 4500)),
+            ],
+            raw_esp: true,
+            raw_ah: true,
+            ipv6: true,
+            engine: EngineConfig::default(),
+            batch: 64,
+            handoff_capacity: 512,
+            event_capacity: 4096,
+        }
+    }
+}
+
+/// Why the dataplane did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `workers` was 0 or `batch` was 0.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+    /// A TUN device could not be set up.
+    #[error(transparent)]
+    Tun(#[from] TunError),
+    /// A socket, epoll set or eventfd could not be set up.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+/// Why a control call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// There is no worker with this index.
+    #[error("no worker {0}")]
+    NoSuchWorker(usize),
+    /// The worker thread has stopped.
+    #[error("worker {0} has stopped")]
+    WorkerGone(usize),
+    /// The worker did not answer in time.
+    #[error("worker {0} did not answer within {REPLY_TIMEOUT:?}")]
+    Timeout(usize),
+    /// The engine refused the SA.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Something the control plane must handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataplaneEvent {
+    /// An engine event (lifetime, rekey, reservation) from a worker.
+    Engine {
+        /// The worker (SA anchor) that raised it.
+        worker: usize,
+        /// The event.
+        event: EngineEvent,
+    },
+    /// An IKE message received on the NAT-T port (non-ESP marker removed).
+    Ike {
+        /// The peer.
+        src: SocketAddr,
+        /// Our address and port it arrived on.
+        dst: SocketAddr,
+        /// The IKE message.
+        message: Vec<u8>,
+    },
+}
+
+/// Counters of a worker's I/O, beside the engine's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// Packets read from TUN queues.
+    pub tun_rx: u64,
+    /// Packets written to TUN queues.
+    pub tun_tx: u64,
+    /// Datagrams received on the UDP sockets.
+    pub udp_rx: u64,
+    /// Packets received on raw ESP/AH sockets.
+    pub raw_rx: u64,
+    /// Packets sent on raw sockets.
+    pub raw_tx: u64,
+    /// IKE messages passed to the control side.
+    pub ike_rx: u64,
+    /// Packets handed to another worker.
+    pub handoff_out: u64,
+    /// Packets received from other workers.
+    pub handoff_in: u64,
+    /// Events (engine or IKE) lost because the event channel was full.
+    pub events_lost: u64,
+    /// Drops by the I/O layer (`QueueFull`, `TxError`).
+    pub drops: DropCounters,
+}
+
+/// A worker's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Worker index.
+    pub worker: usize,
+    /// The engine's per-SA counters and drops.
+    pub engine: EngineStats,
+    /// The I/O layer's counters and drops.
+    pub io: IoCounters,
+}
+
+impl WorkerStats {
+    /// Engine and I/O drops together.
+    pub fn drops(&self) -> DropCounters {
+        let mut d = self.engine.drops.clone();
+        d.add(&self.io.drops);
+        d
+    }
+}
+
+/// Anchor map updates, replicated to every worker.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// Inbound SPI anchored on a worker (`None`: forget it).
+    Spi(u32, Option<usize>),
+    /// Tunnel whose outbound SA is anchored on a worker (`None`: forget it).
+    Tunnel(TunnelId, Option<usize>),
+}
+
+enum Command {
+    InstallSa(Box<SaConfig>, SyncSender<Result<(), EngineError>>),
+    RemoveSa(SaKey, SyncSender<bool>),
+    ExtendReservation(SaKey, u64, SyncSender<bool>),
+    Route(Route),
+    Stats(SyncSender<WorkerStats>),
+    SendIke(SocketAddr, Vec<u8>),
+}
+
+/// A packet moved between workers, with what is needed to process it.
+#[derive(Debug)]
+struct Handoff {
+    buf: PacketBuf,
+    slot: Slot,
+}
+
+/// Where the packet in a batch buffer came from.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Inner packet read from tunnel `TunnelId`.
+    Tun(TunnelId),
+    /// Datagram from the UDP encapsulation port.
+    Udp(UdpMeta),
+    /// Full IP packet from a raw ESP/AH socket.
+    Ip,
+}
+
+/// What workers share: wakeups, handoff queues and the spare-buffer list.
+#[derive(Debug)]
+struct Shared {
+    wake: Vec<EventFd>,
+    handoff: Vec<ArrayQueue<Handoff>>,
+    free: ArrayQueue<PacketBuf>,
+    stop: AtomicBool,
+}
+
+/// Control handle: install and remove SAs, read counters, send IKE messages, without
+/// stopping traffic. Commands are applied by the worker between batches.
+#[derive(Debug, Clone)]
+pub struct DataplaneHandle {
+    commands: Vec<Sender<Command>>,
+    shared: Arc<Shared>,
+}
+
+impl DataplaneHandle {
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.commands.len()
+    }
+
+    fn send(&self, worker: usize, cmd: Command) -> Result<(), ControlError> {
+        let tx = self
+            .commands
+            .get(worker)
+            .ok_or(ControlError::NoSuchWorker(worker))?;
+        tx.send(cmd).map_err(|_| ControlError::WorkerGone(worker))?;
+        self.shared.wake[worker].wake();
+        Ok(())
+    }
+
+    fn call<T>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(SyncSender<T>) -> Command,
+    ) -> Result<T, ControlError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(worker, make(tx))?;
+        rx.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => ControlError::Timeout(worker),
+            mpsc::RecvTimeoutError::Disconnected => ControlError::WorkerGone(worker),
+        })
+    }
+
+    fn broadcast(&self, route: Route) -> Result<(), ControlError> {
+        (0..self.workers()).try_for_each(|w| self.send(w, Command::Route(route)))
+    }
+
+    /// Installs `sa` on worker `worker`, which becomes its anchor, then tells every worker
+    /// to hand that SA's packets (inbound: by SPI; outbound: by tunnel binding) to it.
+    pub fn install_sa(&self, worker: usize, sa: SaConfig) -> Result<(), ControlError> {
+        let route = match sa.direction {
+            Direction::Inbound => Route::Spi(sa.spi, Some(worker)),
+            Direction::Outbound => Route::Tunnel(sa.binding, Some(worker)),
+        };
+        self.call(worker, |tx| Command::InstallSa(Box::new(sa), tx))??;
+        self.broadcast(route)
+    }
+
+    /// Removes an SA from its anchor `worker`; true if it was installed there. The anchor
+    /// route is withdrawn for inbound SAs; for outbound ones it stays, since a rekeyed SA
+    /// of the same tunnel normally takes over on the same anchor.
+    pub fn remove_sa(&self, worker: usize, key: SaKey) -> Result<bool, ControlError> {
+        let removed = self.call(worker, |tx| Command::RemoveSa(key, tx))?;
+        if removed && key.direction == Direction::Inbound {
+            self.broadcast(Route::Spi(key.spi, None))?;
+        }
+        Ok(removed)
+    }
+
+    /// Moves the routing of `tunnel`'s outbound packets to `worker` (or back to whichever
+    /// worker reads them, with `None`).
+    pub fn route_tunnel(
+        &self,
+        tunnel: TunnelId,
+        worker: Option<usize>,
+    ) -> Result<(), ControlError> {
+        self.broadcast(Route::Tunnel(tunnel, worker))
+    }
+
+    /// Raises an outbound SA's sequence reservation (cluster mode).
+    pub fn extend_reservation(
+        &self,
+        worker: usize,
+        key: SaKey,
+        limit: u64,
+    ) -> Result<bool, ControlError> {
+        self.call(worker, |tx| Command::ExtendReservation(key, limit, tx))
+    }
+
+    /// A snapshot of worker `worker`'s counters.
+    pub fn stats(&self, worker: usize) -> Result<WorkerStats, ControlError> {
+        self.call(worker, Command::Stats)
+    }
+
+    /// Counters of every worker.
+    pub fn stats_all(&self) -> Result<Vec<WorkerStats>, ControlError> {
+        (0..self.workers()).map(|w| self.stats(w)).collect()
+    }
+
+    /// Sends an IKE message to `dst` from the NAT-T socket (the non-ESP marker is
+    /// prepended). Fire and forget, like any datagram: IKE retransmits.
+    pub fn send_ike(&self, dst: SocketAddr, message: Vec<u8>) -> Result<(), ControlError> {
+        self.send(0, Command::SendIke(dst, message))
+    }
+}
+
+/// A running set of SPU workers. Dropping it stops and joins them.
+#[derive(Debug)]
+pub struct Dataplane {
+    handle: DataplaneHandle,
+    events: Receiver<DataplaneEvent>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Dataplane {
+    /// Opens all devices and sockets on the calling thread (and thus in its network
+    /// namespace) and starts the workers.
+    pub fn start(config: DataplaneConfig) -> Result<Dataplane, StartError> {
+        let n = config.workers;
+        if n == 0 {
+            return Err(StartError::Config("workers must be at least 1"));
+        }
+        if config.batch == 0 || config.handoff_capacity == 0 || config.event_capacity == 0 {
+            return Err(StartError::Config(
+                "batch, handoff_capacity and event_capacity must be at least 1",
+            ));
+        }
+
+        // TUN queues: tunnel t's queue w goes to worker w.
+        let mut tun_queues: Vec<Vec<(TunnelId, Tun)>> = (0..n).map(|_| Vec::new()).collect();
+        for t in &config.tunnels {
+            let queues = Tun::open_queues(&t.name, n)?;
+            if let Some(q) = queues.first() {
+                q.set_mtu(t.mtu)?;
+                q.set_up()?;
+            }
+            for (w, q) in queues.into_iter().enumerate() {
+                tun_queues[w].push((t.id, q));
+            }
+        }
+
+        let shared = Arc::new(Shared {
+            wake: (0..n)
+                .map(|_| EventFd::new())
+                .collect::<io::Result<_>>()
+                .map_err(io_err("eventfd"))?,
+            handoff: (0..n)
+                .map(|_| ArrayQueue::new(config.handoff_capacity))
+                .collect(),
+            free: ArrayQueue::new(config.handoff_capacity * n),
+            stop: AtomicBool::new(false),
+        });
+        let (event_tx, events) = mpsc::sync_channel(config.event_capacity);
+
+        let mut workers = Vec::with_capacity(n);
+        let mut commands = Vec::with_capacity(n);
+        for (id, tuns) in tun_queues.into_iter().enumerate() {
+            let udp = config
+                .udp_bind
+                .iter()
+                .map(|a| UdpSocket::bind(*a, n > 1).map_err(io_err(format!("UDP socket {a}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut raw_rx = Vec::new();
+            if id == 0 {
+                let families: &[bool] = if config.ipv6 {
+                    &[false, true]
+                } else {
+                    &[false]
+                };
+                for &v6 in families {
+                    for (on, proto) in [(config.raw_esp, IPPROTO_ESP), (config.raw_ah, IPPROTO_AH)]
+                    {
+                        if on {
+                            raw_rx.push(
+                                RawReceiver::new(v6, proto)
+                                    .map_err(io_err(format!("raw socket for protocol {proto}")))?,
+                            );
+                        }
+                    }
+                }
+            }
+            let tx = RawSender::new().map_err(io_err("raw send socket"))?;
+            let (cmd_tx, cmd_rx) = mpsc::channel();
+            commands.push(cmd_tx);
+            let sources = tuns.len() + udp.len() + raw_rx.len();
+            let poller = Poller::new(sources + 1).map_err(io_err("epoll"))?;
+            poller
+                .add(&shared.wake[id], WAKE_TOKEN)
+                .map_err(io_err("epoll add"))?;
+            let mut token = WAKE_TOKEN;
+            let mut next = || {
+                token += 1;
+                token
+            };
+            for (_, t) in &tuns {
+                poller.add(t, next()).map_err(io_err("epoll add"))?;
+            }
+            for u in &udp {
+                poller.add(u, next()).map_err(io_err("epoll add"))?;
+            }
+            for r in &raw_rx {
+                poller.add(r, next()).map_err(io_err("epoll add"))?;
+            }
+            let tunnel_index = tuns
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (*id, i))
+                .collect();
+            workers.push(Worker {
+                id,
+                tuns,
+                tunnel_index,
+                udp,
+                raw_rx,
+                tx,
+                poller,
+                commands: cmd_rx,
+                shared: Arc::clone(&shared),
+                events: event_tx.clone(),
+                spi_owner: HashMap::new(),
+                tunnel_owner: HashMap::new(),
+                bufs: (0..config.batch).map(|_| PacketBuf::default()).collect(),
+                slots: vec![Slot::Ip; config.batch],
+                udp_meta: vec![UdpRecvMeta::default(); config.batch],
+                tx_pending: Vec::with_capacity(config.batch),
+                spare: PacketBuf::default(),
+                ready: Vec::with_capacity(sources + 1),
+                wake_targets: vec![false; n],
+                counters: IoCounters::default(),
+            });
+        }
+
+        let handle = DataplaneHandle {
+            commands,
+            shared: Arc::clone(&shared),
+        };
+        let mut threads = Vec::with_capacity(n);
+        for w in workers {
+            let engine_config = config.engine.clone();
+            let name = format!("spu-{}", w.id);
+            let spawned = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || w.run(Engine::new(engine_config)));
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    stop_and_join(&shared, &mut threads);
+                    return Err(StartError::Io {
+                        what: format!("spawning {name}"),
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(Dataplane {
+            handle,
+            events,
+            threads,
+        })
+    }
+
+    /// A control handle (cheap to clone, usable from any thread).
+    pub fn handle(&self) -> DataplaneHandle {
+        self.handle.clone()
+    }
+
+    /// Engine events and IKE messages from all workers.
+    pub fn events(&self) -> &Receiver<DataplaneEvent> {
+        &self.events
+    }
+
+    /// Stops the workers after their current batch and waits for them.
+    pub fn shutdown(mut self) {
+        stop_and_join(&self.handle.shared, &mut self.threads);
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        stop_and_join(&self.handle.shared, &mut self.threads);
+    }
+}
+
+fn stop_and_join(shared: &Shared, threads: &mut Vec<JoinHandle<()>>) {
+    shared.stop.store(true, Ordering::Release);
+    for w in &shared.wake {
+        w.wake();
+    }
+    for t in threads.drain(..) {
+        if t.join().is_err() {
+            tracing::error!("an SPU worker panicked");
+        }
+    }
+}
+
+/// One SPU worker's state, moved onto its thread.
+struct Worker {
+    id: usize,
+    tuns: Vec<(TunnelId, Tun)>,
+    tunnel_index: HashMap<TunnelId, usize>,
+    udp: Vec<UdpSocket>,
+    raw_rx: Vec<RawReceiver>,
+    tx: RawSender,
+    poller: Poller,
+    commands: Receiver<Command>,
+    shared: Arc<Shared>,
+    events: SyncSender<DataplaneEvent>,
+    spi_owner: HashMap<u32, usize>,
+    tunnel_owner: HashMap<TunnelId, usize>,
+    /// The batch buffers, allocated once.
+    bufs: Vec<PacketBuf>,
+    slots: Vec<Slot>,
+    udp_meta: Vec<UdpRecvMeta>,
+    /// (buffer index, destination) of packets to send on the raw socket.
+    tx_pending: Vec<(usize, IpAddr)>,
+    /// Swapped with the engine's fragment buffers by `poll_fragment`.
+    spare: PacketBuf,
+    ready: Vec<u64>,
+    wake_targets: Vec<bool>,
+    counters: IoCounters,
+}
+
+impl Worker {
+    fn run(mut self, mut engine: Engine) {
+        tracing::debug!(worker = self.id, "SPU worker started");
+        while !self.shared.stop.load(Ordering::Acquire) {
+            self.ready.clear();
+            match self.poller.wait(Some(IDLE_WAIT)) {
+                Ok(tokens) => self.ready.extend(tokens),
+                Err(e) => {
+                    tracing::error!(worker = self.id, error = %e, "epoll_wait failed; worker stops");
+                    break;
+                }
+            }
+            for k in 0..self.ready.len() {
+                let token = self.ready[k];
+                if token == WAKE_TOKEN {
+                    self.shared.wake[self.id].drain();
+                    self.apply_commands(&mut engine);
+                    self.drain_handoffs(&mut engine);
+                } else {
+                    self.read_source(&mut engine, token);
+                }
+            }
+            self.forward_events(&mut engine);
+        }
+        tracing::debug!(worker = self.id, "SPU worker stopped");
+    }
+
+    fn apply_commands(&mut self, engine: &mut Engine) {
+        for _ in 0..COMMANDS_PER_ITERATION {
+            let Ok(cmd) = self.commands.try_recv() else {
+                return;
+            };
+            match cmd {
+                Command::InstallSa(sa, reply) => {
+                    let _ = reply.send(engine.install_sa(*sa));
+                }
+                Command::RemoveSa(key, reply) => {
+                    let _ = reply.send(engine.remove_sa(&key));
+                }
+                Command::ExtendReservation(key, limit, reply) => {
+                    let _ = reply.send(engine.extend_reservation(&key, limit));
+                }
+                Command::Route(Route::Spi(spi, owner)) => {
+                    set_route(&mut self.spi_owner, spi, owner)
+                }
+                Command::Route(Route::Tunnel(t, owner)) => {
+                    set_route(&mut self.tunnel_owner, t, owner)
+                }
+                Command::Stats(reply) => {
+                    let _ = reply.send(WorkerStats {
+                        worker: self.id,
+                        engine: engine.stats(),
+                        io: self.counters.clone(),
+                    });
+                }
+                Command::SendIke(dst, message) => self.send_ike(dst, &message),
+            }
+        }
+        // More commands are queued: come back after the next packets.
+        self.shared.wake[self.id].wake();
+    }
+
+    fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) {
+        let sock = self
+            .udp
+            .iter()
+            .find(|s| s.local_addr().is_ipv4() == dst.is_ipv4());
+        let res = match sock {
+            Some(s) => s.send_ike(dst, message).map(|_| ()),
+            None => Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "no UDP socket of that family",
+            )),
+        };
+        if let Err(e) = res {
+            self.counters.drops.count(DropReason::TxError);
+            tracing::warn!(worker = self.id, %dst, error = %e, "sending IKE message failed");
+        }
+    }
+
+    /// Takes up to one batch from this worker's handoff queue and processes it here,
+    /// without another anchor check (the sender already made it).
+    fn drain_handoffs(&mut self, engine: &mut Engine) {
+        let queue = &self.shared.handoff[self.id];
+        let mut n = 0;
+        while n < self.bufs.len() {
+            let Some(mut h) = queue.pop() else {
+                break;
+            };
+            std::mem::swap(&mut self.bufs[n], &mut h.buf);
+            let _ = self.shared.free.push(h.buf);
+            self.slots[n] = h.slot;
+            n += 1;
+        }
+        if n == self.bufs.len() && !queue.is_empty() {
+            self.shared.wake[self.id].wake();
+        }
+        self.counters.handoff_in += n as u64;
+        let now = Instant::now();
+        for i in 0..n {
+            self.process(engine, now, i);
+        }
+        self.flush_tx();
+    }
+
+    fn read_source(&mut self, engine: &mut Engine, token: u64) {
+        let Ok(idx) = usize::try_from(token - 1) else {
+            return;
+        };
+        for b in &mut self.bufs {
+            b.reset(DEFAULT_HEADROOM);
+        }
+        let (tuns, udps) = (self.tuns.len(), self.udp.len());
+        let n = if idx < tuns {
+            self.read_tun(idx)
+        } else if idx < tuns + udps {
+            self.read_udp(idx - tuns)
+        } else {
+            self.read_raw(idx - tuns - udps)
+        };
+        if n == 0 {
+            return;
+        }
+        let now = Instant::now();
+        for i in 0..n {
+            match self.owner(i) {
+                Some(w) if w != self.id => self.hand_off(i, w),
+                _ => self.process(engine, now, i),
+            }
+        }
+        self.flush_tx();
+        for w in 0..self.wake_targets.len() {
+            if std::mem::take(&mut self.wake_targets[w]) {
+                self.shared.wake[w].wake();
+            }
+        }
+    }
+
+    fn read_tun(&mut self, idx: usize) -> usize {
+        let (tunnel, tun) = &self.tuns[idx];
+        let mut n = 0;
+        while n < self.bufs.len() {
+            match tun.recv(&mut self.bufs[n]) {
+                Ok(_) => {
+                    self.slots[n] = Slot::Tun(*tunnel);
+                    n += 1;
+                }
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        tracing::warn!(worker = self.id, tun = tun.name(), error = %e, "TUN read failed");
+                    }
+                    break;
+                }
+            }
+        }
+        self.counters.tun_rx += n as u64;
+        n
+    }
+
+    fn read_udp(&mut self, idx: usize) -> usize {
+        match self.udp[idx].recv_batch(&mut self.bufs, &mut self.udp_meta) {
+            Ok(batch) => {
+                for _ in 0..batch.overflow {
+                    self.counters.drops.count(DropReason::QueueFull);
+                }
+                for i in 0..batch.datagrams {
+                    let m = self.udp_meta[i];
+                    self.slots[i] = Slot::Udp(UdpMeta {
+                        src: m.src,
+                        dst: m.dst,
+                        ecn: m.ecn,
+                    });
+                }
+                self.counters.udp_rx += batch.datagrams as u64;
+                batch.datagrams
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::warn!(worker = self.id, error = %e, "UDP receive failed");
+                }
+                0
+            }
+        }
+    }
+
+    fn read_raw(&mut self, idx: usize) -> usize {
+        let Some(sock) = self.raw_rx.get(idx) else {
+            return 0;
+        };
+        match sock.recv_batch(&mut self.bufs) {
+            Ok(n) => {
+                self.slots[..n].fill(Slot::Ip);
+                self.counters.raw_rx += n as u64;
+                n
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::warn!(worker = self.id, error = %e, "raw receive failed");
+                }
+                0
+            }
+        }
+    }
+
+    /// The anchor worker of the packet in buffer `i`, if one is known.
+    fn owner(&self, i: usize) -> Option<usize> {
+        match self.slots[i] {
+            Slot::Tun(t) => self.tunnel_owner.get(&t).copied(),
+            Slot::Udp(_) => {
+                let spi = udp_spi(self.bufs[i].data())?;
+                self.spi_owner.get(&spi).copied()
+            }
+            Slot::Ip => {
+                let spi = ip_spi(self.bufs[i].data())?;
+                self.spi_owner.get(&spi).copied()
+            }
+        }
+    }
+
+    /// Moves buffer `i` to worker `w`'s handoff queue, replacing it with a spare.
+    fn hand_off(&mut self, i: usize, w: usize) {
+        let spare = self.shared.free.pop().unwrap_or_default();
+        let buf = std::mem::replace(&mut self.bufs[i], spare);
+        match self.shared.handoff[w].push(Handoff {
+            buf,
+            slot: self.slots[i],
+        }) {
+            Ok(()) => {
+                self.counters.handoff_out += 1;
+                self.wake_targets[w] = true;
+            }
+            Err(h) => {
+                // Keep our buffer, return the spare.
+                let spare = std::mem::replace(&mut self.bufs[i], h.buf);
+                let _ = self.shared.free.push(spare);
+                self.counters.drops.count(DropReason::QueueFull);
+            }
+        }
+    }
+
+    /// Runs buffer `i` through the engine and acts on the result.
+    fn process(&mut self, engine: &mut Engine, now: Instant, i: usize) {
+        let buf = &mut self.bufs[i];
+        match self.slots[i] {
+            Slot::Tun(tunnel) => match engine.outbound(now, buf, tunnel) {
+                Outbound::Transmit { dst } => self.tx_pending.push((i, dst)),
+                Outbound::Fragmented { count } => self.send_fragments(engine, count),
+                Outbound::ToTunnel => self.write_tun(tunnel, i),
+                Outbound::Bypass => match ip::addresses(buf.data()) {
+                    Some((_, dst)) => self.tx_pending.push((i, dst)),
+                    None => self.counters.drops.count(DropReason::BadIpHeader),
+                },
+                Outbound::Dropped(_) => {}
+            },
+            Slot::Udp(meta) => match engine.inbound_udp(now, buf, meta) {
+                Inbound::Deliver { tunnel } => self.write_tun(tunnel, i),
+                Inbound::Ike => {
+                    let message = self.bufs[i].data().to_vec();
+                    self.counters.ike_rx += 1;
+                    self.emit(DataplaneEvent::Ike {
+                        src: meta.src,
+                        dst: meta.dst,
+                        message,
+                    });
+                }
+                Inbound::Keepalive | Inbound::Pending | Inbound::Dummy | Inbound::Dropped(_) => {}
+            },
+            Slot::Ip => match engine.inbound_ip(now, buf) {
+                Inbound::Deliver { tunnel } => self.write_tun(tunnel, i),
+                Inbound::Ike
+                | Inbound::Keepalive
+                | Inbound::Pending
+                | Inbound::Dummy
+                | Inbound::Dropped(_) => {}
+            },
+        }
+    }
+
+    /// Sends the `count` fragments of the last outbound packet right away (a slow path:
+    /// the outer MTU was too small for the inner packet).
+    fn send_fragments(&mut self, engine: &mut Engine, count: usize) {
+        for _ in 0..count {
+            let Some(dst) = engine.poll_fragment(&mut self.spare) else {
+                break;
+            };
+            let res = self.tx.send_batch([(self.spare.data(), dst)]);
+            self.account_tx(res);
+        }
+    }
+
+    fn write_tun(&mut self, tunnel: TunnelId, i: usize) {
+        let Some(&idx) = self.tunnel_index.get(&tunnel) else {
+            self.counters.drops.count(DropReason::TxError);
+            tracing::debug!(
+                worker = self.id,
+                tunnel,
+                "packet for a tunnel without TUN device"
+            );
+            return;
+        };
+        match self.tuns[idx].1.send(self.bufs[i].data()) {
+            Ok(_) => self.counters.tun_tx += 1,
+            Err(e) => {
+                self.counters.drops.count(DropReason::TxError);
+                tracing::debug!(worker = self.id, tunnel, error = %e, "TUN write failed");
+            }
+        }
+    }
+
+    fn flush_tx(&mut self) {
+        if self.tx_pending.is_empty() {
+            return;
+        }
+        let bufs = &self.bufs;
+        let res = self.tx.send_batch(
+            self.tx_pending
+                .iter()
+                .map(|&(i, dst)| (bufs[i].data(), dst)),
+        );
+        self.tx_pending.clear();
+        self.account_tx(res);
+    }
+
+    fn account_tx(&mut self, res: crate::io::raw::TxResult) {
+        self.counters.raw_tx += res.sent as u64;
+        for _ in 0..res.failed {
+            self.counters.drops.count(DropReason::TxError);
+        }
+        if let Some(e) = res.last_error {
+            tracing::debug!(worker = self.id, error = %e, failed = res.failed, "raw send failed");
+        }
+    }
+
+    fn forward_events(&mut self, engine: &mut Engine) {
+        while let Some(event) = engine.poll_event() {
+            self.emit(DataplaneEvent::Engine {
+                worker: self.id,
+                event,
+            });
+        }
+    }
+
+    fn emit(&mut self, event: DataplaneEvent) {
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.counters.events_lost += 1
+            }
+        }
+    }
+}
+
+fn set_route<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, owner: Option<usize>) {
+    match owner {
+        Some(w) => {
+            map.insert(key, w);
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
+/// SPI of an ESP-in-UDP payload; `None` for IKE (zero marker), keepalives and runts.
+fn udp_spi(payload: &[u8]) -> Option<u32> {
+    let spi = u32::from_be_bytes(payload.get(..4)?.try_into().ok()?);
+    (spi != 0).then_some(spi)
+}
+
+/// SPI of a raw ESP or AH packet (IPv4 or the rebuilt IPv6 header); `None` for non-first
+/// fragments and anything else without one.
+fn ip_spi(pkt: &[u8]) -> Option<u32> {
+    let (hlen, proto) = match pkt.first()? >> 4 {
+        4 => {
+            let frag_offset = u16::from_be_bytes([*pkt.get(6)?, *pkt.get(7)?]) & 0x1fff;
+            if frag_offset != 0 {
+                return None;
+            }
+            (usize::from(pkt[0] & 0x0f) * 4, *pkt.get(9)?)
+        }
+        6 => (ip::IPV6_HEADER_LEN, *pkt.get(6)?),
+        _ => return None,
+    };
+    let at = match proto {
+        IPPROTO_ESP => hlen,
+        IPPROTO_AH => hlen + 4,
+        _ => return None,
+    };
+    Some(u32::from_be_bytes(pkt.get(at..at + 4)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spi_extraction_for_anchor_routing() {
+        assert_eq!(udp_spi(&[0, 0, 0, 0, 1]), None);
+        assert_eq!(udp_spi(&[0xff]), None);
+        assert_eq!(udp_spi(&[0, 0, 1, 2, 0, 0, 0, 1]), Some(0x102));
+
+        let mut v4 = [0u8; 28];
+        v4[0] = 0x45;
+        v4[9] = IPPROTO_ESP;
+        v4[20..24].copy_from_slice(&0xabcd_u32.to_be_bytes());
+        assert_eq!(ip_spi(&v4), Some(0xabcd));
+        v4[9] = IPPROTO_AH;
+        v4[24..28].copy_from_slice(&0x1234_u32.to_be_bytes());
+        assert_eq!(ip_spi(&v4), Some(0x1234));
+        v4[7] = 1; // non-first fragment
+        assert_eq!(ip_spi(&v4), None);
+
+        let mut v6 = [0u8; 48];
+        v6[0] = 0x60;
+        v6[6] = IPPROTO_ESP;
+        v6[40..44].copy_from_slice(&7_u32.to_be_bytes());
+        assert_eq!(ip_spi(&v6), Some(7));
+    }
+}
