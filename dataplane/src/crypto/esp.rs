@@ -67,9 +67,10 @@ impl EspCipher {
     ///
     /// `encr_key` is exactly `encr.key_len()` bytes, including the trailing 4-byte salt
     /// of an AEAD. An AEAD takes no separate integrity algorithm (`IntegAlg::None` and an
-    /// empty `integ_key`); every other cipher, ENCR_NULL included, requires one, because
-    /// RFC 4303 §3.2 forbids an SA with neither confidentiality-with-integrity nor
-    /// integrity.
+    /// empty `integ_key`). Every other cipher requires one: confidentiality-only CBC is
+    /// malleable and open to active attacks on the confidentiality itself (RFC 4303
+    /// discourages it, RFC 8221 deprecates it), and ENCR_NULL without integrity would
+    /// protect nothing, which RFC 4303 forbids.
     ///
     /// # Panics
     ///
