@@ -4,4 +4,5 @@
 //! thread, so every exchange can be tested in memory and fuzzed.
 
 pub mod crypto;
+pub mod engine;
 pub mod wire;

@@ -1,0 +1,72 @@
+//! Errors of the IKE SA state machine, each mapped to the notify that reports it.
+
+use thiserror::Error;
+
+use crate::crypto::CryptoError;
+use crate::wire::{EncodeError, NotifyType, ParseError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum IkeError {
+    #[error("malformed message: {0}")]
+    Parse(#[from] ParseError),
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+    #[error("encoding: {0}")]
+    Encode(#[from] EncodeError),
+    #[error("no acceptable proposal")]
+    NoProposalChosen,
+    /// The peer's KE group is not the one we chose; the notify carries `group`.
+    #[error("KE payload for the wrong group, expected {group}")]
+    InvalidKePayload { group: u16 },
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    #[error("traffic selectors unacceptable")]
+    TsUnacceptable,
+    /// A payload required by the exchange is missing or duplicated.
+    #[error("missing or repeated payload: {0}")]
+    InvalidSyntax(&'static str),
+    /// EAP is parsed but not supported: the SA fails cleanly instead of stalling.
+    #[error("EAP authentication is not supported")]
+    EapNotSupported,
+    /// The peer answered with an error notify.
+    #[error("peer reported {0:?}")]
+    PeerError(NotifyType),
+    /// A message that does not belong to the current exchange; it is dropped.
+    #[error("unexpected message: {0}")]
+    Unexpected(&'static str),
+    #[error("peer did not answer")]
+    Timeout,
+}
+
+impl IkeError {
+    /// The error notify a responder puts in its answer, if this error is reported to the
+    /// peer at all (dropped messages and peer-reported errors are not).
+    pub fn notify_type(&self) -> Option<NotifyType> {
+        Some(match self {
+            IkeError::Parse(e) => e.notify_type(),
+            IkeError::NoProposalChosen => NotifyType::NoProposalChosen,
+            IkeError::InvalidKePayload { .. } => NotifyType::InvalidKePayload,
+            IkeError::AuthenticationFailed | IkeError::EapNotSupported => {
+                NotifyType::AuthenticationFailed
+            }
+            IkeError::TsUnacceptable => NotifyType::TsUnacceptable,
+            IkeError::InvalidSyntax(_) => NotifyType::InvalidSyntax,
+            IkeError::Crypto(CryptoError::InvalidPublicValue(_)) => NotifyType::InvalidSyntax,
+            IkeError::Crypto(_)
+            | IkeError::Encode(_)
+            | IkeError::PeerError(_)
+            | IkeError::Unexpected(_)
+            | IkeError::Timeout => return None,
+        })
+    }
+
+    /// Notification data that goes with [`Self::notify_type`].
+    pub fn notify_data(&self) -> Vec<u8> {
+        match self {
+            IkeError::Parse(e) => e.notify_data(),
+            IkeError::InvalidKePayload { group } => group.to_be_bytes().to_vec(),
+            _ => Vec::new(),
+        }
+    }
+}
