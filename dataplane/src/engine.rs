@@ -179,7 +179,9 @@ impl Engine {
             spd: Spd::default(),
             drops: DropCounters::default(),
             events: VecDeque::new(),
-            fragmenter: Fragmenter::default(),
+            // A random first identification, so a restarted worker does not reuse the
+            // identifications of fragments still in flight at the peer.
+            fragmenter: Fragmenter::new(rand_core::RngCore::next_u32(&mut rand_core::OsRng)),
             fragments: Vec::new(),
             fragments_ready: 0,
             fragments_taken: 0,
@@ -457,7 +459,7 @@ impl Engine {
             Ok(Reassembly::NotFragment) => {}
             Ok(Reassembly::Pending) => return Inbound::Pending,
             Ok(Reassembly::Complete) => std::mem::swap(pkt, &mut self.reassembled),
-            Err(_) => return self.drop_in(DropReason::Reassembly),
+            Err(e) => return self.drop_in(e.drop_reason()),
         }
         let Some((hlen, protocol, src, dst, tos)) = outer_fields(pkt.data()) else {
             return self.drop_in(DropReason::BadIpHeader);
@@ -500,11 +502,11 @@ impl Engine {
         let Some(sa) = self.sad.inbound_mut(dst, Protocol::Esp, spi) else {
             return self.drop_in(DropReason::UnknownSpi);
         };
-        match esp::decapsulate(sa, pkt, outer) {
-            Ok(Decapsulated::Dummy) => Inbound::Dummy,
-            Ok(Decapsulated::Packet) => self.deliver(pkt, dst, Protocol::Esp, spi),
-            Err(reason) => self.drop_in(reason),
-        }
+        let result = esp::decapsulate(sa, pkt, outer).and_then(|d| match d {
+            Decapsulated::Dummy => Ok(None),
+            Decapsulated::Packet => admit(sa, pkt).map(Some),
+        });
+        self.finish_inbound(result)
     }
 
     fn inbound_ah(&mut self, pkt: &mut PacketBuf, dst: IpAddr, hlen: usize) -> Inbound {
@@ -518,35 +520,48 @@ impl Engine {
         let Some(sa) = self.sad.inbound_mut(dst, Protocol::Ah, spi) else {
             return self.drop_in(DropReason::UnknownSpi);
         };
-        match ah::decapsulate(sa, pkt, hlen) {
-            Ok(()) => self.deliver(pkt, dst, Protocol::Ah, spi),
+        let result = ah::decapsulate(sa, pkt, hlen).and_then(|()| admit(sa, pkt).map(Some));
+        self.finish_inbound(result)
+    }
+
+    fn finish_inbound(&mut self, result: Result<Option<Admitted>, DropReason>) -> Inbound {
+        match result {
+            Ok(None) => Inbound::Dummy,
+            Ok(Some(a)) => {
+                self.lifetime_event(a.key, a.lifetime);
+                Inbound::Deliver { tunnel: a.tunnel }
+            }
             Err(reason) => self.drop_in(reason),
         }
     }
+}
 
-    /// Selector check and accounting for a decapsulated packet.
-    fn deliver(&mut self, pkt: &PacketBuf, dst: IpAddr, protocol: Protocol, spi: u32) -> Inbound {
-        let Some(sa) = self.sad.inbound_mut(dst, protocol, spi) else {
-            return self.drop_in(DropReason::UnknownSpi);
-        };
-        if !sa.common.config.selectors.is_empty() {
-            let allowed = FlowKey::from_packet(pkt.data())
-                .is_ok_and(|flow| sa.common.selectors_allow(&flow, true));
-            if !allowed {
-                sa.common.counters.selector_drops += 1;
-                return self.drop_in(DropReason::SelectorMismatch);
-            }
+/// A decapsulated packet the SA accepted.
+struct Admitted {
+    tunnel: TunnelId,
+    key: SaKey,
+    lifetime: Option<LifetimeState>,
+}
+
+/// Selector check and accounting for a decapsulated packet.
+fn admit(sa: &mut InboundSa, pkt: &PacketBuf) -> Result<Admitted, DropReason> {
+    if !sa.common.config.selectors.is_empty() {
+        let allowed = FlowKey::from_packet(pkt.data())
+            .is_ok_and(|flow| sa.common.selectors_allow(&flow, true));
+        if !allowed {
+            sa.common.counters.selector_drops += 1;
+            return Err(DropReason::SelectorMismatch);
         }
-        if sa.common.lifetime_state == LifetimeState::Hard {
-            sa.common.counters.limit_drops += 1;
-            return self.drop_in(DropReason::LifetimeExpired);
-        }
-        let tunnel = sa.common.config.binding;
-        let key = sa.common.config.key();
-        let lifetime = sa.common.account(pkt.len());
-        self.lifetime_event(key, lifetime);
-        Inbound::Deliver { tunnel }
     }
+    if sa.common.lifetime_state == LifetimeState::Hard {
+        sa.common.counters.limit_drops += 1;
+        return Err(DropReason::LifetimeExpired);
+    }
+    Ok(Admitted {
+        tunnel: sa.common.config.binding,
+        key: sa.common.config.key(),
+        lifetime: sa.common.account(pkt.len()),
+    })
 }
 
 /// Header length, protocol (after IPv6 extension headers that precede ESP/AH),

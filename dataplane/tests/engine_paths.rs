@@ -176,9 +176,10 @@ fn df_set_policy_refuses_to_fragment() {
 
 #[test]
 fn spd_protects_bypasses_and_discards_in_order() {
-    let mut config = EngineConfig::default();
-    config.policy_tunnel = Some(100);
-    let mut a = Engine::new(config);
+    let mut a = Engine::new(EngineConfig {
+        policy_tunnel: Some(100),
+        ..EngineConfig::default()
+    });
     let mut c = sa(Direction::Outbound);
     c.binding = 7;
     a.install_sa(c).unwrap();

@@ -72,10 +72,8 @@ impl EspCipher {
     /// discourages it, RFC 8221 deprecates it), and ENCR_NULL without integrity would
     /// protect nothing, which RFC 4303 forbids.
     ///
-    /// # Panics
-    ///
-    /// For a CBC cipher, if the operating system's random number generator is
-    /// unavailable to seed the IV generator; a host in that state cannot run IKE either.
+    /// For a CBC cipher this seeds the IV generator from the OS, and reports
+    /// [`CryptoError::RandomSource`] if that fails.
     pub fn new(
         encr: EncrAlg,
         encr_key: &[u8],
@@ -110,7 +108,7 @@ impl EspCipher {
                 Some(cipher) => Mode::Cbc(Box::new(Cbc {
                     cipher: cipher?,
                     integ,
-                    rng: iv_generator(),
+                    rng: iv_generator()?,
                 })),
                 None => Mode::Null { integ },
             }
@@ -258,9 +256,8 @@ impl EspCipher {
 }
 
 /// Seeds a per-SA CBC IV generator from the OS.
-fn iv_generator() -> ChaCha20Rng {
-    ChaCha20Rng::from_rng(OsRng)
-        .unwrap_or_else(|err| panic!("OS random number generator unavailable: {err}"))
+fn iv_generator() -> Result<ChaCha20Rng, CryptoError> {
+    ChaCha20Rng::from_rng(OsRng).map_err(|_| CryptoError::RandomSource)
 }
 
 /// The 8-byte header and the 8-byte AEAD IV at the front of `head`.

@@ -37,6 +37,9 @@ pub enum CryptoError {
     /// The buffer handed to seal/open does not have the ESP layout the transform needs.
     #[error("bad ESP layout: {0}")]
     Layout(&'static str),
+    /// The operating system's random source failed while seeding an IV generator.
+    #[error("the OS random number generator is unavailable")]
+    RandomSource,
     /// ICV or AEAD tag did not verify.
     #[error("integrity check failed")]
     Integrity,
