@@ -64,10 +64,7 @@ impl PacketBuf {
 
     /// A default-sized buffer holding a copy of `data` (tests, slow paths).
     pub fn from_slice(data: &[u8]) -> Self {
-        let mut b = Self::new(
-            DEFAULT_HEADROOM + data.len() + 512,
-            DEFAULT_HEADROOM,
-        );
+        let mut b = Self::new(DEFAULT_HEADROOM + data.len() + 512, DEFAULT_HEADROOM);
         b.storage[b.head..b.head + data.len()].copy_from_slice(data);
         b.tail = b.head + data.len();
         b
@@ -198,7 +195,10 @@ mod tests {
         assert_eq!(b.data(), &[2, 3]);
         assert_eq!(
             b.prepend(100),
-            Err(BufError::NoHeadroom { need: 100, have: 15 })
+            Err(BufError::NoHeadroom {
+                need: 100,
+                have: 15
+            })
         );
         assert_eq!(b.trim_back(3), Err(BufError::TooShort { need: 3, len: 2 }));
         assert!(b.append(1000).is_err());
