@@ -1,11 +1,10 @@
 //! Integrity algorithms (IANA Transform Type 3) for non-AEAD ciphers.
 
-use hmac::{Hmac, Mac};
-use md5::Md5;
 use ring::hmac as rhmac;
 use subtle::ConstantTimeEq;
 
 use super::error::CryptoError;
+use super::prf::hmac_md5;
 use super::xcbc::xcbc_mac;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -75,14 +74,7 @@ impl Integ {
             return Err(CryptoError::BadKeyLength("integrity key"));
         }
         let mut full = match self {
-            Integ::HmacMd5_96 => {
-                let mut mac = <Hmac<Md5> as Mac>::new_from_slice(key)
-                    .map_err(|_| CryptoError::BadKeyLength("HMAC-MD5 key"))?;
-                for p in parts {
-                    mac.update(p);
-                }
-                mac.finalize().into_bytes().to_vec()
-            }
+            Integ::HmacMd5_96 => hmac_md5(key, parts),
             Integ::AesXcbc96 => {
                 let key: &[u8; 16] = key
                     .try_into()

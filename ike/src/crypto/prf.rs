@@ -1,7 +1,8 @@
 //! Pseudo-random functions (IANA Transform Type 2) and prf+ (RFC 7296 §2.13).
 
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
-use md5::Md5;
+use md5::{Digest, Md5};
 use ring::hmac as rhmac;
 
 use super::error::CryptoError;
@@ -64,16 +65,7 @@ impl Prf {
     /// prf(key, parts[0] | parts[1] | ...), without concatenating the parts.
     pub fn compute(self, key: &[u8], parts: &[&[u8]]) -> SecretBytes {
         let ring_alg = match self {
-            Prf::HmacMd5 => {
-                // HMAC accepts any key length, so this constructor cannot fail.
-                let Ok(mut mac) = <Hmac<Md5> as Mac>::new_from_slice(key) else {
-                    unreachable!("HMAC takes keys of any length")
-                };
-                for p in parts {
-                    mac.update(p);
-                }
-                return SecretBytes::new(mac.finalize().into_bytes().to_vec());
-            }
+            Prf::HmacMd5 => return SecretBytes::new(hmac_md5(key, parts)),
             Prf::AesXcbc128 => return SecretBytes::new(xcbc_prf(key, parts).to_vec()),
             Prf::HmacSha1 => rhmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
             Prf::HmacSha256 => rhmac::HMAC_SHA256,
@@ -114,6 +106,29 @@ impl Prf {
         out.truncate(len);
         Ok(SecretBytes::new(out))
     }
+}
+
+const MD5_BLOCK: usize = 64;
+
+/// HMAC-MD5 keyed with a whole block, as RFC 2104 §2 prepares any key: longer keys are
+/// hashed, shorter ones zero-padded. This way no key length can make setup fail.
+pub(crate) fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut block = [0u8; MD5_BLOCK];
+    if key.len() > MD5_BLOCK {
+        let digest = Md5::digest(key);
+        block
+            .iter_mut()
+            .zip(digest.iter())
+            .for_each(|(b, d)| *b = *d);
+    } else {
+        block.iter_mut().zip(key).for_each(|(b, k)| *b = *k);
+    }
+    let mut mac = <Hmac<Md5> as KeyInit>::new(&block.into());
+    zeroize::Zeroize::zeroize(&mut block);
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
 }
 
 #[cfg(test)]

@@ -82,6 +82,14 @@ struct Keyed {
     init_response: Vec<u8>,
 }
 
+/// What IKE_SA_INIT leaves behind for key derivation and AUTH.
+struct InitTranscript {
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
 enum State {
     /// Initiator: waiting for the IKE_SA_INIT response.
     InitSent {
@@ -493,17 +501,13 @@ impl IkeSa {
             })?;
             let g_ir = dh.agree(&ke.data)?;
             self.spi_r = msg.header.spi_r;
-            derive(
-                suite,
-                true,
-                &g_ir,
+            let transcript = InitTranscript {
                 ni,
                 nr,
-                self.spi_i,
-                self.spi_r,
                 request,
-                data.to_vec(),
-            )
+                response: data.to_vec(),
+            };
+            derive(suite, true, &g_ir, (self.spi_i, self.spi_r), transcript)
         })();
         let keyed = match result {
             Ok(k) => k,
@@ -620,17 +624,13 @@ impl IkeSa {
             ],
         }
         .to_bytes()?;
-        let keyed = derive(
-            suite,
-            false,
-            &g_ir,
+        let transcript = InitTranscript {
             ni,
             nr,
-            self.spi_i,
-            self.spi_r,
-            data.to_vec(),
-            response.clone(),
-        )?;
+            request: data.to_vec(),
+            response: response.clone(),
+        };
+        let keyed = derive(suite, false, &g_ir, (self.spi_i, self.spi_r), transcript)?;
         self.send_response(0, response);
         self.state = State::AwaitAuth {
             keyed: Box::new(keyed),
@@ -889,18 +889,19 @@ fn ts_pair(payloads: &[Payload]) -> Result<(&TsPayload, &TsPayload), IkeError> {
 }
 
 /// SKEYSEED, the seven keys and the two SK ciphers of a fresh IKE SA.
-#[allow(clippy::too_many_arguments)]
 fn derive(
     suite: IkeSuite,
     initiator: bool,
     g_ir: &SecretBytes,
-    ni: Vec<u8>,
-    nr: Vec<u8>,
-    spi_i: u64,
-    spi_r: u64,
-    init_request: Vec<u8>,
-    init_response: Vec<u8>,
+    (spi_i, spi_r): (u64, u64),
+    t: InitTranscript,
 ) -> Result<Keyed, IkeError> {
+    let InitTranscript {
+        ni,
+        nr,
+        request: init_request,
+        response: init_response,
+    } = t;
     let seed = skeyseed(suite.prf, &ni, &nr, g_ir.as_bytes());
     let lengths = IkeKeyLengths {
         integ: suite.integ.map_or(0, Integ::key_len),
