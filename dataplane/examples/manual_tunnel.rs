@@ -5,6 +5,7 @@
 //! sudo cargo run --release -p dataplane --example manual_tunnel            # demo, then tear down
 //! sudo cargo run --release -p dataplane --example manual_tunnel -- --hold  # keep it up until Ctrl-C
 //! ... -- --raw-esp        plain ESP (IP protocol 50) instead of ESP in UDP 4500
+//! ... -- --ah             AH (IP protocol 51, integrity only) instead of ESP
 //! ... -- --ipv6-outer     outer IPv6 (fd00::1 <-> fd00::2) instead of IPv4
 //! ... -- --workers N      SPU worker threads per endpoint (default 2)
 //! ... -- --bytes N        size of the TCP transfer (default 16 MiB)
@@ -59,6 +60,7 @@ fn parse_args() -> Result<Options> {
         match a.as_str() {
             "--hold" => o.hold = true,
             "--raw-esp" => o.encap = Encap::RawEsp,
+            "--ah" => o.encap = Encap::Ah,
             "--ipv6-outer" => o.outer_v6 = true,
             "--workers" => {
                 o.workers = args.next().context("--workers needs a number")?.parse()?;
@@ -66,7 +68,7 @@ fn parse_args() -> Result<Options> {
             "--bytes" => o.bytes = args.next().context("--bytes needs a number")?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: manual_tunnel [--hold] [--raw-esp] [--ipv6-outer] [--workers N] [--bytes N]"
+                    "usage: manual_tunnel [--hold] [--raw-esp | --ah] [--ipv6-outer] [--workers N] [--bytes N]"
                 );
                 std::process::exit(0);
             }
@@ -119,11 +121,12 @@ fn run(o: &Options) -> Result<()> {
     let a = common::start_endpoint(&ep_a).context("endpoint in vpnA")?;
     let b = common::start_endpoint(&ep_b).context("endpoint in vpnB")?;
     let mode = match o.encap {
-        Encap::Udp => "ESP in UDP 4500 (RFC 3948)",
-        Encap::RawEsp => "ESP (IP protocol 50)",
+        Encap::Udp => "ESP in UDP 4500 (RFC 3948), AES-128-GCM",
+        Encap::RawEsp => "ESP (IP protocol 50), AES-128-GCM",
+        Encap::Ah => "AH (IP protocol 51), HMAC-SHA-256-128, no encryption",
     };
     println!(
-        "Tunnel up: {mode}, AES-128-GCM, {} SPU workers per side, outer {} <-> {}",
+        "Tunnel up: {mode}, {} SPU workers per side, outer {} <-> {}",
         o.workers, ep_a.local, ep_b.local
     );
     println!(
@@ -132,11 +135,14 @@ fn run(o: &Options) -> Result<()> {
     println!(
         "  vpnB: st0.0 10.2.0.1/24 fd10:2::1/64, routes 10.1.0.0/24 fd10:1::/64 into the tunnel"
     );
-    println!("  {}", ep_a.outbound.wireshark(ep_a.local, ep_b.local));
-    println!("  {}", ep_b.outbound.wireshark(ep_b.local, ep_a.local));
+    if o.encap != Encap::Ah {
+        println!("  {}", ep_a.outbound.wireshark(ep_a.local, ep_b.local));
+        println!("  {}", ep_b.outbound.wireshark(ep_b.local, ep_a.local));
+    }
     let filter = match o.encap {
         Encap::Udp => "udp port 4500",
         Encap::RawEsp => "esp",
+        Encap::Ah => "ah",
     };
     println!("Look at the wire:  ip netns exec vpnA tcpdump -ni veth-a {filter}");
     println!("Look inside:       ip netns exec vpnA tcpdump -ni st0.0");

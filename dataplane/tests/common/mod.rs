@@ -14,9 +14,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use dataplane::crypto::EncrAlg;
+use dataplane::crypto::{EncrAlg, IntegAlg};
 use dataplane::io::netns;
-use dataplane::sa::{Direction, SaConfig, UdpEncap};
+use dataplane::sa::{Direction, Protocol, SaConfig, UdpEncap};
 use dataplane::worker::{Dataplane, DataplaneConfig, TunnelConfig, WorkerStats};
 use rand_core::{OsRng, RngCore};
 
@@ -125,6 +125,18 @@ impl Topology {
             ])?;
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
+        // Check the outer link works and resolve the neighbours now: a first neighbour
+        // solicitation sent while the veth is still coming up is lost and retried only
+        // after a second, which would stall the first tunnel packets.
+        for dst in [OUTER_B4, OUTER_B6] {
+            run(
+                "ip",
+                &[
+                    "netns", "exec", &a.name, "ping", "-c", "1", "-i", "0.2", "-w", "5", dst,
+                ],
+            )
+            .with_context(|| format!("outer link check: ping {dst}"))?;
+        }
         Ok(Self {
             a,
             b,
@@ -154,19 +166,22 @@ pub enum Encap {
     Udp,
     /// Plain ESP, IP protocol 50.
     RawEsp,
+    /// AH (IP protocol 51) with HMAC-SHA-256-128: integrity only, the payload is clear.
+    Ah,
 }
 
-/// One direction's SA parameters: SPI and AES-128-GCM key with its 4-byte salt.
+/// One direction's SA parameters: SPI and key material. ESP uses the first 20 bytes as
+/// AES-128-GCM key and salt; AH uses all 32 as HMAC-SHA-256 key.
 #[derive(Debug, Clone)]
 pub struct SaKeys {
     pub spi: u32,
-    pub key: [u8; 20],
+    pub key: [u8; 32],
 }
 
 impl SaKeys {
     /// A random SPI (above the reserved range) and key.
     pub fn random() -> Self {
-        let mut key = [0u8; 20];
+        let mut key = [0u8; 32];
         OsRng.fill_bytes(&mut key);
         let spi = (OsRng.next_u32() & 0x7fff_ffff) | 0x1000;
         Self { spi, key }
@@ -174,7 +189,7 @@ impl SaKeys {
 
     /// "Wireshark ESP SA" line for decrypting captures (Edit > Preferences > ESP).
     pub fn wireshark(&self, src: IpAddr, dst: IpAddr) -> String {
-        let hex: String = self.key.iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = self.key[..20].iter().map(|b| format!("{b:02x}")).collect();
         format!(
             "Wireshark ESP SA: IPv{} {src} -> {dst} SPI 0x{:08x} AES-GCM with 16 octet ICV [RFC4106], key 0x{hex}, authentication NULL",
             if src.is_ipv4() { 4 } else { 6 },
@@ -211,7 +226,7 @@ pub fn start_endpoint(ep: &Endpoint) -> Result<Dataplane> {
             name: TUN_NAME.into(),
             mtu: TUN_MTU,
         }],
-        raw_ah: false,
+        raw_ah: ep.encap == Encap::Ah,
         ..DataplaneConfig::default()
     };
     let dp = in_netns(&ep.ns, || {
@@ -222,8 +237,14 @@ pub fn start_endpoint(ep: &Endpoint) -> Result<Dataplane> {
         (Direction::Outbound, &ep.outbound),
         (Direction::Inbound, &ep.inbound),
     ] {
-        let mut sa = SaConfig::esp_tunnel(dir, keys.spi, ep.local, ep.remote)
-            .with_encryption(EncrAlg::AesGcm128, &keys.key);
+        let sa = SaConfig::esp_tunnel(dir, keys.spi, ep.local, ep.remote);
+        let mut sa = if ep.encap == Encap::Ah {
+            let mut sa = sa.with_integrity(IntegAlg::HmacSha256_128, &keys.key);
+            sa.protocol = Protocol::Ah;
+            sa
+        } else {
+            sa.with_encryption(EncrAlg::AesGcm128, &keys.key[..20])
+        };
         sa.binding = 0;
         sa.replay_window = 1024;
         if ep.encap == Encap::Udp {
@@ -445,6 +466,8 @@ pub struct WireSummary {
     pub esp_in_udp: usize,
     /// Plain ESP (IP protocol 50).
     pub esp: usize,
+    /// AH (IP protocol 51).
+    pub ah: usize,
     /// Packets whose outer addresses are tunnel-inner (LAN) addresses: cleartext leaks.
     pub cleartext_inner: usize,
     /// Frames containing the marker bytes anywhere.
@@ -477,6 +500,7 @@ pub fn summarize(frames: &[Vec<u8>], marker: &[u8]) -> WireSummary {
         }
         match proto {
             50 => s.esp += 1,
+            51 => s.ah += 1,
             17 if l4.len() >= 12 => {
                 let dport = u16::from_be_bytes([l4[2], l4[3]]);
                 if dport == 4500 && l4[8..12] != [0, 0, 0, 0] {
