@@ -5,4 +5,5 @@
 
 pub mod crypto;
 pub mod engine;
+pub mod keylog;
 pub mod wire;
