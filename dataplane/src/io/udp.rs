@@ -182,3 +182,79 @@ impl AsFd for UdpSocket {
         self.sock.as_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Receives until `want` datagrams arrived (or a second passed).
+    fn recv_n(sock: &UdpSocket, want: usize) -> Vec<(Vec<u8>, UdpRecvMeta)> {
+        let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::new(4096, 64)).collect();
+        let mut meta = vec![UdpRecvMeta::default(); 8];
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            match sock.recv_batch(&mut bufs, &mut meta) {
+                Ok(batch) => {
+                    for i in 0..batch.datagrams {
+                        got.push((bufs[i].data().to_vec(), meta[i]));
+                        bufs[i].reset(64);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("recv_batch: {e}"),
+            }
+            if got.len() >= want {
+                break;
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn ike_goes_out_behind_the_non_esp_marker_with_addresses() {
+        let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        a.send_ike(b.local_addr(), b"hello ike").unwrap();
+        let got = recv_n(&b, 1);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, b"\0\0\0\0hello ike");
+        assert_eq!(got[0].1.src, a.local_addr());
+        assert_eq!(got[0].1.dst, b.local_addr());
+        assert_eq!(got[0].1.ecn, 0);
+    }
+
+    /// A GSO send over loopback reaches a GRO-enabled socket as one coalesced buffer
+    /// (where the kernel supports both); either way each segment must come out in a
+    /// buffer of its own.
+    #[test]
+    fn gro_buffers_are_split_one_datagram_per_buffer() {
+        let rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let state = UdpSocketState::new((&tx).into()).unwrap();
+        let segments: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| vec![i + 1; if i == 2 { 50 } else { 100 }])
+            .collect();
+        let contents = segments.concat();
+        let gso = state.max_gso_segments() > 1;
+        if gso {
+            let t = quinn_udp::Transmit {
+                destination: rx.local_addr(),
+                ecn: None,
+                contents: &contents,
+                segment_size: Some(100),
+                src_ip: None,
+            };
+            state.try_send((&tx).into(), &t).unwrap();
+        } else {
+            for s in &segments {
+                tx.send_to(s, rx.local_addr()).unwrap();
+            }
+        }
+        let mut got: Vec<Vec<u8>> = recv_n(&rx, 3).into_iter().map(|(d, _)| d).collect();
+        got.sort();
+        assert_eq!(got, segments);
+    }
+}
