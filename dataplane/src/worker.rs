@@ -853,6 +853,8 @@ impl Worker {
             Slot::Udp(meta) => match engine.inbound_udp(now, buf, meta) {
                 Inbound::Deliver { tunnel } => self.write_tun(tunnel, i),
                 Inbound::Ike => {
+                    // IKE is control traffic at a few messages per second per peer: a copy
+                    // into its own Vec is what lets the batch buffer stay in the pool.
                     let message = self.bufs[i].data().to_vec();
                     self.counters.ike_rx += 1;
                     self.emit(DataplaneEvent::Ike {
