@@ -5,6 +5,7 @@
 #   sudo bench/tunnel-throughput.sh [SECONDS]          (default 10 s per measurement)
 #
 # Environment: WORKERS (SPU workers per endpoint, default 2), ENCAP (udp | raw, default udp),
+# STEERING (1: kernel steers ESP-in-UDP to the anchor by SPI; 0: flow hash + handoff),
 # OUT (results file, default /tmp/tunnel-throughput-DATE.txt), CARGO_TARGET_DIR.
 # Needs root, iproute2 and iperf3:
 #   apt-get update && apt-get install -y --no-install-recommends tcpdump iperf3 iputils-ping
@@ -12,6 +13,7 @@ set -euo pipefail
 
 DURATION=${1:-${DURATION:-10}}
 WORKERS=${WORKERS:-2}
+STEERING=${STEERING:-1}
 ENCAP=${ENCAP:-udp}
 OUT=${OUT:-/tmp/tunnel-throughput-$(date +%Y%m%d-%H%M%S).txt}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +34,7 @@ BIN=$CARGO_TARGET_DIR/release/examples/manual_tunnel
 
 args=(--hold --workers "$WORKERS")
 [ "$ENCAP" = raw ] && args+=(--raw-esp)
+[ "$STEERING" = 0 ] && args+=(--no-steering)
 LOG=$(mktemp)
 "$BIN" "${args[@]}" >"$LOG" 2>&1 &
 TUNNEL_PID=$!
@@ -85,7 +88,7 @@ read -r B_MBPS B_DP B_SYS < <(measure 192.0.2.2)
 
 {
     echo "# tunnel-throughput $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) $(nproc) CPUs"
-    echo "# iperf3 TCP, ${DURATION} s each, vpnA -> vpnB; ESP AES-128-GCM, encap=$ENCAP, workers=$WORKERS"
+    echo "# iperf3 TCP, ${DURATION} s each, vpnA -> vpnB; ESP AES-128-GCM, encap=$ENCAP, workers=$WORKERS, steering=$STEERING"
     printf '%-12s %12s %22s %20s\n' path Mbit/s "dataplane CPU s" "machine CPU s"
     printf '%-12s %12s %22s %20s\n' tunnel "$T_MBPS" "$T_DP" "$T_SYS"
     printf '%-12s %12s %22s %20s\n' bare-veth "$B_MBPS" "-" "$B_SYS"

@@ -9,6 +9,8 @@
 //! ... -- --ipv6-outer     outer IPv6 (fd00::1 <-> fd00::2) instead of IPv4
 //! ... -- --workers N      SPU worker threads per endpoint (default 2)
 //! ... -- --bytes N        size of the TCP transfer (default 16 MiB)
+//! ... -- --no-steering    let the kernel spread UDP by flow hash and hand packets to
+//!                         their anchor worker, instead of steering by SPI
 //! ```
 //!
 //! Topology (namespaces `vpnA` and `vpnB`, each with its own dataplane in this process):
@@ -45,6 +47,7 @@ struct Options {
     outer_v6: bool,
     workers: usize,
     bytes: usize,
+    steering: bool,
 }
 
 fn parse_args() -> Result<Options> {
@@ -54,6 +57,7 @@ fn parse_args() -> Result<Options> {
         outer_v6: false,
         workers: 2,
         bytes: 16 << 20,
+        steering: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -61,6 +65,7 @@ fn parse_args() -> Result<Options> {
             "--hold" => o.hold = true,
             "--raw-esp" => o.encap = Encap::RawEsp,
             "--ah" => o.encap = Encap::Ah,
+            "--no-steering" => o.steering = false,
             "--ipv6-outer" => o.outer_v6 = true,
             "--workers" => {
                 o.workers = args.next().context("--workers needs a number")?.parse()?;
@@ -68,7 +73,7 @@ fn parse_args() -> Result<Options> {
             "--bytes" => o.bytes = args.next().context("--bytes needs a number")?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: manual_tunnel [--hold] [--raw-esp | --ah] [--ipv6-outer] [--workers N] [--bytes N]"
+                    "usage: manual_tunnel [--hold] [--raw-esp | --ah] [--ipv6-outer] [--workers N] [--bytes N] [--no-steering]"
                 );
                 std::process::exit(0);
             }
@@ -117,7 +122,9 @@ fn run(o: &Options) -> Result<()> {
     println!("Setting up namespaces vpnA and vpnB joined by veth-a <-> veth-b ...");
     // Declared first, so it is dropped last: the dataplanes stop before the namespaces go.
     let topo = Topology::create("vpnA", "vpnB")?;
-    let (ep_a, ep_b) = common::endpoints(&topo, o.encap, o.outer_v6, o.workers);
+    let (mut ep_a, mut ep_b) = common::endpoints(&topo, o.encap, o.outer_v6, o.workers);
+    ep_a.steering = o.steering;
+    ep_b.steering = o.steering;
     let a = common::start_endpoint(&ep_a).context("endpoint in vpnA")?;
     let b = common::start_endpoint(&ep_b).context("endpoint in vpnB")?;
     let mode = match o.encap {

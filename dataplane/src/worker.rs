@@ -26,6 +26,11 @@
 //! buffer it swapped out, so after warm-up no buffer is allocated. A full queue drops the
 //! packet as [`DropReason::QueueFull`].
 //!
+//! For ESP in UDP most of that hop is avoided: each worker's NAT-T socket is bound in
+//! worker order and the group gets a classic BPF program that picks socket
+//! `SPI % workers`, so inbound SPIs chosen with [`spi_for_worker`] arrive on their anchor
+//! directly. Raw ESP/AH (one receive socket) and TUN queues still rely on the handoff.
+//!
 //! Which worker anchors what (SPI → worker, tunnel → worker) is replicated into every
 //! worker as plain maps by route commands, so the per-packet decision takes no lock.
 //! Packets that carry no SPI (IKE, keepalives, non-first fragments) or whose SPI or tunnel
@@ -99,6 +104,11 @@ pub struct DataplaneConfig {
     pub raw_ah: bool,
     /// Also open the IPv6 raw receive sockets.
     pub ipv6: bool,
+    /// Steer ESP-in-UDP to the worker `SPI % workers` in the kernel (see
+    /// [`spi_for_worker`]). Without it the kernel spreads peers by flow hash and the
+    /// receiving worker hands packets to their anchor, which pipelines one busy tunnel
+    /// over two threads (receive, then crypto) at the cost of a queue hop per packet.
+    pub udp_spi_steering: bool,
     /// Settings of every worker's engine.
     pub engine: EngineConfig,
     /// Packets read per source per wakeup; also the number of preallocated buffers.
@@ -121,6 +131,7 @@ impl Default for DataplaneConfig {
             raw_esp: true,
             raw_ah: true,
             ipv6: true,
+            udp_spi_steering: true,
             engine: EngineConfig::default(),
             batch: 64,
             handoff_capacity: 512,
@@ -428,14 +439,27 @@ impl Dataplane {
         });
         let (event_tx, events) = mpsc::sync_channel(config.event_capacity);
 
+        // UDP sockets, bound in worker order per address so that the reuseport group index
+        // of worker w's socket is w, which SPI steering relies on.
+        let mut udp_per_worker: Vec<Vec<UdpSocket>> = (0..n).map(|_| Vec::new()).collect();
+        for addr in &config.udp_bind {
+            for sockets in udp_per_worker.iter_mut() {
+                let s =
+                    UdpSocket::bind(*addr, n > 1).map_err(io_err(format!("UDP socket {addr}")))?;
+                sockets.push(s);
+            }
+            let steer = n > 1 && config.udp_spi_steering;
+            if let (true, Some(first)) = (steer, udp_per_worker[0].last()) {
+                let count = u32::try_from(n).unwrap_or(u32::MAX);
+                if let Err(e) = first.steer_by_spi(count) {
+                    tracing::warn!(%addr, error = %e, "no SPI steering on the UDP socket group; packets will be handed over");
+                }
+            }
+        }
+
         let mut workers = Vec::with_capacity(n);
         let mut commands = Vec::with_capacity(n);
-        for (id, tuns) in tun_queues.into_iter().enumerate() {
-            let udp = config
-                .udp_bind
-                .iter()
-                .map(|a| UdpSocket::bind(*a, n > 1).map_err(io_err(format!("UDP socket {a}"))))
-                .collect::<Result<Vec<_>, _>>()?;
+        for ((id, tuns), udp) in tun_queues.into_iter().enumerate().zip(udp_per_worker) {
             let mut raw_rx = Vec::new();
             if id == 0 {
                 let families: &[bool] = if config.ipv6 {
@@ -950,6 +974,22 @@ impl Worker {
     }
 }
 
+/// Adjusts `spi` (e.g. a random one) so that it is anchored by steering on worker
+/// `worker` of `workers`: `SPI % workers == worker`, and never in the reserved range
+/// 0..=255. The UDP socket group then delivers its ESP-in-UDP packets straight to that
+/// worker (see [`UdpSocket::steer_by_spi`]); control planes that choose inbound SPIs
+/// should use it so the handoff queue stays a fallback.
+pub fn spi_for_worker(spi: u32, worker: usize, workers: usize) -> u32 {
+    let n = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
+    let w = u32::try_from(worker).unwrap_or(0) % n;
+    let base = spi - spi % n;
+    let mut s = base.checked_add(w).unwrap_or_else(|| base - n + w);
+    while s < 0x100 {
+        s += n;
+    }
+    s
+}
+
 fn set_route<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, owner: Option<usize>) {
     match owner {
         Some(w) => {
@@ -992,6 +1032,22 @@ fn ip_spi(pkt: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steered_spis_land_on_their_worker_outside_the_reserved_range() {
+        for workers in [1usize, 2, 3, 7, 64] {
+            for spi in [0u32, 1, 255, 256, 0x1234_5678, u32::MAX - 1, u32::MAX] {
+                for worker in 0..workers {
+                    let s = spi_for_worker(spi, worker, workers);
+                    assert_eq!(s as usize % workers, worker, "{spi:#x} {worker}/{workers}");
+                    assert!(s >= 0x100, "{s:#x}");
+                    if spi >= 0x200 {
+                        assert!(s.abs_diff(spi) < workers as u32, "{spi:#x} -> {s:#x}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn spi_extraction_for_anchor_routing() {

@@ -133,6 +133,12 @@ fn netns_esp_in_udp_ping_tcp_and_no_cleartext_on_the_wire() {
     assert!(out.contains(" 0% packet loss"), "{out}");
     transfer(&t, "10.2.0.1:5001", 4 << 20);
     ike_reaches_the_control_side(&t);
+    // SPI steering: ESP-in-UDP lands on the anchor (worker 1); worker 0's socket only
+    // gets what carries no SPI (the IKE probe).
+    for dp in [&t.a, &t.b] {
+        let w0 = dp.handle().stats(0).expect("stats");
+        assert_eq!(w0.io.udp_rx, w0.io.ike_rx, "ESP-in-UDP not steered: {w0:?}");
+    }
 
     let frames = capture.finish().expect("capture");
     let wire = common::summarize(&frames, MARKER);

@@ -13,7 +13,7 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use quinn_udp::{RecvMeta, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
@@ -23,6 +23,10 @@ use crate::buf::PacketBuf;
 /// The non-ESP marker: four zero bytes in front of IKE messages on the NAT-T port
 /// (RFC 3948 section 2.2), where an ESP packet would have its non-zero SPI.
 pub const NON_ESP_MARKER: [u8; 4] = [0; 4];
+
+/// `SO_ATTACH_REUSEPORT_CBPF` from asm-generic/socket.h (the value on x86, arm, arm64 and
+/// riscv); libc does not export it.
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 
 /// Receive buffer asked for: bursts of a few thousand 1400-byte datagrams between two
 /// worker wakeups must not overflow it. Raised up to `net.core.rmem_max` by the kernel.
@@ -168,6 +172,65 @@ impl UdpSocket {
         Ok(batch)
     }
 
+    /// Makes the kernel pick, among the `SO_REUSEPORT` group this socket belongs to, the
+    /// socket with index `SPI % sockets` for ESP-in-UDP datagrams (index 0 for IKE and
+    /// keepalives), instead of a flow hash. Sockets are indexed in the order they were
+    /// bound, so with one socket per worker bound in worker order, a packet lands directly
+    /// on the worker that anchors its SPI whenever the control plane chose the SPI with
+    /// [`crate::worker::spi_for_worker`]. Other SPIs still arrive somewhere and are handed
+    /// over; steering only saves that hop.
+    ///
+    /// A classic BPF program (`SO_ATTACH_REUSEPORT_CBPF`), attached once for the group;
+    /// the kernel runs it with the packet data starting at the UDP payload.
+    pub fn steer_by_spi(&self, sockets: u32) -> io::Result<()> {
+        const fn stmt(code: u32, k: u32) -> libc::sock_filter {
+            libc::sock_filter {
+                code: code as u16,
+                jt: 0,
+                jf: 0,
+                k,
+            }
+        }
+        const fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+            libc::sock_filter {
+                code: code as u16,
+                jt,
+                jf,
+                k,
+            }
+        }
+        let mut prog = [
+            // 0: A = payload length; shorter than an ESP header (keepalive, runt) -> 0.
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_LEN, 0),
+            jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, 8, 0, 4),
+            // 2: A = first word: the SPI, or the non-ESP marker 0 for IKE -> 0.
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+            jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 2, 0),
+            // 4: socket index = SPI % sockets.
+            stmt(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, sockets.max(1)),
+            stmt(libc::BPF_RET | libc::BPF_A, 0),
+            // 6:
+            stmt(libc::BPF_RET | libc::BPF_K, 0),
+        ];
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        };
+        let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sock_fprog>()).unwrap_or(0);
+        // SAFETY: passes a pointer to a live sock_fprog whose filter pointer and length
+        // describe `prog`; the kernel copies the program during the call.
+        let r = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_ATTACH_REUSEPORT_CBPF,
+                (&raw const fprog).cast(),
+                len,
+            )
+        };
+        super::cvt(r).map(|_| ())
+    }
+
     /// Sends one IKE message to `dst`, prefixed with the [`NON_ESP_MARKER`] so the peer
     /// tells it apart from ESP on the NAT-T port. Blocking is not expected for these rare,
     /// small datagrams; `WouldBlock` is returned as is.
@@ -224,6 +287,27 @@ mod tests {
         assert_eq!(got[0].1.src, a.local_addr());
         assert_eq!(got[0].1.dst, b.local_addr());
         assert_eq!(got[0].1.ecn, 0);
+    }
+
+    #[test]
+    fn reuseport_group_steers_esp_by_spi_and_ike_to_the_first_socket() {
+        let first = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let second = UdpSocket::bind(first.local_addr(), true).unwrap();
+        first.steer_by_spi(2).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for spi in [0x1001_u32, 0x1002, 0x1003, 0x1004] {
+            let mut esp = spi.to_be_bytes().to_vec();
+            esp.extend_from_slice(&[0, 0, 0, 1, 0xaa, 0xbb]);
+            tx.send_to(&esp, first.local_addr()).unwrap();
+        }
+        tx.send_to(b"\0\0\0\0ike", first.local_addr()).unwrap();
+        let spis = |got: Vec<(Vec<u8>, UdpRecvMeta)>| -> Vec<u32> {
+            got.iter()
+                .map(|(d, _)| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+                .collect()
+        };
+        assert_eq!(spis(recv_n(&first, 3)), vec![0x1002, 0x1004, 0]);
+        assert_eq!(spis(recv_n(&second, 2)), vec![0x1001, 0x1003]);
     }
 
     /// A GSO send over loopback reaches a GRO-enabled socket as one coalesced buffer

@@ -214,6 +214,8 @@ pub struct Endpoint {
     pub workers: usize,
     /// Worker that anchors both SAs.
     pub anchor: usize,
+    /// Kernel steering of ESP-in-UDP by SPI (see `DataplaneConfig::udp_spi_steering`).
+    pub steering: bool,
 }
 
 /// Starts a dataplane for `ep` inside its namespace, installs its two SAs on the anchor
@@ -227,6 +229,7 @@ pub fn start_endpoint(ep: &Endpoint) -> Result<Dataplane> {
             mtu: TUN_MTU,
         }],
         raw_ah: ep.encap == Encap::Ah,
+        udp_spi_steering: ep.steering,
         ..DataplaneConfig::default()
     };
     let dp = in_netns(&ep.ns, || {
@@ -278,14 +281,20 @@ pub fn endpoints(
     outer_v6: bool,
     workers: usize,
 ) -> (Endpoint, Endpoint) {
-    let (a_out, b_out) = (SaKeys::random(), SaKeys::random());
+    let anchor = workers.saturating_sub(1);
+    // Inbound SPIs chosen so the NAT-T socket group steers them to their anchor.
+    let steered = || {
+        let mut k = SaKeys::random();
+        k.spi = dataplane::worker::spi_for_worker(k.spi, anchor, workers);
+        k
+    };
+    let (a_out, b_out) = (steered(), steered());
     let (oa, ob) = if outer_v6 {
         (OUTER_A6, OUTER_B6)
     } else {
         (OUTER_A4, OUTER_B4)
     };
     let parse = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let anchor = workers.saturating_sub(1);
     let a = Endpoint {
         ns: topo.a.name.clone(),
         local: parse(oa),
@@ -297,6 +306,7 @@ pub fn endpoints(
         encap,
         workers,
         anchor,
+        steering: true,
     };
     let b = Endpoint {
         ns: topo.b.name.clone(),
@@ -309,6 +319,7 @@ pub fn endpoints(
         encap,
         workers,
         anchor,
+        steering: true,
     };
     (a, b)
 }
