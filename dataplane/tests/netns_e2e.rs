@@ -35,8 +35,13 @@ struct Tunnel {
 }
 
 fn tunnel(name: &str, encap: Encap, outer_v6: bool, workers: usize) -> Tunnel {
-    let topo = Topology::create(&format!("dpio-{name}-a"), &format!("dpio-{name}-b"))
-        .expect("creating namespaces");
+    // The PID keeps concurrent runs (two checkouts, a developer and CI) apart.
+    let pid = std::process::id();
+    let topo = Topology::create(
+        &format!("dpio-{name}-{pid}-a"),
+        &format!("dpio-{name}-{pid}-b"),
+    )
+    .expect("creating namespaces");
     let (ep_a, ep_b) = common::endpoints(&topo, encap, outer_v6, workers);
     let a = common::start_endpoint(&ep_a).expect("starting endpoint A");
     let b = common::start_endpoint(&ep_b).expect("starting endpoint B");
