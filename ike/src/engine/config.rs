@@ -1,7 +1,9 @@
-//! What one IKE SA negotiates: identities, PSK, proposals and traffic selectors.
+//! What one IKE SA negotiates: identities, PSK, proposals, traffic selectors, and the
+//! timers and options of an established SA (NAT-T, DPD, fragmentation, lifetimes, CP).
 
 use std::time::Duration;
 
+use super::pool::SharedPool;
 use crate::crypto::{DhGroup, Encr, Integ, Prf, SecretBytes};
 use crate::wire::{Identity, IpSelector};
 
@@ -25,7 +27,8 @@ pub struct ChildSuite {
 }
 
 /// Retransmission of requests: `initial` doubled on each try (with up to 10% jitter
-/// taken off), giving up after `max_tries` sends.
+/// taken off), giving up after `max_tries` sends. After establishment, giving up means
+/// the peer is dead (RFC 7296 §2.4), so this is also the DPD threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retransmit {
     pub initial: Duration,
@@ -41,6 +44,26 @@ impl Default for Retransmit {
     }
 }
 
+/// Seconds lifetimes of a child SA: rekeyed at `soft` (minus up to 10% jitter, so two
+/// peers with the same configuration rarely collide), deleted at `hard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildLifetime {
+    pub soft: Duration,
+    pub hard: Duration,
+}
+
+/// What a child SA asks for: used by [`crate::engine::IkeSa::create_child`] and kept
+/// with the child so that its rekey proposes the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildConfig {
+    pub suites: Vec<ChildSuite>,
+    /// Our side (TSi when we initiate the exchange).
+    pub local_ts: Vec<IpSelector>,
+    pub remote_ts: Vec<IpSelector>,
+    /// Perfect forward secrecy for CREATE_CHILD_SA: a KE payload of this group.
+    pub pfs: Option<DhGroup>,
+}
+
 #[derive(Clone)]
 pub struct IkeConfig {
     pub local_id: Identity,
@@ -54,6 +77,74 @@ pub struct IkeConfig {
     pub local_ts: Vec<IpSelector>,
     pub remote_ts: Vec<IpSelector>,
     pub retransmit: Retransmit,
+    /// DH group of child SAs created or rekeyed with CREATE_CHILD_SA; as a responder we
+    /// require exactly this (or no KE when `None`).
+    pub child_pfs: Option<DhGroup>,
+    /// Like strongSwan's `encap=yes`: send a NAT_DETECTION_SOURCE_IP that cannot match,
+    /// so both sides believe in a NAT, float to 4500 and use ESP-in-UDP. Needed towards
+    /// peers that cannot receive raw ESP (strongSwan with kernel-libipsec).
+    pub force_encap: bool,
+    /// NAT keepalive interval (RFC 3948 §4); the daemon sends them, the engine only
+    /// carries the setting.
+    pub nat_keepalive: Duration,
+    /// Send an empty INFORMATIONAL after this long without IKE or ESP traffic from the
+    /// peer; `None` disables dead peer detection.
+    pub dpd_interval: Option<Duration>,
+    /// Offer and use IKE fragmentation (RFC 7383).
+    pub fragmentation: bool,
+    /// Largest IKE message (without IP/UDP headers and non-ESP marker) sent unfragmented
+    /// once fragmentation is negotiated; also the size of each fragment.
+    pub fragment_size: usize,
+    /// Reassembly bounds: more fragments than this, or fragments spread over more than
+    /// `fragment_timeout`, are discarded.
+    pub max_fragments: u16,
+    pub fragment_timeout: Duration,
+    /// IKE SA rekeyed at about 90% of this (with jitter); `None` never rekeys.
+    pub ike_lifetime: Option<Duration>,
+    pub child_lifetime: Option<ChildLifetime>,
+    /// Initiator: ask for an internal IPv4 address and DNS servers (CP, RFC 7296 §3.15).
+    pub request_address: bool,
+    /// Responder: assign addresses from this pool to initiators that ask.
+    pub address_pool: Option<SharedPool>,
+}
+
+impl IkeConfig {
+    /// A configuration with the given identity and key and every option at its default:
+    /// no proposals or selectors yet, no DPD, no lifetimes, fragmentation offered.
+    pub fn new(local_id: Identity, psk: SecretBytes) -> Self {
+        IkeConfig {
+            local_id,
+            remote_id: None,
+            psk,
+            ike_suites: Vec::new(),
+            child_suites: Vec::new(),
+            local_ts: Vec::new(),
+            remote_ts: Vec::new(),
+            retransmit: Retransmit::default(),
+            child_pfs: None,
+            force_encap: false,
+            nat_keepalive: Duration::from_secs(20),
+            dpd_interval: None,
+            fragmentation: true,
+            fragment_size: 1280,
+            max_fragments: 32,
+            fragment_timeout: Duration::from_secs(30),
+            ike_lifetime: None,
+            child_lifetime: None,
+            request_address: false,
+            address_pool: None,
+        }
+    }
+
+    /// The child SA of IKE_AUTH, as configured.
+    pub fn first_child(&self) -> ChildConfig {
+        ChildConfig {
+            suites: self.child_suites.clone(),
+            local_ts: self.local_ts.clone(),
+            remote_ts: self.remote_ts.clone(),
+            pfs: self.child_pfs,
+        }
+    }
 }
 
 impl std::fmt::Debug for IkeConfig {
@@ -66,6 +157,10 @@ impl std::fmt::Debug for IkeConfig {
             .field("local_ts", &self.local_ts)
             .field("remote_ts", &self.remote_ts)
             .field("retransmit", &self.retransmit)
+            .field("force_encap", &self.force_encap)
+            .field("dpd_interval", &self.dpd_interval)
+            .field("ike_lifetime", &self.ike_lifetime)
+            .field("child_lifetime", &self.child_lifetime)
             .finish_non_exhaustive()
     }
 }

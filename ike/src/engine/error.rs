@@ -37,6 +37,19 @@ pub enum IkeError {
     Unexpected(&'static str),
     #[error("peer did not answer")]
     Timeout,
+    /// The SA is busy with a conflicting exchange (a rekey or delete of the same SA,
+    /// RFC 7296 §2.8.1, §2.25); the peer may retry later.
+    #[error("temporary failure")]
+    TemporaryFailure,
+    /// A REKEY_SA names a child SA we do not have (RFC 7296 §2.25).
+    #[error("child SA not found")]
+    ChildSaNotFound,
+    /// The address pool is exhausted (RFC 7296 §3.15.4).
+    #[error("no internal address available")]
+    InternalAddressFailure,
+    /// A request on an SA that is closed or not established yet.
+    #[error("IKE SA is not established")]
+    NotEstablished,
 }
 
 impl IkeError {
@@ -51,13 +64,17 @@ impl IkeError {
                 NotifyType::AuthenticationFailed
             }
             IkeError::TsUnacceptable => NotifyType::TsUnacceptable,
+            IkeError::TemporaryFailure => NotifyType::TemporaryFailure,
+            IkeError::ChildSaNotFound => NotifyType::ChildSaNotFound,
+            IkeError::InternalAddressFailure => NotifyType::InternalAddressFailure,
             IkeError::InvalidSyntax(_) => NotifyType::InvalidSyntax,
             IkeError::Crypto(CryptoError::InvalidPublicValue(_)) => NotifyType::InvalidSyntax,
             IkeError::Crypto(_)
             | IkeError::Encode(_)
             | IkeError::PeerError(_)
             | IkeError::Unexpected(_)
-            | IkeError::Timeout => return None,
+            | IkeError::Timeout
+            | IkeError::NotEstablished => return None,
         })
     }
 

@@ -29,10 +29,14 @@ impl IkeSuite {
 }
 
 impl ChildSuite {
-    fn transforms(&self) -> Vec<Transform> {
+    /// With `dh` for CREATE_CHILD_SA with PFS; IKE_AUTH child proposals carry no group.
+    fn transforms(&self, dh: Option<DhGroup>) -> Vec<Transform> {
         let mut t = vec![encr_transform(self.encr)];
         if let Some(i) = self.integ {
             t.push(Transform::new(TransformType::Integ, i.iana_id()));
+        }
+        if let Some(g) = dh {
+            t.push(Transform::new(TransformType::Dh, g.iana_id()));
         }
         t.push(Transform::new(
             TransformType::Esn,
@@ -60,19 +64,22 @@ fn payload(
     }
 }
 
-pub(crate) fn ike_offer(suites: &[IkeSuite]) -> SaPayload {
+/// An IKE SA offer; `spi` is `Some` when rekeying (RFC 7296 §1.3.2: the proposal
+/// carries the new SA's 8-octet SPI).
+pub(crate) fn ike_offer(suites: &[IkeSuite], spi: Option<u64>) -> SaPayload {
+    let spi = spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default();
     payload(
         ProtocolId::Ike,
-        &[],
+        &spi,
         suites.iter().map(IkeSuite::transforms),
     )
 }
 
-pub(crate) fn child_offer(suites: &[ChildSuite], spi: u32) -> SaPayload {
+pub(crate) fn child_offer(suites: &[ChildSuite], spi: u32, dh: Option<DhGroup>) -> SaPayload {
     payload(
         ProtocolId::Esp,
         &spi.to_be_bytes(),
-        suites.iter().map(ChildSuite::transforms),
+        suites.iter().map(|s| s.transforms(dh)),
     )
 }
 
@@ -99,47 +106,63 @@ fn acceptable(offered: &Proposal, ours: &[Transform], protocol: ProtocolId) -> b
             .any(|t| t.ty == want.ty && t.id == want.id && t.key_length() == want.key_length())
     };
     // With an AEAD we take no INTEG transform; the peer may offer only "none" (0) then.
+    // Likewise a child proposal without PFS may list only DH "none".
     let our_types: Vec<TransformType> = ours.iter().map(|t| t.ty).collect();
-    let stray_integ = !our_types.contains(&TransformType::Integ)
-        && offered
-            .transforms
-            .iter()
-            .any(|t| t.ty == TransformType::Integ && t.id != 0);
-    known && !stray_integ && ours.iter().all(has)
+    let stray =
+        |ty| !our_types.contains(&ty) && offered.transforms.iter().any(|t| t.ty == ty && t.id != 0);
+    known && !stray(TransformType::Integ) && !stray(TransformType::Dh) && ours.iter().all(has)
 }
 
 /// The responder's choice: our most preferred suite that one of the peer's proposals
 /// offers, answered with that proposal's number.
-pub(crate) fn choose_ike(sa: &SaPayload, ours: &[IkeSuite]) -> Option<(IkeSuite, SaPayload)> {
+///
+/// `our_spi` is `Some` when answering an IKE SA rekey: the peer's proposals must then
+/// carry an 8-octet SPI, returned as the second value.
+pub(crate) fn choose_ike(
+    sa: &SaPayload,
+    ours: &[IkeSuite],
+    our_spi: Option<u64>,
+) -> Option<(IkeSuite, Option<u64>, SaPayload)> {
     ours.iter().find_map(|suite| {
         let t = suite.transforms();
-        sa.proposals
-            .iter()
-            .find(|p| p.spi.is_empty() && acceptable(p, &t, ProtocolId::Ike))
-            .map(|p| {
+        sa.proposals.iter().find_map(|p| {
+            let peer_spi = match our_spi {
+                None if p.spi.is_empty() => None,
+                Some(_) => Some(u64::from_be_bytes(
+                    <[u8; 8]>::try_from(p.spi.as_slice()).ok()?,
+                )),
+                None => return None,
+            };
+            acceptable(p, &t, ProtocolId::Ike).then(|| {
                 (
                     *suite,
+                    peer_spi,
                     SaPayload {
                         proposals: vec![Proposal {
                             number: p.number,
                             protocol: ProtocolId::Ike,
-                            spi: Vec::new(),
-                            transforms: t,
+                            spi: our_spi
+                                .map(|s| s.to_be_bytes().to_vec())
+                                .unwrap_or_default(),
+                            transforms: t.clone(),
                         }],
                     },
                 )
             })
+        })
     })
 }
 
 /// The responder's choice for ESP; returns the suite, the peer's SPI and our answer.
+/// `dh` is the group we require (CREATE_CHILD_SA with PFS), if any.
 pub(crate) fn choose_child(
     sa: &SaPayload,
     ours: &[ChildSuite],
     our_spi: u32,
+    dh: Option<DhGroup>,
 ) -> Option<(ChildSuite, u32, SaPayload)> {
     ours.iter().find_map(|suite| {
-        let t = suite.transforms();
+        let t = suite.transforms(dh);
         sa.proposals.iter().find_map(|p| {
             let spi = u32::from_be_bytes(<[u8; 4]>::try_from(p.spi.as_slice()).ok()?);
             acceptable(p, &t, ProtocolId::Esp).then(|| {
@@ -162,16 +185,36 @@ pub(crate) fn choose_child(
 
 /// Decodes a single-proposal answer into a suite; `None` unless it is exactly one of
 /// `offered`.
-pub(crate) fn accepted_ike(sa: &SaPayload, offered: &[IkeSuite]) -> Option<IkeSuite> {
+///
+/// With `with_spi` (IKE SA rekey) the answer must carry the responder's 8-octet SPI.
+pub(crate) fn accepted_ike(
+    sa: &SaPayload,
+    offered: &[IkeSuite],
+    with_spi: bool,
+) -> Option<(IkeSuite, Option<u64>)> {
     let [p] = sa.proposals.as_slice() else {
         return None;
     };
     let suite = decode_ike(p)?;
-    (offered.contains(&suite) && p.spi.is_empty()).then_some(suite)
+    let spi = if with_spi {
+        Some(u64::from_be_bytes(
+            <[u8; 8]>::try_from(p.spi.as_slice()).ok()?,
+        ))
+    } else if p.spi.is_empty() {
+        None
+    } else {
+        return None;
+    };
+    offered.contains(&suite).then_some((suite, spi))
 }
 
-/// Like [`accepted_ike`] for ESP; also returns the peer's SPI.
-pub(crate) fn accepted_child(sa: &SaPayload, offered: &[ChildSuite]) -> Option<(ChildSuite, u32)> {
+/// Like [`accepted_ike`] for ESP; also returns the peer's SPI. The answer's DH group
+/// must be the one we sent a KE for.
+pub(crate) fn accepted_child(
+    sa: &SaPayload,
+    offered: &[ChildSuite],
+    dh: Option<DhGroup>,
+) -> Option<(ChildSuite, u32)> {
     let [p] = sa.proposals.as_slice() else {
         return None;
     };
@@ -179,8 +222,8 @@ pub(crate) fn accepted_child(sa: &SaPayload, offered: &[ChildSuite]) -> Option<(
         return None;
     }
     let spi = u32::from_be_bytes(<[u8; 4]>::try_from(p.spi.as_slice()).ok()?);
-    let suite = decode_child(p)?;
-    offered.contains(&suite).then_some((suite, spi))
+    let (suite, group) = decode_child(p)?;
+    (offered.contains(&suite) && group == dh.map(DhGroup::iana_id)).then_some((suite, spi))
 }
 
 fn single(p: &Proposal, ty: TransformType) -> Option<Option<&Transform>> {
@@ -205,10 +248,13 @@ fn decode_ike(p: &Proposal) -> Option<IkeSuite> {
     })
 }
 
-fn decode_child(p: &Proposal) -> Option<ChildSuite> {
-    if p.transforms.len() > 3 {
+fn decode_child(p: &Proposal) -> Option<(ChildSuite, Option<u16>)> {
+    if p.transforms.len() > 4 {
         return None;
     }
+    let dh = single(p, TransformType::Dh)?
+        .map(|t| t.id)
+        .filter(|id| *id != 0);
     let e = single(p, TransformType::Encr)??;
     let integ = single(p, TransformType::Integ)?;
     let esn = match single(p, TransformType::Esn)? {
@@ -217,11 +263,14 @@ fn decode_child(p: &Proposal) -> Option<ChildSuite> {
         Some(t) if t.id == ESN_YES => true,
         Some(_) => return None,
     };
-    Some(ChildSuite {
-        encr: Encr::from_transform(e.id, e.key_length()).ok()?,
-        integ: integ.map(|i| Integ::from_iana(i.id)).transpose().ok()?,
-        esn,
-    })
+    Some((
+        ChildSuite {
+            encr: Encr::from_transform(e.id, e.key_length()).ok()?,
+            integ: integ.map(|i| Integ::from_iana(i.id)).transpose().ok()?,
+            esn,
+        },
+        dh,
+    ))
 }
 
 #[cfg(test)]
@@ -248,22 +297,32 @@ mod tests {
 
     #[test]
     fn responder_prefers_its_own_order() {
-        let offer = ike_offer(&[cbc_x25519(), gcm_ecp()]);
-        let (suite, answer) = choose_ike(&offer, &[gcm_ecp(), cbc_x25519()]).unwrap();
+        let offer = ike_offer(&[cbc_x25519(), gcm_ecp()], None);
+        let (suite, _, answer) = choose_ike(&offer, &[gcm_ecp(), cbc_x25519()], None).unwrap();
         assert_eq!(suite, gcm_ecp());
         assert_eq!(answer.proposals[0].number, 2);
         assert_eq!(
-            accepted_ike(&answer, &[cbc_x25519(), gcm_ecp()]),
-            Some(gcm_ecp())
+            accepted_ike(&answer, &[cbc_x25519(), gcm_ecp()], false),
+            Some((gcm_ecp(), None))
         );
-        assert_eq!(accepted_ike(&answer, &[cbc_x25519()]), None);
+        assert_eq!(accepted_ike(&answer, &[cbc_x25519()], false), None);
+        // Rekey offers carry the new SPIs both ways.
+        let rekey = ike_offer(&[gcm_ecp()], Some(7));
+        let (_, peer, answer) = choose_ike(&rekey, &[gcm_ecp()], Some(9)).unwrap();
+        assert_eq!(peer, Some(7));
+        assert_eq!(
+            accepted_ike(&answer, &[gcm_ecp()], true),
+            Some((gcm_ecp(), Some(9)))
+        );
+        assert!(choose_ike(&offer, &[gcm_ecp()], Some(9)).is_none());
         assert!(
             choose_ike(
                 &offer,
                 &[IkeSuite {
                     dh: DhGroup::Modp2048,
                     ..gcm_ecp()
-                }]
+                }],
+                None
             )
             .is_none()
         );
@@ -288,20 +347,20 @@ mod tests {
                 ],
             }],
         };
-        let (suite, _) = choose_ike(&offer, &[gcm_ecp()]).unwrap();
+        let (suite, _, _) = choose_ike(&offer, &[gcm_ecp()], None).unwrap();
         assert_eq!(suite, gcm_ecp());
         // An unknown transform type makes the proposal unacceptable.
         let mut odd = offer.clone();
         odd.proposals[0]
             .transforms
             .push(Transform::new(TransformType::Unknown(6), 1));
-        assert!(choose_ike(&odd, &[gcm_ecp()]).is_none());
+        assert!(choose_ike(&odd, &[gcm_ecp()], None).is_none());
         // An AEAD suite must not be paired with a real integrity algorithm.
         let mut integ = offer;
         integ.proposals[0]
             .transforms
             .push(Transform::new(TransformType::Integ, 12));
-        assert!(choose_ike(&integ, &[gcm_ecp()]).is_none());
+        assert!(choose_ike(&integ, &[gcm_ecp()], None).is_none());
     }
 
     #[test]
@@ -318,13 +377,24 @@ mod tests {
                 esn: false,
             },
         ];
-        let offer = child_offer(&ours, 0xc0ff_ee01);
-        let (suite, peer_spi, answer) = choose_child(&offer, &ours[1..], 0x1234_5678).unwrap();
+        let offer = child_offer(&ours, 0xc0ff_ee01, None);
+        let (suite, peer_spi, answer) =
+            choose_child(&offer, &ours[1..], 0x1234_5678, None).unwrap();
         assert_eq!(suite, ours[1]);
         assert_eq!(peer_spi, 0xc0ff_ee01);
-        assert_eq!(accepted_child(&answer, &ours), Some((ours[1], 0x1234_5678)));
+        assert_eq!(
+            accepted_child(&answer, &ours, None),
+            Some((ours[1], 0x1234_5678))
+        );
         let mut no_spi = offer.clone();
         no_spi.proposals.iter_mut().for_each(|p| p.spi.clear());
-        assert!(choose_child(&no_spi, &ours, 1).is_none());
+        assert!(choose_child(&no_spi, &ours, 1, None).is_none());
+        // PFS: the group must match both ways.
+        let pfs = child_offer(&ours, 5, Some(DhGroup::Curve25519));
+        assert!(choose_child(&pfs, &ours, 6, None).is_none());
+        assert!(choose_child(&pfs, &ours, 6, Some(DhGroup::Ecp256)).is_none());
+        let (_, _, answer) = choose_child(&pfs, &ours, 6, Some(DhGroup::Curve25519)).unwrap();
+        assert!(accepted_child(&answer, &ours, None).is_none());
+        assert!(accepted_child(&answer, &ours, Some(DhGroup::Curve25519)).is_some());
     }
 }

@@ -1,36 +1,53 @@
-//! One IKE SA, either role, from IKE_SA_INIT to the first child SA (RFC 7296 §1.2).
+//! One IKE SA, either role, from IKE_SA_INIT to its deletion (RFC 7296).
 //!
 //! Sans-IO in the style of quinn-proto: datagrams and timer ticks go in through
 //! [`IkeSa::handle_datagram`] and [`IkeSa::handle_timeout`]; datagrams, deadlines and
 //! events come out through [`IkeSa::poll_transmit`], [`IkeSa::poll_timeout`] and
 //! [`IkeSa::poll_event`]. Randomness comes from the RNG given at construction.
+//!
+//! After IKE_AUTH, exchanges are built from a priority queue of [`Task`]s with one
+//! request in flight per IKE SA (window size 1, as we advertise no larger window).
+//! Rekeying the IKE SA happens in place: the object swaps to the new SPIs and keys,
+//! reports [`Event::IkeRekeyed`] (the daemon routes both SPI pairs here until the old
+//! SA is gone) and keeps its child SAs, which move to the new IKE SA (RFC 7296 §2.18).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use rand_core::CryptoRngCore;
 
 use super::auth::{matches, psk_auth};
-use super::config::{ChildSuite, IkeConfig, IkeSuite};
+use super::config::{ChildConfig, ChildSuite, IkeConfig, IkeSuite};
 use super::error::IkeError;
+use super::frag::{self, Bounds, Reassembly};
+use super::natt::{NAT_T_PORT, NatStatus, natd_payloads};
+use super::pool::Lease;
 use super::proposal::{
     accepted_child, accepted_ike, child_offer, choose_child, choose_ike, ike_offer,
 };
 use super::ts;
 use crate::crypto::derive::{ChildKeyLengths, IkeKeyLengths, child_keys, ike_sa_keys, skeyseed};
-use crate::crypto::{DhGroup, DhSecret, IkeSaKeys, Integ, SecretBytes, SkCipher};
+use crate::crypto::{DhGroup, DhSecret, IkeSaKeys, Integ, Prf, SecretBytes, SkCipher};
 use crate::wire::{
-    AuthMethod, AuthPayload, ExchangeType, Flags, Header, Identity, IpSelector, KePayload, Message,
-    NoncePayload, NotifyPayload, NotifyType, Payload, ProtocolId, TsPayload,
+    AddrRange, AuthMethod, AuthPayload, CfgAttrType, CfgAttribute, CfgType, CpPayload,
+    ExchangeType, Flags, Header, Identity, IpSelector, KePayload, Message, NoncePayload,
+    NotifyPayload, NotifyType, Payload, ProtocolId, TsPayload, locate_encrypted,
 };
 
-const NONCE_LEN: usize = 32;
+pub(super) const NONCE_LEN: usize = 32;
 
 /// A datagram waiting in the caller's buffer after [`IkeSa::poll_transmit`].
+///
+/// When `non_esp_marker` is set the SA has floated to UDP 4500: the caller sends from
+/// its NAT-T socket (`local`, port 4500) and prefixes the four zero octets of the
+/// non-ESP marker (RFC 3948 §2.2); it likewise strips the marker before handing
+/// received datagrams to [`IkeSa::handle_datagram`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
     pub destination: SocketAddr,
+    pub local: SocketAddr,
+    pub non_esp_marker: bool,
     pub size: usize,
 }
 
@@ -57,93 +74,292 @@ pub struct ChildSaInstall {
     pub outbound: ChildSaKeys,
     pub local_ts: Vec<IpSelector>,
     pub remote_ts: Vec<IpSelector>,
+    /// ESP in UDP (RFC 3948) with (local port, remote port), when a NAT was detected or
+    /// encapsulation forced; `None` means raw ESP.
+    pub udp_encap: Option<(u16, u16)>,
+    /// The inbound SPI of the pair this one replaces (make-before-break: install this
+    /// one, the old one's [`Event::ChildSaDeleted`] follows).
+    pub rekeys: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Both sides are authenticated.
     Established { spi_i: u64, spi_r: u64 },
+    /// IKE_SA_INIT found a NAT (or the peer fakes one): IKE and ESP use UDP 4500.
+    NatDetected(NatStatus),
     /// A child SA pair is negotiated and should be installed.
     ChildSaReady(ChildSaInstall),
-    /// The SA is dead; nothing more will come out of it.
+    /// A child SA pair is gone; remove both directions.
+    ChildSaDeleted { inbound_spi: u32, outbound_spi: u32 },
+    /// A child SA could not be created; the IKE SA lives on.
+    ChildSaFailed(IkeError),
+    /// The IKE SA now uses new SPIs and keys; its child SAs are unchanged.
+    IkeRekeyed {
+        old_spis: (u64, u64),
+        new_spis: (u64, u64),
+    },
+    /// The peer's authenticated requests come from a new address or port (a NAT
+    /// mapping changed, RFC 7296 §2.23): IKE and ESP-in-UDP now go there.
+    PeerAddressChanged { old: SocketAddr, new: SocketAddr },
+    /// The responder assigned us an internal address (CP, RFC 7296 §3.15).
+    AddressAssigned {
+        address: Ipv4Addr,
+        netmask: Option<Ipv4Addr>,
+        dns: Vec<Ipv4Addr>,
+    },
+    /// Requests went unanswered through the whole retransmission schedule.
+    PeerDead,
+    /// The IKE SA was deleted (by the peer when `by_peer`); children are reported
+    /// deleted just before.
+    Closed { by_peer: bool },
+    /// The SA died during its setup; nothing more will come out of it.
     Failed(IkeError),
 }
 
-/// Keys and transcript shared by every state after IKE_SA_INIT.
-struct Keyed {
-    suite: IkeSuite,
-    keys: IkeSaKeys,
-    send: SkCipher,
-    recv: SkCipher,
-    ni: Vec<u8>,
-    nr: Vec<u8>,
-    /// The IKE_SA_INIT request and response exactly as sent, signed by AUTH.
-    init_request: Vec<u8>,
-    init_response: Vec<u8>,
+/// Keys and transcript of one keyed IKE SA.
+pub(super) struct Keyed {
+    pub(super) suite: IkeSuite,
+    pub(super) keys: IkeSaKeys,
+    pub(super) send: SkCipher,
+    pub(super) recv: SkCipher,
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    /// The IKE_SA_INIT request and response exactly as sent, signed by AUTH; empty for
+    /// an SA created by rekeying.
+    pub(super) init_request: Vec<u8>,
+    pub(super) init_response: Vec<u8>,
 }
 
-/// What IKE_SA_INIT leaves behind for key derivation and AUTH.
-struct InitTranscript {
-    ni: Vec<u8>,
-    nr: Vec<u8>,
-    request: Vec<u8>,
-    response: Vec<u8>,
+/// Our request in flight on one IKE SA.
+pub(super) struct Active {
+    pub(super) id: u32,
+    pub(super) kind: ActiveKind,
+    datagrams: Vec<Vec<u8>>,
+    tries: u32,
+    at: Instant,
 }
 
-enum State {
+pub(super) enum ActiveKind {
+    Auth { child_spi: u32 },
+    Dpd,
+    DeleteIke,
+    DeleteChildren(Vec<u32>),
+    CreateChild(Box<ChildInit>),
+    RekeyIke(Box<IkeRekeyInit>),
+}
+
+/// Initiator side of CREATE_CHILD_SA for a new or rekeyed child SA.
+pub(super) struct ChildInit {
+    pub(super) config: ChildConfig,
+    pub(super) our_spi: u32,
+    pub(super) ni: Vec<u8>,
+    pub(super) dh: Option<DhSecret>,
+    pub(super) rekeys: Option<u32>,
+    /// Set when the peer rekeyed the same child while this was in flight: the lower
+    /// of that exchange's two nonces (RFC 7296 §2.8.1).
+    pub(super) collision: Option<Vec<u8>>,
+}
+
+/// Initiator side of an IKE SA rekey.
+pub(super) struct IkeRekeyInit {
+    pub(super) new_spi: u64,
+    pub(super) ni: Vec<u8>,
+    pub(super) dh: DhSecret,
+    pub(super) suites: Vec<IkeSuite>,
+}
+
+/// One keyed IKE SA: the current one, or an old/redundant one being retired.
+pub(super) struct Session {
+    /// Whether we are the original initiator of *this* SA (the rekey initiator for an
+    /// SA created by rekeying): it sets the I flag and the key directions.
+    pub(super) initiator: bool,
+    pub(super) spi_i: u64,
+    pub(super) spi_r: u64,
+    pub(super) keyed: Box<Keyed>,
+    pub(super) next_id: u32,
+    pub(super) peer_next: u32,
+    last_response: Option<(u32, Vec<Vec<u8>>)>,
+    pub(super) active: Option<Active>,
+    frags: Option<Reassembly>,
+    /// A retiring SA is dropped at this time at the latest.
+    pub(super) retire_at: Option<Instant>,
+    /// A retiring SA whose work is done.
+    pub(super) finished: bool,
+}
+
+impl Session {
+    pub(super) fn new(initiator: bool, (spi_i, spi_r): (u64, u64), keyed: Keyed) -> Self {
+        Session {
+            initiator,
+            spi_i,
+            spi_r,
+            keyed: Box::new(keyed),
+            next_id: 0,
+            peer_next: 0,
+            last_response: None,
+            active: None,
+            frags: None,
+            retire_at: None,
+            finished: false,
+        }
+    }
+
+    pub(super) fn spis(&self) -> (u64, u64) {
+        (self.spi_i, self.spi_r)
+    }
+
+    fn header(&self, exchange: ExchangeType, response: bool, message_id: u32) -> Header {
+        Header {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            minor_version: 0,
+            exchange,
+            flags: Flags::new(self.initiator, response),
+            message_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChildState {
+    Installed,
+    /// Replaced by a rekey; deleted by the rekey initiator.
+    Rekeyed,
+    /// Our Delete is queued or in flight.
+    Deleting,
+}
+
+pub(super) struct Child {
+    pub(super) inbound: u32,
+    pub(super) outbound: u32,
+    /// What its rekey proposes: the suite in use and the narrowed selectors.
+    pub(super) config: ChildConfig,
+    pub(super) state: ChildState,
+    /// False for the redundant SA of a lost rekey collision, which the data plane
+    /// never saw and which is only deleted at the peer.
+    pub(super) installed: bool,
+    pub(super) rekey_at: Option<Instant>,
+    pub(super) expire_at: Option<Instant>,
+}
+
+/// Local requests waiting for the SA to be free, served by priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Task {
+    DeleteIke,
+    DeleteChild(u32),
+    RekeyIke,
+    RekeyChild(u32),
+    CreateChild(ChildConfig),
+    Dpd,
+}
+
+impl Task {
+    fn priority(&self) -> u8 {
+        match self {
+            Task::DeleteIke => 0,
+            Task::DeleteChild(_) => 1,
+            Task::RekeyIke => 2,
+            Task::RekeyChild(_) => 3,
+            Task::CreateChild(_) => 4,
+            Task::Dpd => 5,
+        }
+    }
+}
+
+/// Work decided while a session was taken out of the SA, applied once it is back.
+pub(super) enum Deferred {
+    /// `new` becomes the current SA; the old one retires, deleted by us or by the peer.
+    Swap {
+        new: Box<Session>,
+        we_delete_old: bool,
+    },
+    /// A redundant SA from a rekey collision: we delete it, or wait for the peer to.
+    Retire {
+        session: Box<Session>,
+        we_delete: bool,
+    },
+    Close {
+        by_peer: bool,
+        dead: bool,
+    },
+    Fail(IkeError),
+}
+
+enum Phase {
     /// Initiator: waiting for the IKE_SA_INIT response.
     InitSent {
         dh: DhSecret,
         ni: Vec<u8>,
         request: Vec<u8>,
-    },
-    /// Initiator: waiting for the IKE_AUTH response.
-    AuthSent {
-        keyed: Box<Keyed>,
-        child_spi: u32,
+        tries: u32,
+        at: Instant,
+        cookies: u8,
     },
     /// Responder: waiting for IKE_SA_INIT.
     AwaitInit,
-    /// Responder: waiting for IKE_AUTH.
-    AwaitAuth {
-        keyed: Box<Keyed>,
+    /// Keys exist, IKE_AUTH is in flight (initiator) or awaited (responder).
+    Auth,
+    Established,
+    Closed {
+        failed: bool,
     },
-    Established {
-        keyed: Box<Keyed>,
-    },
-    Failed,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sel {
+    Current,
+    Retiring(usize),
 }
 
 pub struct IkeSa {
-    config: IkeConfig,
-    initiator: bool,
-    remote: SocketAddr,
+    pub(super) config: IkeConfig,
+    local: SocketAddr,
+    pub(super) remote: SocketAddr,
+    /// SPIs before a session exists (and of the first one).
     spi_i: u64,
     spi_r: u64,
-    state: State,
-    rng: Box<dyn CryptoRngCore + Send>,
+    phase: Phase,
+    pub(super) session: Option<Session>,
+    retiring: Vec<Session>,
+    pub(super) children: Vec<Child>,
+    pub(super) tasks: Vec<Task>,
+    pub(super) deferred: Vec<Deferred>,
+    /// A passive IKE rekey that collided with ours, until ours completes.
+    pub(super) ike_collision: Option<(Box<Session>, Vec<u8>)>,
+    pub(super) nat: NatStatus,
+    /// ESP is UDP-encapsulated (NAT seen or encapsulation forced).
+    encap: bool,
+    /// IKE runs on the NAT-T port with the non-ESP marker.
+    floated: bool,
+    /// Both sides sent IKEV2_FRAGMENTATION_SUPPORTED.
+    fragmentation: bool,
+    pub(super) rng: Box<dyn CryptoRngCore + Send>,
     outgoing: VecDeque<Vec<u8>>,
-    events: VecDeque<Event>,
-    /// Our outstanding request, resent on timeout.
-    request: Option<Vec<u8>>,
-    retransmit_at: Option<Instant>,
-    tries: u32,
-    /// The last response we sent, by message id, for retransmitted requests.
-    last_response: Option<(u32, Vec<u8>)>,
+    pub(super) events: VecDeque<Event>,
+    /// The responder's IKE_SA_INIT answer, for retransmitted requests.
+    init_response: Option<Vec<u8>>,
+    /// Last sign of life from the peer (authenticated IKE message or ESP, see
+    /// [`IkeSa::note_inbound_traffic`]).
+    last_seen: Instant,
+    pub(super) ike_rekey_at: Option<Instant>,
+    pub(super) lease: Option<Lease>,
 }
 
 impl std::fmt::Debug for IkeSa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (spi_i, spi_r) = self.spis();
         f.debug_struct("IkeSa")
-            .field("initiator", &self.initiator)
+            .field("local", &self.local)
             .field("remote", &self.remote)
-            .field("spi_i", &self.spi_i)
-            .field("spi_r", &self.spi_r)
+            .field("spi_i", &spi_i)
+            .field("spi_r", &spi_r)
+            .field("children", &self.children.len())
             .finish_non_exhaustive()
     }
 }
 
-fn nonzero_spi(rng: &mut dyn CryptoRngCore) -> u64 {
+pub(super) fn nonzero_spi(rng: &mut dyn CryptoRngCore) -> u64 {
     loop {
         let spi = rng.next_u64();
         if spi != 0 {
@@ -152,13 +368,13 @@ fn nonzero_spi(rng: &mut dyn CryptoRngCore) -> u64 {
     }
 }
 
-fn nonce(rng: &mut dyn CryptoRngCore) -> Vec<u8> {
+pub(super) fn nonce(rng: &mut dyn CryptoRngCore) -> Vec<u8> {
     let mut n = vec![0u8; NONCE_LEN];
     rng.fill_bytes(&mut n);
     n
 }
 
-fn child_spi(rng: &mut dyn CryptoRngCore) -> u32 {
+pub(super) fn child_spi(rng: &mut dyn CryptoRngCore) -> u32 {
     // SPIs 1-255 are reserved by IANA (RFC 4303 §2.1).
     loop {
         let spi = rng.next_u32();
@@ -168,7 +384,7 @@ fn child_spi(rng: &mut dyn CryptoRngCore) -> u32 {
     }
 }
 
-fn find<'a, T>(
+pub(super) fn find<'a, T>(
     payloads: &'a [Payload],
     pick: impl Fn(&'a Payload) -> Option<T>,
 ) -> Result<T, IkeError> {
@@ -182,17 +398,82 @@ fn find<'a, T>(
     Ok(first)
 }
 
-fn error_notify(payloads: &[Payload]) -> Option<NotifyType> {
+pub(super) fn notify_of(payloads: &[Payload], ty: NotifyType) -> Option<&NotifyPayload> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.notify_type == ty => Some(n),
+        _ => None,
+    })
+}
+
+pub(super) fn error_notify(payloads: &[Payload]) -> Option<NotifyType> {
     payloads.iter().find_map(|p| match p {
         Payload::Notify(n) if n.notify_type.is_error() => Some(n.notify_type),
         _ => None,
     })
 }
 
+/// The one mapping from an error to what the peer sees: a notify payload.
+pub(super) fn error_payload(e: &IkeError) -> Payload {
+    let ty = e.notify_type().unwrap_or(NotifyType::InvalidSyntax);
+    Payload::Notify(NotifyPayload::new(ty, e.notify_data()))
+}
+
+/// A group named in an INVALID_KE_PAYLOAD notify.
+pub(super) fn wanted_group(n: &NotifyPayload) -> Option<DhGroup> {
+    n.data
+        .get(..2)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(u16::from_be_bytes)
+        .and_then(|id| DhGroup::from_iana(id).ok())
+}
+
+/// Whether a keyed message is unfragmented or fragment 1, the only ones a cached
+/// response is replayed for (RFC 7383 §2.6.1).
+fn first_or_whole(data: &[u8]) -> bool {
+    locate_encrypted(data).is_ok_and(|s| s.fragment.is_none_or(|(n, _)| n == 1))
+}
+
 impl IkeSa {
-    /// Starts an IKE SA towards `remote` and queues the IKE_SA_INIT request.
+    fn blank(
+        config: IkeConfig,
+        local: SocketAddr,
+        remote: SocketAddr,
+        rng: Box<dyn CryptoRngCore + Send>,
+        phase: Phase,
+        now: Instant,
+    ) -> Self {
+        IkeSa {
+            config,
+            local,
+            remote,
+            spi_i: 0,
+            spi_r: 0,
+            phase,
+            session: None,
+            retiring: Vec::new(),
+            children: Vec::new(),
+            tasks: Vec::new(),
+            deferred: Vec::new(),
+            ike_collision: None,
+            nat: NatStatus::default(),
+            encap: false,
+            floated: false,
+            fragmentation: false,
+            rng,
+            outgoing: VecDeque::new(),
+            events: VecDeque::new(),
+            init_response: None,
+            last_seen: now,
+            ike_rekey_at: None,
+            lease: None,
+        }
+    }
+
+    /// Starts an IKE SA from `local` towards `remote` (both UDP 500 normally) and
+    /// queues the IKE_SA_INIT request.
     pub fn initiate(
         config: IkeConfig,
+        local: SocketAddr,
         remote: SocketAddr,
         mut rng: Box<dyn CryptoRngCore + Send>,
         now: Instant,
@@ -202,145 +483,132 @@ impl IkeSa {
             .first()
             .ok_or(IkeError::NoProposalChosen)?;
         let spi_i = nonzero_spi(rng.as_mut());
-        let mut sa = IkeSa {
-            config,
-            initiator: true,
-            remote,
-            spi_i,
-            spi_r: 0,
-            state: State::Failed,
-            rng,
-            outgoing: VecDeque::new(),
-            events: VecDeque::new(),
-            request: None,
-            retransmit_at: None,
-            tries: 0,
-            last_response: None,
-        };
-        sa.send_init(first.dh, now)?;
+        let mut sa = IkeSa::blank(config, local, remote, rng, Phase::AwaitInit, now);
+        sa.spi_i = spi_i;
+        sa.send_init(first.dh, None, 0, now)?;
         Ok(sa)
     }
 
-    /// A responder that waits for an IKE_SA_INIT request from `remote`.
+    /// A responder that waits for an IKE_SA_INIT request from `remote` to `local`.
     pub fn respond(
         config: IkeConfig,
+        local: SocketAddr,
         remote: SocketAddr,
         mut rng: Box<dyn CryptoRngCore + Send>,
+        now: Instant,
     ) -> Self {
         let spi_r = nonzero_spi(rng.as_mut());
-        IkeSa {
-            config,
-            initiator: false,
-            remote,
-            spi_i: 0,
-            spi_r,
-            state: State::AwaitInit,
-            rng,
-            outgoing: VecDeque::new(),
-            events: VecDeque::new(),
-            request: None,
-            retransmit_at: None,
-            tries: 0,
-            last_response: None,
+        let mut sa = IkeSa::blank(config, local, remote, rng, Phase::AwaitInit, now);
+        sa.spi_r = spi_r;
+        sa
+    }
+
+    /// Whether we initiated the current IKE SA (after a rekey: its rekey exchange).
+    pub fn is_initiator(&self) -> bool {
+        match &self.session {
+            Some(s) => s.initiator,
+            None => matches!(self.phase, Phase::InitSent { .. }) || self.spi_r == 0,
         }
     }
 
-    pub fn is_initiator(&self) -> bool {
-        self.initiator
-    }
-
+    /// SPIs of the current IKE SA.
     pub fn spis(&self) -> (u64, u64) {
-        (self.spi_i, self.spi_r)
+        self.session
+            .as_ref()
+            .map_or((self.spi_i, self.spi_r), Session::spis)
     }
 
     pub fn is_established(&self) -> bool {
-        matches!(self.state, State::Established { .. })
+        matches!(self.phase, Phase::Established)
     }
 
     pub fn is_failed(&self) -> bool {
-        matches!(self.state, State::Failed)
+        matches!(self.phase, Phase::Closed { failed: true })
+    }
+
+    /// Deleted, dead or failed: nothing more will happen.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed { .. })
+    }
+
+    pub fn nat_status(&self) -> NatStatus {
+        self.nat
+    }
+
+    /// Where IKE datagrams go, and from where (the daemon routes by both).
+    pub fn addresses(&self) -> (SocketAddr, SocketAddr) {
+        (self.local, self.remote)
+    }
+
+    /// The NAT keepalive interval to use when we are behind a NAT (RFC 3948 §4).
+    pub fn nat_keepalive(&self) -> Option<Duration> {
+        (self.encap && self.nat.local_behind).then_some(self.config.nat_keepalive)
+    }
+
+    /// Live child SA pairs as (inbound SPI, outbound SPI), in creation order: those
+    /// the data plane has installed and that are not yet deleted.
+    pub fn child_sas(&self) -> Vec<(u32, u32)> {
+        self.children
+            .iter()
+            .filter(|c| c.installed)
+            .map(|c| (c.inbound, c.outbound))
+            .collect()
     }
 
     /// The IKE SA's algorithms once IKE_SA_INIT has completed, for status reporting.
     pub fn negotiated_suite(&self) -> Option<IkeSuite> {
-        match &self.state {
-            State::AuthSent { keyed, .. }
-            | State::AwaitAuth { keyed }
-            | State::Established { keyed } => Some(keyed.suite),
-            State::InitSent { .. } | State::AwaitInit | State::Failed => None,
-        }
+        self.session.as_ref().map(|s| s.keyed.suite)
     }
 
     /// Our sending SK cipher, so tests can forge well-protected messages.
     #[cfg(test)]
     pub(super) fn send_cipher(&self) -> Option<&SkCipher> {
-        match &self.state {
-            State::AuthSent { keyed, .. }
-            | State::AwaitAuth { keyed }
-            | State::Established { keyed } => Some(&keyed.send),
-            State::InitSent { .. } | State::AwaitInit | State::Failed => None,
-        }
+        self.session.as_ref().map(|s| &s.keyed.send)
     }
 
-    fn header(&self, exchange: ExchangeType, response: bool, message_id: u32) -> Header {
-        Header {
-            spi_i: self.spi_i,
-            spi_r: self.spi_r,
-            minor_version: 0,
-            exchange,
-            flags: Flags::new(self.initiator, response),
-            message_id,
-        }
+    /// Our receiving SK cipher, so tests can read what we were sent.
+    #[cfg(test)]
+    pub(super) fn recv_cipher(&self) -> Option<&SkCipher> {
+        self.session.as_ref().map(|s| &s.keyed.recv)
     }
 
-    fn send_init(&mut self, group: DhGroup, now: Instant) -> Result<(), IkeError> {
-        let dh = DhSecret::generate(group, self.rng.as_mut())?;
-        let ni = nonce(self.rng.as_mut());
-        let msg = Message {
-            header: self.header(ExchangeType::IkeSaInit, false, 0),
-            payloads: vec![
-                Payload::Sa(ike_offer(&self.config.ike_suites)),
-                Payload::Ke(KePayload {
-                    group: group.iana_id(),
-                    data: dh.public_value().to_vec(),
-                }),
-                Payload::Nonce(NoncePayload { data: ni.clone() }),
-            ],
-        };
-        let request = msg.to_bytes()?;
-        self.send_request(request.clone(), now);
-        self.state = State::InitSent { dh, ni, request };
-        Ok(())
+    /// The next message ID of our own requests on the current SA.
+    #[cfg(test)]
+    pub(super) fn next_message_id(&self) -> Option<u32> {
+        self.session.as_ref().map(|s| s.next_id)
     }
 
-    fn send_request(&mut self, bytes: Vec<u8>, now: Instant) {
-        self.outgoing.push_back(bytes.clone());
-        self.request = Some(bytes);
-        self.tries = 1;
-        self.arm_retransmit(now);
+    fn fragment_size(&self) -> Option<usize> {
+        self.fragmentation.then_some(self.config.fragment_size)
     }
 
-    fn arm_retransmit(&mut self, now: Instant) {
-        let base =
-            self.config.retransmit.initial * 2u32.saturating_pow(self.tries.saturating_sub(1));
+    pub(super) fn encap_ports(&self) -> Option<(u16, u16)> {
+        self.encap
+            .then_some((self.local.port(), self.remote.port()))
+    }
+
+    /// Retransmission delay before try `tries + 1`.
+    fn backoff(&mut self, tries: u32) -> Duration {
+        let base = self.config.retransmit.initial * 2u32.saturating_pow(tries.saturating_sub(1));
         // Up to 10% off, so peers that started together do not retransmit in lockstep.
         let jitter = base.mul_f64(f64::from(self.rng.next_u32() % 100) / 1000.0);
-        self.retransmit_at = Some(now + (base - jitter));
+        base - jitter
     }
 
-    fn send_response(&mut self, message_id: u32, bytes: Vec<u8>) {
-        self.outgoing.push_back(bytes.clone());
-        self.last_response = Some((message_id, bytes));
+    /// How long a rekey or delete may take to settle: the whole retransmission
+    /// schedule. Retiring SAs and replaced children are kept at most this long.
+    pub(super) fn settle_time(&self) -> Duration {
+        let r = self.config.retransmit;
+        r.initial * 2u32.saturating_pow(r.max_tries).saturating_sub(1)
     }
 
-    /// Moves to `Failed`, reporting the error once.
-    fn fail(&mut self, err: IkeError) -> IkeError {
-        self.state = State::Failed;
-        self.request = None;
-        self.retransmit_at = None;
-        self.events.push_back(Event::Failed(err.clone()));
-        err
+    /// `d` minus up to `percent`% random jitter.
+    pub(super) fn jittered(&mut self, d: Duration, percent: u32) -> Duration {
+        let cut = f64::from(self.rng.next_u32() % (percent * 10 + 1)) / 1000.0;
+        d.mul_f64(1.0 - cut)
     }
+
+    // ---- output ----
 
     /// Writes the next datagram into `buf` (cleared first).
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
@@ -349,6 +617,8 @@ impl IkeSa {
         buf.extend_from_slice(&bytes);
         Some(Transmit {
             destination: self.remote,
+            local: self.local,
+            non_esp_marker: self.floated,
             size: bytes.len(),
         })
     }
@@ -357,135 +627,681 @@ impl IkeSa {
         self.events.pop_front()
     }
 
+    pub(super) fn queue(&mut self, datagrams: &[Vec<u8>]) {
+        self.outgoing.extend(datagrams.iter().cloned());
+    }
+
+    /// Sends a request on `sess` and makes it the one in flight.
+    pub(super) fn send_request(
+        &mut self,
+        sess: &mut Session,
+        exchange: ExchangeType,
+        payloads: &[Payload],
+        kind: ActiveKind,
+        now: Instant,
+    ) -> Result<(), IkeError> {
+        let id = sess.next_id;
+        let header = sess.header(exchange, false, id);
+        let frag_size = self.fragment_size();
+        let datagrams = frag::seal(
+            &sess.keyed.send,
+            &header,
+            payloads,
+            frag_size,
+            self.rng.as_mut(),
+        )?;
+        sess.next_id = id.wrapping_add(1);
+        self.queue(&datagrams);
+        let at = now + self.backoff(1);
+        sess.active = Some(Active {
+            id,
+            kind,
+            datagrams,
+            tries: 1,
+            at,
+        });
+        Ok(())
+    }
+
+    fn send_response(
+        &mut self,
+        sess: &mut Session,
+        exchange: ExchangeType,
+        message_id: u32,
+        payloads: &[Payload],
+    ) -> Result<(), IkeError> {
+        let header = sess.header(exchange, true, message_id);
+        let frag_size = self.fragment_size();
+        let datagrams = frag::seal(
+            &sess.keyed.send,
+            &header,
+            payloads,
+            frag_size,
+            self.rng.as_mut(),
+        )?;
+        self.queue(&datagrams);
+        sess.last_response = Some((message_id, datagrams));
+        Ok(())
+    }
+
+    // ---- timers ----
+
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.retransmit_at
+        let mut t: Vec<Option<Instant>> = Vec::new();
+        match &self.phase {
+            Phase::InitSent { at, .. } => t.push(Some(*at)),
+            Phase::Closed { .. } => return None,
+            Phase::AwaitInit | Phase::Auth | Phase::Established => {}
+        }
+        for s in self.session.iter().chain(&self.retiring) {
+            t.push(s.active.as_ref().map(|a| a.at));
+            t.push(s.retire_at);
+        }
+        if matches!(self.phase, Phase::Established) {
+            t.push(self.dpd_at());
+            t.push(self.ike_rekey_at);
+            for c in &self.children {
+                t.push(c.rekey_at);
+                t.push(c.expire_at);
+            }
+        }
+        t.into_iter().flatten().min()
+    }
+
+    fn dpd_at(&self) -> Option<Instant> {
+        self.config.dpd_interval.map(|i| self.last_seen + i)
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(at) = self.retransmit_at else {
-            return;
-        };
-        if now < at {
+        if let Phase::InitSent { at, .. } = &self.phase
+            && now >= *at
+        {
+            self.retransmit_init(now);
             return;
         }
-        if self.tries >= self.config.retransmit.max_tries {
+        if self.is_closed() {
+            return;
+        }
+        self.retransmit_sessions(now);
+        if !self.is_established() {
+            return;
+        }
+        if self.dpd_at().is_some_and(|at| now >= at) {
+            self.last_seen = now;
+            let busy = self.session.as_ref().is_some_and(|s| s.active.is_some());
+            if !busy && self.tasks.is_empty() {
+                self.tasks.push(Task::Dpd);
+            }
+        }
+        if self.ike_rekey_at.is_some_and(|at| now >= at) {
+            self.ike_rekey_at = None;
+            self.push_task(Task::RekeyIke);
+        }
+        self.child_timers(now);
+        self.pump(now);
+    }
+
+    fn retransmit_init(&mut self, now: Instant) {
+        let max = self.config.retransmit.max_tries;
+        let Phase::InitSent { request, tries, .. } = &self.phase else {
+            return;
+        };
+        if *tries >= max {
             self.fail(IkeError::Timeout);
             return;
         }
-        if let Some(req) = self.request.clone() {
-            self.outgoing.push_back(req);
-            self.tries += 1;
-            self.arm_retransmit(now);
+        let (request, next) = (request.clone(), *tries + 1);
+        let delay = self.backoff(next);
+        if let Phase::InitSent { tries, at, .. } = &mut self.phase {
+            *tries = next;
+            *at = now + delay;
+        }
+        self.outgoing.push_back(request);
+    }
+
+    fn retransmit_sessions(&mut self, now: Instant) {
+        let max = self.config.retransmit.max_tries;
+        let mut resend = Vec::new();
+        let mut auth_timeout = false;
+        let sessions = self.session.iter_mut().map(|s| (true, s));
+        let sessions = sessions.chain(self.retiring.iter_mut().map(|s| (false, s)));
+        let mut backoffs = Vec::new();
+        for (current, s) in sessions {
+            if s.retire_at.is_some_and(|at| now >= at) {
+                s.finished = true;
+            }
+            let spis = s.spis();
+            let Some(a) = s.active.as_mut() else {
+                continue;
+            };
+            if now < a.at {
+                continue;
+            }
+            if a.tries >= max {
+                if !current {
+                    s.finished = true;
+                } else if matches!(a.kind, ActiveKind::Auth { .. }) {
+                    auth_timeout = true;
+                } else {
+                    let dead = !matches!(a.kind, ActiveKind::DeleteIke);
+                    s.active = None;
+                    self.deferred.push(Deferred::Close {
+                        by_peer: false,
+                        dead,
+                    });
+                }
+                continue;
+            }
+            a.tries += 1;
+            resend.extend(a.datagrams.iter().cloned());
+            backoffs.push((current, spis, a.tries));
+        }
+        self.retiring.retain(|s| !s.finished);
+        self.outgoing.extend(resend);
+        for (current, spis, tries) in backoffs {
+            let at = now + self.backoff(tries);
+            let s = if current {
+                self.session.as_mut()
+            } else {
+                self.retiring.iter_mut().find(|s| s.spis() == spis)
+            };
+            if let Some(a) = s.and_then(|s| s.active.as_mut()) {
+                a.at = at;
+            }
+        }
+        if auth_timeout {
+            self.fail(IkeError::Timeout);
+        }
+        self.run_deferred(now);
+    }
+
+    fn child_timers(&mut self, now: Instant) {
+        let mut tasks = Vec::new();
+        for c in &mut self.children {
+            if c.expire_at.is_some_and(|at| now >= at) {
+                c.expire_at = None;
+                c.rekey_at = None;
+                if c.state != ChildState::Deleting {
+                    c.state = ChildState::Deleting;
+                    tasks.push(Task::DeleteChild(c.inbound));
+                }
+            }
+            if c.rekey_at.is_some_and(|at| now >= at) {
+                c.rekey_at = None;
+                if c.state == ChildState::Installed {
+                    tasks.push(Task::RekeyChild(c.inbound));
+                }
+            }
+        }
+        for t in tasks {
+            self.push_task(t);
         }
     }
 
-    /// Processes one datagram (without the UDP 4500 non-ESP marker). An `Err` means the
-    /// datagram was dropped, or, if [`Self::is_failed`] now holds, that the SA died.
+    // ---- local requests ----
+
+    pub(super) fn push_task(&mut self, task: Task) {
+        if !self.tasks.contains(&task) {
+            self.tasks.push(task);
+        }
+    }
+
+    fn request(&mut self, task: Task, now: Instant) -> Result<(), IkeError> {
+        if self.is_closed() {
+            return Err(IkeError::NotEstablished);
+        }
+        self.push_task(task);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Negotiates an additional child SA with CREATE_CHILD_SA.
+    pub fn create_child(&mut self, config: ChildConfig, now: Instant) -> Result<(), IkeError> {
+        self.request(Task::CreateChild(config), now)
+    }
+
+    /// Rekeys the child SA with this inbound SPI (the daemon calls this when a byte or
+    /// packet soft lifetime expires in the data plane).
+    pub fn rekey_child(&mut self, inbound_spi: u32, now: Instant) -> Result<(), IkeError> {
+        if !self.children.iter().any(|c| c.inbound == inbound_spi) {
+            return Err(IkeError::ChildSaNotFound);
+        }
+        self.request(Task::RekeyChild(inbound_spi), now)
+    }
+
+    /// Deletes the child SA pair with this inbound SPI.
+    pub fn delete_child(&mut self, inbound_spi: u32, now: Instant) -> Result<(), IkeError> {
+        let child = self
+            .children
+            .iter_mut()
+            .find(|c| c.inbound == inbound_spi)
+            .ok_or(IkeError::ChildSaNotFound)?;
+        child.state = ChildState::Deleting;
+        child.rekey_at = None;
+        self.request(Task::DeleteChild(inbound_spi), now)
+    }
+
+    /// Rekeys the IKE SA now (it is also rekeyed on its own by `ike_lifetime`).
+    pub fn rekey_ike(&mut self, now: Instant) -> Result<(), IkeError> {
+        self.request(Task::RekeyIke, now)
+    }
+
+    /// Deletes the IKE SA and with it every child SA; [`Event::Closed`] follows once
+    /// the peer answers or the retransmissions run out.
+    pub fn delete(&mut self, now: Instant) -> Result<(), IkeError> {
+        self.request(Task::DeleteIke, now)
+    }
+
+    /// ESP traffic from the peer arrived: it is alive, so DPD waits.
+    pub fn note_inbound_traffic(&mut self, now: Instant) {
+        self.last_seen = self.last_seen.max(now);
+    }
+
+    /// Starts the most urgent queued task if no request is in flight.
+    pub(super) fn pump(&mut self, now: Instant) {
+        loop {
+            if !self.is_established()
+                || self.session.as_ref().is_none_or(|s| s.active.is_some())
+                || !self.deferred.is_empty()
+            {
+                return;
+            }
+            let Some(i) = (0..self.tasks.len())
+                .min_by_key(|i| self.tasks.get(*i).map_or(u8::MAX, Task::priority))
+            else {
+                return;
+            };
+            let task = self.tasks.remove(i);
+            let Some(mut sess) = self.session.take() else {
+                return;
+            };
+            let r = self.start_task(&mut sess, task, now);
+            self.session = Some(sess);
+            if let Err(e) = r {
+                self.events.push_back(Event::ChildSaFailed(e));
+            }
+            self.run_deferred(now);
+        }
+    }
+
+    // ---- input ----
+
+    /// Processes one datagram (without the UDP 4500 non-ESP marker) that arrived from
+    /// `from` at our address `to`. An `Err` means the datagram was dropped, or, if
+    /// [`Self::is_closed`] now holds, that the SA died.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
         from: SocketAddr,
+        to: SocketAddr,
         data: &[u8],
     ) -> Result<(), IkeError> {
-        if matches!(self.state, State::Failed) {
-            return Err(IkeError::Unexpected("SA has failed"));
+        if self.is_closed() {
+            return Err(IkeError::Unexpected("SA is closed"));
         }
         let h = Header::parse(data)?.header;
-        if h.flags.initiator() == self.initiator {
+        if h.exchange == ExchangeType::IkeSaInit {
+            let r = self.handle_init(now, from, to, data, h);
+            self.run_deferred(now);
+            self.pump(now);
+            return r;
+        }
+        let sel = self.locate(h.spi_i, h.spi_r)?;
+        let mut sess = match sel {
+            Sel::Current => self.session.take(),
+            Sel::Retiring(i) => (i < self.retiring.len()).then(|| self.retiring.remove(i)),
+        }
+        .ok_or(IkeError::Unexpected("message for another IKE SA"))?;
+        let r = self.on_keyed(&mut sess, sel == Sel::Current, now, (from, to), data, h);
+        match sel {
+            Sel::Current => self.session = Some(sess),
+            Sel::Retiring(_) if !sess.finished => self.retiring.push(sess),
+            Sel::Retiring(_) => {}
+        }
+        self.run_deferred(now);
+        self.pump(now);
+        r
+    }
+
+    fn locate(&self, spi_i: u64, spi_r: u64) -> Result<Sel, IkeError> {
+        if self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.spis() == (spi_i, spi_r))
+        {
+            return Ok(Sel::Current);
+        }
+        self.retiring
+            .iter()
+            .position(|s| s.spis() == (spi_i, spi_r))
+            .map(Sel::Retiring)
+            .ok_or(IkeError::Unexpected("message for another IKE SA"))
+    }
+
+    fn on_keyed(
+        &mut self,
+        sess: &mut Session,
+        current: bool,
+        now: Instant,
+        (from, to): (SocketAddr, SocketAddr),
+        data: &[u8],
+        h: Header,
+    ) -> Result<(), IkeError> {
+        if h.flags.initiator() == sess.initiator {
             return Err(IkeError::Unexpected("message from our own role"));
         }
-        let ours = match self.state {
-            State::AwaitInit => true,
-            State::InitSent { .. } => h.spi_i == self.spi_i,
-            // A retransmitted IKE_SA_INIT still carries a zero responder SPI.
-            _ => {
-                h.spi_i == self.spi_i
-                    && (h.spi_r == self.spi_r
-                        || (h.spi_r == 0 && h.message_id == 0 && !h.flags.response()))
+        let response = h.flags.response();
+        if !response {
+            if let Some((id, resp)) = &sess.last_response
+                && *id == h.message_id
+            {
+                // A retransmitted request: answer with the cached response, unprocessed.
+                if first_or_whole(data) {
+                    let resp = resp.clone();
+                    self.queue(&resp);
+                }
+                return Ok(());
             }
+            if h.message_id != sess.peer_next {
+                return Err(IkeError::Unexpected("request outside the window"));
+            }
+        } else if sess.active.as_ref().is_none_or(|a| a.id != h.message_id) {
+            return Err(IkeError::Unexpected("response to no request of ours"));
+        }
+        let bounds = Bounds {
+            max_fragments: self.config.max_fragments,
+            timeout: self.config.fragment_timeout,
         };
-        if !ours {
-            return Err(IkeError::Unexpected("message for another IKE SA"));
-        }
-        if !h.flags.response()
-            && let Some((id, resp)) = &self.last_response
-            && *id == h.message_id
-        {
-            // A retransmitted request: answer with the cached response, unprocessed.
-            self.outgoing.push_back(resp.clone());
+        let Some((header, payloads)) =
+            frag::open(&sess.keyed.recv, data, &mut sess.frags, bounds, now)?
+        else {
             return Ok(());
+        };
+        self.last_seen = now;
+        self.local = to;
+        if to.port() == NAT_T_PORT {
+            self.floated = true;
         }
-        self.remote = from;
-        let state = std::mem::replace(&mut self.state, State::Failed);
-        match (state, h.exchange, h.flags.response()) {
-            (State::InitSent { dh, ni, request }, ExchangeType::IkeSaInit, true) => {
-                self.on_init_response(now, data, dh, ni, request)
+        if response {
+            let Some(active) = sess.active.take() else {
+                return Ok(());
+            };
+            return self.on_response(sess, current, active, &payloads, now);
+        }
+        if matches!(self.phase, Phase::Auth) {
+            // The initiator floated to 4500 for IKE_AUTH: follow it unconditionally.
+            self.remote = from;
+        } else if current {
+            self.follow_peer(from);
+        }
+        sess.peer_next = h.message_id.wrapping_add(1);
+        let (answer, err) = if header.exchange == ExchangeType::IkeAuth {
+            if matches!(self.phase, Phase::Auth) && !sess.initiator {
+                self.on_auth_request(sess, &payloads, now)
+            } else {
+                (vec![], Some(IkeError::Unexpected("IKE_AUTH after setup")))
             }
-            (State::AuthSent { keyed, child_spi }, ExchangeType::IkeAuth, true) => {
-                self.on_auth_response(data, keyed, child_spi)
+        } else if !matches!(self.phase, Phase::Established) {
+            (
+                vec![],
+                Some(IkeError::Unexpected("request before IKE_AUTH")),
+            )
+        } else {
+            self.on_request(sess, current, header.exchange, &payloads, now)
+        };
+        self.send_response(sess, header.exchange, h.message_id, &answer)?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// RFC 7296 §2.23: when the peer is behind a NAT, its mapping may change; follow
+    /// the source of its authenticated requests.
+    fn follow_peer(&mut self, from: SocketAddr) {
+        if from != self.remote && self.nat.remote_behind {
+            let old = std::mem::replace(&mut self.remote, from);
+            self.events
+                .push_back(Event::PeerAddressChanged { old, new: from });
+        }
+    }
+
+    // ---- closing ----
+
+    /// Moves to a failed state during setup, reporting the error once.
+    fn fail(&mut self, err: IkeError) -> IkeError {
+        self.phase = Phase::Closed { failed: true };
+        self.session = None;
+        self.retiring.clear();
+        self.tasks.clear();
+        self.lease = None;
+        self.events.push_back(Event::Failed(err.clone()));
+        err
+    }
+
+    /// Ends an established SA: every child SA goes with it (RFC 7296 §1.4.1).
+    fn close(&mut self, by_peer: bool, dead: bool) {
+        if self.is_closed() {
+            return;
+        }
+        if dead {
+            self.events.push_back(Event::PeerDead);
+        }
+        for c in std::mem::take(&mut self.children) {
+            if c.installed {
+                self.events.push_back(Event::ChildSaDeleted {
+                    inbound_spi: c.inbound,
+                    outbound_spi: c.outbound,
+                });
             }
-            (State::AwaitInit, ExchangeType::IkeSaInit, false) => self.on_init_request(data),
-            (State::AwaitAuth { keyed }, ExchangeType::IkeAuth, false) => {
-                self.on_auth_request(data, keyed)
-            }
-            (state, _, _) => {
-                self.state = state;
-                Err(IkeError::Unexpected("message not expected in this state"))
+        }
+        self.phase = Phase::Closed { failed: false };
+        self.session = None;
+        self.retiring.clear();
+        self.tasks.clear();
+        self.ike_collision = None;
+        self.lease = None;
+        self.events.push_back(Event::Closed { by_peer });
+    }
+
+    pub(super) fn run_deferred(&mut self, now: Instant) {
+        for d in std::mem::take(&mut self.deferred) {
+            match d {
+                Deferred::Close { by_peer, dead } => self.close(by_peer, dead),
+                Deferred::Fail(e) => {
+                    self.fail(e);
+                }
+                Deferred::Swap { new, we_delete_old } => {
+                    let Some(old) = self.session.replace(*new) else {
+                        continue;
+                    };
+                    let new_spis = self.spis();
+                    self.events.push_back(Event::IkeRekeyed {
+                        old_spis: old.spis(),
+                        new_spis,
+                    });
+                    self.retire(old, we_delete_old, now);
+                    self.arm_ike_rekey(now);
+                }
+                Deferred::Retire { session, we_delete } => self.retire(*session, we_delete, now),
             }
         }
     }
 
+    /// Keeps an old or redundant IKE SA until its Delete is done (ours, or the peer's),
+    /// or for [`Self::settle_time`] at most.
+    fn retire(&mut self, mut s: Session, we_delete: bool, now: Instant) {
+        s.retire_at = Some(now + self.settle_time());
+        if we_delete {
+            let payloads = [Payload::Delete(crate::wire::DeletePayload::Ike)];
+            // A retiring SA may still have an exchange in flight; the Delete replaces it.
+            s.active = None;
+            if self
+                .send_request(
+                    &mut s,
+                    ExchangeType::Informational,
+                    &payloads,
+                    ActiveKind::DeleteIke,
+                    now,
+                )
+                .is_err()
+            {
+                return;
+            }
+        }
+        self.retiring.push(s);
+    }
+
+    pub(super) fn arm_ike_rekey(&mut self, now: Instant) {
+        if let Some(life) = self.config.ike_lifetime {
+            // About 90% of the lifetime, less up to another 5% of jitter.
+            let at = self.jittered(life.mul_f64(0.9), 5);
+            self.ike_rekey_at = Some(now + at);
+        }
+    }
+
+    // ---- IKE_SA_INIT ----
+
+    fn init_header(&self, response: bool) -> Header {
+        Header {
+            spi_i: self.spi_i,
+            spi_r: if response { self.spi_r } else { 0 },
+            minor_version: 0,
+            exchange: ExchangeType::IkeSaInit,
+            flags: Flags::new(!response, response),
+            message_id: 0,
+        }
+    }
+
+    fn send_init(
+        &mut self,
+        group: DhGroup,
+        cookie: Option<Vec<u8>>,
+        cookies: u8,
+        now: Instant,
+    ) -> Result<(), IkeError> {
+        let dh = DhSecret::generate(group, self.rng.as_mut())?;
+        let ni = nonce(self.rng.as_mut());
+        let mut payloads = Vec::new();
+        if let Some(c) = cookie {
+            // RFC 7296 §2.6: the COOKIE notify comes first.
+            payloads.push(Payload::Notify(NotifyPayload::new(NotifyType::Cookie, c)));
+        }
+        payloads.extend([
+            Payload::Sa(ike_offer(&self.config.ike_suites, None)),
+            Payload::Ke(KePayload {
+                group: group.iana_id(),
+                data: dh.public_value().to_vec(),
+            }),
+            Payload::Nonce(NoncePayload { data: ni.clone() }),
+        ]);
+        payloads.extend(natd_payloads(
+            (self.spi_i, 0),
+            self.local,
+            self.remote,
+            self.config.force_encap,
+            self.rng.as_mut(),
+        ));
+        if self.config.fragmentation {
+            payloads.push(Payload::Notify(NotifyPayload::new(
+                NotifyType::Ikev2FragmentationSupported,
+                vec![],
+            )));
+        }
+        let request = Message {
+            header: self.init_header(false),
+            payloads,
+        }
+        .to_bytes()?;
+        self.outgoing.push_back(request.clone());
+        let at = now + self.backoff(1);
+        self.phase = Phase::InitSent {
+            dh,
+            ni,
+            request,
+            tries: 1,
+            at,
+            cookies,
+        };
+        Ok(())
+    }
+
+    fn handle_init(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+        h: Header,
+    ) -> Result<(), IkeError> {
+        match (&self.phase, h.flags.response()) {
+            (Phase::InitSent { .. }, true)
+                if h.spi_i == self.spi_i && h.message_id == 0 && !h.flags.initiator() =>
+            {
+                self.on_init_response(now, from, to, data)
+            }
+            (Phase::AwaitInit, false) if h.spi_r == 0 && h.message_id == 0 => {
+                self.on_init_request(now, from, to, data)
+            }
+            (_, false) if h.spi_i == self.spi_i && h.spi_r == 0 && h.message_id == 0 => {
+                // A retransmitted IKE_SA_INIT: the cached answer, unprocessed.
+                let cached = self
+                    .init_response
+                    .clone()
+                    .ok_or(IkeError::Unexpected("IKE_SA_INIT for another SA"))?;
+                self.outgoing.push_back(cached);
+                Ok(())
+            }
+            _ => Err(IkeError::Unexpected("IKE_SA_INIT not expected")),
+        }
+    }
+
     /// Initiator, IKE_SA_INIT response (RFC 7296 §1.2): check the choice, derive keys,
-    /// send IKE_AUTH.
+    /// detect NATs, send IKE_AUTH.
     fn on_init_response(
         &mut self,
         now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
         data: &[u8],
-        dh: DhSecret,
-        ni: Vec<u8>,
-        request: Vec<u8>,
     ) -> Result<(), IkeError> {
-        let restore = |sa: &mut Self, dh, ni, request| {
-            sa.state = State::InitSent { dh, ni, request };
+        let msg = Message::parse(data)?;
+        let Phase::InitSent { dh, cookies, .. } = &self.phase else {
+            return Err(IkeError::Unexpected("IKE_SA_INIT response"));
         };
-        let msg = match Message::parse(data) {
-            Ok(m) if m.header.spi_i == self.spi_i && m.header.message_id == 0 => m,
-            Ok(_) => {
-                restore(self, dh, ni, request);
-                return Err(IkeError::Unexpected("IKE_SA_INIT response for another SA"));
+        let (group, cookies) = (dh.group(), *cookies);
+        if let Some(n) = notify_of(&msg.payloads, NotifyType::Cookie) {
+            // RFC 7296 §2.6: retry with the cookie, a bounded number of times.
+            if cookies >= 2 {
+                return Err(self.fail(IkeError::PeerError(NotifyType::Cookie)));
             }
-            Err(e) => {
-                restore(self, dh, ni, request);
-                return Err(e.into());
-            }
-        };
-        if let Some(n) = msg.payloads.iter().find_map(|p| match p {
-            Payload::Notify(n) if n.notify_type == NotifyType::InvalidKePayload => Some(n),
-            _ => None,
-        }) {
+            return self.send_init(group, Some(n.data.clone()), cookies + 1, now);
+        }
+        if let Some(n) = notify_of(&msg.payloads, NotifyType::InvalidKePayload) {
             // RFC 7296 §1.2: retry with the group the responder asked for, if we offered it.
-            let wanted = n
-                .data
-                .get(..2)
-                .and_then(|b| <[u8; 2]>::try_from(b).ok())
-                .map(u16::from_be_bytes)
-                .and_then(|id| DhGroup::from_iana(id).ok())
-                .filter(|g| self.config.ike_suites.iter().any(|s| s.dh == *g) && *g != dh.group());
+            let wanted = wanted_group(n)
+                .filter(|g| self.config.ike_suites.iter().any(|s| s.dh == *g) && *g != group);
             return match wanted {
-                Some(group) => self.send_init(group, now),
+                Some(g) => self.send_init(g, None, cookies, now),
                 None => Err(self.fail(IkeError::PeerError(NotifyType::InvalidKePayload))),
             };
         }
         if let Some(err) = error_notify(&msg.payloads) {
             return Err(self.fail(IkeError::PeerError(err)));
         }
+        let Phase::InitSent {
+            dh, ni, request, ..
+        } = std::mem::replace(&mut self.phase, Phase::Auth)
+        else {
+            return Err(IkeError::Unexpected("IKE_SA_INIT response"));
+        };
         let result = (|| {
             let sa = find(&msg.payloads, |p| match p {
                 Payload::Sa(s) => Some(s),
                 _ => None,
             })?;
-            let suite =
-                accepted_ike(sa, &self.config.ike_suites).ok_or(IkeError::NoProposalChosen)?;
+            let (suite, _) = accepted_ike(sa, &self.config.ike_suites, false)
+                .ok_or(IkeError::NoProposalChosen)?;
             let ke = find(&msg.payloads, |p| match p {
                 Payload::Ke(k) => Some(k),
                 _ => None,
@@ -500,20 +1316,62 @@ impl IkeSa {
                 _ => None,
             })?;
             let g_ir = dh.agree(&ke.data)?;
-            self.spi_r = msg.header.spi_r;
             let transcript = InitTranscript {
                 ni,
                 nr,
                 request,
                 response: data.to_vec(),
             };
-            derive(suite, true, &g_ir, (self.spi_i, self.spi_r), transcript)
+            derive(
+                suite,
+                true,
+                &g_ir,
+                (self.spi_i, msg.header.spi_r),
+                transcript,
+            )
         })();
         let keyed = match result {
             Ok(k) => k,
             Err(e) => return Err(self.fail(e)),
         };
+        self.spi_r = msg.header.spi_r;
+        self.negotiate_extensions(&msg.payloads, (self.spi_i, self.spi_r), from, to);
+        if self.encap {
+            // Float to 4500 for IKE_AUTH onwards (RFC 7296 §2.23).
+            self.local.set_port(NAT_T_PORT);
+            self.remote.set_port(NAT_T_PORT);
+            self.floated = true;
+        }
+        let mut sess = Session::new(true, (self.spi_i, self.spi_r), keyed);
+        // IKE_SA_INIT used message ID 0 of the initiator's direction.
+        sess.next_id = 1;
+        let r = self.send_auth(&mut sess, now);
+        self.session = Some(sess);
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// NAT-D and fragmentation support from the peer's IKE_SA_INIT message.
+    fn negotiate_extensions(
+        &mut self,
+        payloads: &[Payload],
+        spis: (u64, u64),
+        from: SocketAddr,
+        to: SocketAddr,
+    ) {
+        if let Some(nat) = NatStatus::detect(payloads, spis, from, to) {
+            self.nat = nat;
+            self.encap = nat.any() || self.config.force_encap;
+            if self.encap {
+                self.events.push_back(Event::NatDetected(nat));
+            }
+        }
+        self.fragmentation = self.config.fragmentation
+            && notify_of(payloads, NotifyType::Ikev2FragmentationSupported).is_some();
+    }
+
+    fn send_auth(&mut self, sess: &mut Session, now: Instant) -> Result<(), IkeError> {
         let child_spi = child_spi(self.rng.as_mut());
+        let keyed = &sess.keyed;
         let auth = psk_auth(
             keyed.suite.prf,
             &self.config.psk,
@@ -526,52 +1384,63 @@ impl IkeSa {
         if let Some(r) = &self.config.remote_id {
             payloads.push(Payload::IdR(r.clone()));
         }
+        payloads.push(Payload::Auth(AuthPayload {
+            method: AuthMethod::SharedKeyMic,
+            data: auth.as_bytes().to_vec(),
+        }));
+        if self.config.request_address {
+            payloads.push(Payload::Cp(CpPayload {
+                cfg_type: CfgType::Request,
+                attributes: [
+                    CfgAttrType::InternalIp4Address,
+                    CfgAttrType::InternalIp4Netmask,
+                    CfgAttrType::InternalIp4Dns,
+                ]
+                .into_iter()
+                .map(|ty| CfgAttribute { ty, value: vec![] })
+                .collect(),
+            }));
+        }
         payloads.extend([
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SharedKeyMic,
-                data: auth.as_bytes().to_vec(),
-            }),
-            Payload::Sa(child_offer(&self.config.child_suites, child_spi)),
+            Payload::Sa(child_offer(&self.config.child_suites, child_spi, None)),
             Payload::TsI(ts::payload(&self.config.local_ts)),
             Payload::TsR(ts::payload(&self.config.remote_ts)),
         ]);
-        let mut out = Vec::new();
-        let header = self.header(ExchangeType::IkeAuth, false, 1);
-        keyed
-            .send
-            .seal_payloads(&header, &payloads, self.rng.as_mut(), &mut out)?;
-        self.send_request(out, now);
-        self.state = State::AuthSent {
-            keyed: Box::new(keyed),
-            child_spi,
-        };
-        Ok(())
+        self.send_request(
+            sess,
+            ExchangeType::IkeAuth,
+            &payloads,
+            ActiveKind::Auth { child_spi },
+            now,
+        )
     }
 
     /// Responder, IKE_SA_INIT request: choose a suite, answer with our KE and nonce.
-    fn on_init_request(&mut self, data: &[u8]) -> Result<(), IkeError> {
+    fn on_init_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), IkeError> {
+        self.spi_i = Header::parse(data).map_or(0, |r| r.header.spi_i);
         let msg = match Message::parse(data) {
-            Ok(m) if m.header.spi_r == 0 && m.header.message_id == 0 => m,
-            Ok(_) => {
-                self.state = State::AwaitInit;
-                return Err(IkeError::Unexpected(
-                    "IKE_SA_INIT request with a responder SPI",
-                ));
-            }
+            Ok(m) => m,
             Err(e) => {
-                self.spi_i = Header::parse(data).map_or(0, |r| r.header.spi_i);
-                self.answer_init_error(&IkeError::Parse(e.clone()))?;
-                return Err(self.fail(e.into()));
+                let e = IkeError::Parse(e);
+                self.answer_init_error(&e)?;
+                return Err(self.fail(e));
             }
         };
-        self.spi_i = msg.header.spi_i;
+        self.remote = from;
+        self.local = to;
         let outcome = (|| {
             let sa = find(&msg.payloads, |p| match p {
                 Payload::Sa(s) => Some(s),
                 _ => None,
             })?;
-            let (suite, answer) =
-                choose_ike(sa, &self.config.ike_suites).ok_or(IkeError::NoProposalChosen)?;
+            let (suite, _, answer) =
+                choose_ike(sa, &self.config.ike_suites, None).ok_or(IkeError::NoProposalChosen)?;
             let ke = find(&msg.payloads, |p| match p {
                 Payload::Ke(k) => Some(k),
                 _ => None,
@@ -592,9 +1461,8 @@ impl IkeSa {
             Err(e @ IkeError::InvalidKePayload { .. }) => {
                 // Not fatal: the initiator retries with the group we named (§1.2).
                 self.answer_init_error(&e)?;
-                self.last_response = None;
+                self.init_response = None;
                 self.spi_i = 0;
-                self.state = State::AwaitInit;
                 return Err(e);
             }
             Err(e) => {
@@ -611,17 +1479,34 @@ impl IkeSa {
                 return Err(self.fail(e));
             }
         };
+        self.negotiate_extensions(&msg.payloads, (self.spi_i, 0), from, to);
         let nr = nonce(self.rng.as_mut());
+        let mut payloads = vec![
+            Payload::Sa(answer),
+            Payload::Ke(KePayload {
+                group: suite.dh.iana_id(),
+                data: dh.public_value().to_vec(),
+            }),
+            Payload::Nonce(NoncePayload { data: nr.clone() }),
+        ];
+        if notify_of(&msg.payloads, NotifyType::NatDetectionSourceIp).is_some() {
+            payloads.extend(natd_payloads(
+                (self.spi_i, self.spi_r),
+                to,
+                from,
+                self.config.force_encap,
+                self.rng.as_mut(),
+            ));
+        }
+        if self.fragmentation {
+            payloads.push(Payload::Notify(NotifyPayload::new(
+                NotifyType::Ikev2FragmentationSupported,
+                vec![],
+            )));
+        }
         let response = Message {
-            header: self.header(ExchangeType::IkeSaInit, true, 0),
-            payloads: vec![
-                Payload::Sa(answer),
-                Payload::Ke(KePayload {
-                    group: suite.dh.iana_id(),
-                    data: dh.public_value().to_vec(),
-                }),
-                Payload::Nonce(NoncePayload { data: nr.clone() }),
-            ],
+            header: self.init_header(true),
+            payloads,
         }
         .to_bytes()?;
         let transcript = InitTranscript {
@@ -631,80 +1516,90 @@ impl IkeSa {
             response: response.clone(),
         };
         let keyed = derive(suite, false, &g_ir, (self.spi_i, self.spi_r), transcript)?;
-        self.send_response(0, response);
-        self.state = State::AwaitAuth {
-            keyed: Box::new(keyed),
-        };
+        self.outgoing.push_back(response.clone());
+        self.init_response = Some(response);
+        let mut sess = Session::new(false, (self.spi_i, self.spi_r), keyed);
+        sess.peer_next = 1;
+        self.session = Some(sess);
+        self.phase = Phase::Auth;
+        self.last_seen = now;
         Ok(())
     }
 
     fn answer_init_error(&mut self, err: &IkeError) -> Result<(), IkeError> {
-        if let Some(ty) = err.notify_type() {
+        if err.notify_type().is_some() {
             let msg = Message {
                 header: Header {
                     spi_r: 0,
-                    ..self.header(ExchangeType::IkeSaInit, true, 0)
+                    ..self.init_header(true)
                 },
-                payloads: vec![Payload::Notify(NotifyPayload::new(ty, err.notify_data()))],
-            };
-            self.send_response(0, msg.to_bytes()?);
+                payloads: vec![error_payload(err)],
+            }
+            .to_bytes()?;
+            self.outgoing.push_back(msg.clone());
+            self.init_response = Some(msg);
         }
         Ok(())
     }
 
-    /// Responder, IKE_AUTH request: authenticate the initiator, pick the child SA,
-    /// answer and report both SAs.
-    fn on_auth_request(&mut self, data: &[u8], keyed: Box<Keyed>) -> Result<(), IkeError> {
-        let (header, payloads) = match keyed.recv.open_payloads(data) {
-            Ok(v) if v.0.message_id == 1 => v,
-            Ok(_) => {
-                self.state = State::AwaitAuth { keyed };
-                return Err(IkeError::Unexpected("IKE_AUTH with a wrong message id"));
-            }
-            // Undecryptable messages are dropped silently and the SA waits on (§2.21.2).
+    // ---- IKE_AUTH ----
+
+    /// Responder, IKE_AUTH request: authenticate the initiator, then try the first
+    /// child SA. A child failure is reported in the answer but leaves the IKE SA up
+    /// (RFC 7296 §1.2); an authentication failure kills it.
+    fn on_auth_request(
+        &mut self,
+        sess: &mut Session,
+        payloads: &[Payload],
+        now: Instant,
+    ) -> (Vec<Payload>, Option<IkeError>) {
+        if let Err(e) = self.authenticate_initiator(payloads, &sess.keyed) {
+            self.deferred.push(Deferred::Fail(e.clone()));
+            return (vec![error_payload(&e)], Some(e));
+        }
+        let auth = psk_auth(
+            sess.keyed.suite.prf,
+            &self.config.psk,
+            &sess.keyed.init_response,
+            &sess.keyed.ni,
+            &sess.keyed.keys.sk_pr,
+            &self.config.local_id,
+        );
+        let auth = match auth {
+            Ok(a) => a,
             Err(e) => {
-                self.state = State::AwaitAuth { keyed };
-                return Err(e.into());
+                let e = IkeError::from(e);
+                self.deferred.push(Deferred::Fail(e.clone()));
+                return (vec![error_payload(&e)], Some(e));
             }
         };
-        match self.authorize_initiator(&payloads, &keyed) {
-            Ok((answer, install)) => {
-                let mut out = Vec::new();
-                keyed.send.seal_payloads(
-                    &self.header(ExchangeType::IkeAuth, true, header.message_id),
-                    &answer,
-                    self.rng.as_mut(),
-                    &mut out,
-                )?;
-                self.send_response(header.message_id, out);
-                self.events.push_back(Event::Established {
-                    spi_i: self.spi_i,
-                    spi_r: self.spi_r,
-                });
-                self.events.push_back(Event::ChildSaReady(install));
-                self.state = State::Established { keyed };
-                Ok(())
+        let mut answer = vec![
+            Payload::IdR(self.config.local_id.clone()),
+            Payload::Auth(AuthPayload {
+                method: AuthMethod::SharedKeyMic,
+                data: auth.as_bytes().to_vec(),
+            }),
+        ];
+        self.phase = Phase::Established;
+        self.events.push_back(Event::Established {
+            spi_i: sess.spi_i,
+            spi_r: sess.spi_r,
+        });
+        self.arm_ike_rekey(now);
+        match self.answer_first_child(sess, payloads) {
+            Ok((more, install, config)) => {
+                answer.extend(more);
+                self.adopt_child(install, config, true, now);
             }
             Err(e) => {
-                let notify = e.notify_type().unwrap_or(NotifyType::AuthenticationFailed);
-                let mut out = Vec::new();
-                keyed.send.seal_payloads(
-                    &self.header(ExchangeType::IkeAuth, true, header.message_id),
-                    &[Payload::Notify(NotifyPayload::new(notify, e.notify_data()))],
-                    self.rng.as_mut(),
-                    &mut out,
-                )?;
-                self.send_response(header.message_id, out);
-                Err(self.fail(e))
+                answer.push(error_payload(&e));
+                self.events.push_back(Event::ChildSaFailed(e));
             }
         }
+        (answer, None)
     }
 
-    fn authorize_initiator(
-        &mut self,
-        payloads: &[Payload],
-        keyed: &Keyed,
-    ) -> Result<(Vec<Payload>, ChildSaInstall), IkeError> {
+    fn authenticate_initiator(&self, payloads: &[Payload], keyed: &Keyed) -> Result<(), IkeError> {
         let id_i = find(payloads, |p| match p {
             Payload::IdI(id) => Some(id),
             _ => None,
@@ -722,49 +1617,97 @@ impl IkeSa {
             &keyed.init_request,
             &keyed.nr,
             &keyed.keys.sk_pi,
-        )?;
+        )
+    }
 
+    fn answer_first_child(
+        &mut self,
+        sess: &Session,
+        payloads: &[Payload],
+    ) -> Result<(Vec<Payload>, ChildSaInstall, ChildConfig), IkeError> {
         let sa = find(payloads, |p| match p {
             Payload::Sa(s) => Some(s),
             _ => None,
         })?;
         let our_spi = child_spi(self.rng.as_mut());
-        let (suite, peer_spi, answer_sa) = choose_child(sa, &self.config.child_suites, our_spi)
-            .ok_or(IkeError::NoProposalChosen)?;
+        let (suite, peer_spi, answer_sa) =
+            choose_child(sa, &self.config.child_suites, our_spi, None)
+                .ok_or(IkeError::NoProposalChosen)?;
         let (tsi, tsr) = ts_pair(payloads)?;
-        let remote_ts = ts::narrow(tsi, &self.config.remote_ts);
+        let mut more = Vec::new();
+        let mut remote_allowed = self.config.remote_ts.clone();
+        let cp_request = payloads.iter().find_map(|p| match p {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::Request => Some(cp),
+            _ => None,
+        });
+        if let (Some(cp), Some(pool)) = (cp_request, self.config.address_pool.clone())
+            && cp
+                .attributes
+                .iter()
+                .any(|a| a.ty == CfgAttrType::InternalIp4Address)
+        {
+            let lease = Lease::take(&pool).ok_or(IkeError::InternalAddressFailure)?;
+            let (netmask, dns) = pool
+                .lock()
+                .map(|p| (p.netmask, p.dns.clone()))
+                .map_err(|_| IkeError::InternalAddressFailure)?;
+            let addr = lease.address;
+            let mut attributes = vec![
+                CfgAttribute {
+                    ty: CfgAttrType::InternalIp4Address,
+                    value: addr.octets().to_vec(),
+                },
+                CfgAttribute {
+                    ty: CfgAttrType::InternalIp4Netmask,
+                    value: netmask.octets().to_vec(),
+                },
+            ];
+            attributes.extend(dns.iter().map(|d| CfgAttribute {
+                ty: CfgAttrType::InternalIp4Dns,
+                value: d.octets().to_vec(),
+            }));
+            more.push(Payload::Cp(CpPayload {
+                cfg_type: CfgType::Reply,
+                attributes,
+            }));
+            // TSi narrows to the assigned address (RFC 7296 §3.15).
+            remote_allowed = vec![IpSelector::any(AddrRange::V4 {
+                start: addr,
+                end: addr,
+            })];
+            self.lease = Some(lease);
+        }
+        let remote_ts = ts::narrow(tsi, &remote_allowed);
         let local_ts = ts::narrow(tsr, &self.config.local_ts);
         if remote_ts.is_empty() || local_ts.is_empty() {
+            self.lease = None;
             return Err(IkeError::TsUnacceptable);
         }
+        let keyed = &sess.keyed;
         let install = child_install(
             keyed,
-            suite,
-            false,
-            our_spi,
-            peer_spi,
+            ChildParams {
+                suite,
+                initiator: false,
+                g_ir: None,
+                nonces: (&keyed.ni, &keyed.nr),
+                spis: (our_spi, peer_spi),
+            },
             local_ts.clone(),
             remote_ts.clone(),
         )?;
-        let auth = psk_auth(
-            keyed.suite.prf,
-            &self.config.psk,
-            &keyed.init_response,
-            &keyed.ni,
-            &keyed.keys.sk_pr,
-            &self.config.local_id,
-        )?;
-        let answer = vec![
-            Payload::IdR(self.config.local_id.clone()),
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SharedKeyMic,
-                data: auth.as_bytes().to_vec(),
-            }),
+        more.extend([
             Payload::Sa(answer_sa),
             Payload::TsI(ts::payload(&remote_ts)),
             Payload::TsR(ts::payload(&local_ts)),
-        ];
-        Ok((answer, install))
+        ]);
+        let config = ChildConfig {
+            suites: vec![suite],
+            local_ts,
+            remote_ts,
+            pfs: self.config.child_pfs,
+        };
+        Ok((more, install, config))
     }
 
     fn check_peer(
@@ -802,81 +1745,148 @@ impl IkeSa {
     }
 
     /// Initiator, IKE_AUTH response: authenticate the responder and take its choice.
-    fn on_auth_response(
+    pub(super) fn on_auth_response(
         &mut self,
-        data: &[u8],
-        keyed: Box<Keyed>,
+        sess: &mut Session,
         child_spi: u32,
+        payloads: &[Payload],
+        now: Instant,
     ) -> Result<(), IkeError> {
-        let payloads = match keyed.recv.open_payloads(data) {
-            Ok((h, p)) if h.message_id == 1 => p,
-            Ok(_) => {
-                self.state = State::AuthSent { keyed, child_spi };
-                return Err(IkeError::Unexpected(
-                    "IKE_AUTH response with a wrong message id",
-                ));
-            }
-            Err(e) => {
-                self.state = State::AuthSent { keyed, child_spi };
-                return Err(e.into());
-            }
-        };
-        self.request = None;
-        self.retransmit_at = None;
         if payloads.iter().any(|p| matches!(p, Payload::Eap(_))) {
             return Err(self.fail(IkeError::EapNotSupported));
         }
-        if let Some(err) = error_notify(&payloads) {
+        let has_auth = payloads.iter().any(|p| matches!(p, Payload::Auth(_)));
+        if !has_auth && let Some(err) = error_notify(payloads) {
             return Err(self.fail(IkeError::PeerError(err)));
         }
-        let result = (|| {
-            let id_r = find(&payloads, |p| match p {
+        let authenticated = (|| {
+            let id_r = find(payloads, |p| match p {
                 Payload::IdR(id) => Some(id),
                 _ => None,
             })?;
-            let auth = find(&payloads, |p| match p {
+            let auth = find(payloads, |p| match p {
                 Payload::Auth(a) => Some(a),
                 _ => None,
             })?;
             self.check_peer(
                 id_r,
                 auth,
-                &keyed,
-                &keyed.init_response,
-                &keyed.ni,
-                &keyed.keys.sk_pr,
-            )?;
-            let sa = find(&payloads, |p| match p {
+                &sess.keyed,
+                &sess.keyed.init_response,
+                &sess.keyed.ni,
+                &sess.keyed.keys.sk_pr,
+            )
+        })();
+        if let Err(e) = authenticated {
+            return Err(self.fail(e));
+        }
+        self.phase = Phase::Established;
+        self.events.push_back(Event::Established {
+            spi_i: sess.spi_i,
+            spi_r: sess.spi_r,
+        });
+        self.arm_ike_rekey(now);
+        if let Some(cp) = payloads.iter().find_map(|p| match p {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::Reply => Some(cp),
+            _ => None,
+        }) && let Some(event) = address_event(cp)
+        {
+            self.events.push_back(event);
+        }
+        let child = (|| {
+            if let Some(err) = error_notify(payloads) {
+                return Err(IkeError::PeerError(err));
+            }
+            let sa = find(payloads, |p| match p {
                 Payload::Sa(s) => Some(s),
                 _ => None,
             })?;
-            let (suite, peer_spi) =
-                accepted_child(sa, &self.config.child_suites).ok_or(IkeError::NoProposalChosen)?;
-            let (tsi, tsr) = ts_pair(&payloads)?;
+            let (suite, peer_spi) = accepted_child(sa, &self.config.child_suites, None)
+                .ok_or(IkeError::NoProposalChosen)?;
+            let (tsi, tsr) = ts_pair(payloads)?;
             let local_ts =
                 ts::within(tsi, &self.config.local_ts).ok_or(IkeError::TsUnacceptable)?;
             let remote_ts =
                 ts::within(tsr, &self.config.remote_ts).ok_or(IkeError::TsUnacceptable)?;
-            child_install(
-                &keyed, suite, true, child_spi, peer_spi, local_ts, remote_ts,
-            )
+            let keyed = &sess.keyed;
+            let install = child_install(
+                keyed,
+                ChildParams {
+                    suite,
+                    initiator: true,
+                    g_ir: None,
+                    nonces: (&keyed.ni, &keyed.nr),
+                    spis: (child_spi, peer_spi),
+                },
+                local_ts.clone(),
+                remote_ts.clone(),
+            )?;
+            let config = ChildConfig {
+                suites: vec![suite],
+                local_ts,
+                remote_ts,
+                pfs: self.config.child_pfs,
+            };
+            Ok((install, config))
         })();
-        match result {
-            Ok(install) => {
-                self.events.push_back(Event::Established {
-                    spi_i: self.spi_i,
-                    spi_r: self.spi_r,
-                });
-                self.events.push_back(Event::ChildSaReady(install));
-                self.state = State::Established { keyed };
-                Ok(())
+        match child {
+            Ok((install, config)) => self.adopt_child(install, config, true, now),
+            Err(e) => self.events.push_back(Event::ChildSaFailed(e)),
+        }
+        Ok(())
+    }
+
+    /// Records a new child SA, arms its lifetimes and, if `announce`, reports it.
+    pub(super) fn adopt_child(
+        &mut self,
+        mut install: ChildSaInstall,
+        config: ChildConfig,
+        announce: bool,
+        now: Instant,
+    ) {
+        install.udp_encap = self.encap_ports();
+        let (rekey_at, expire_at) = match self.config.child_lifetime {
+            Some(l) => {
+                let soft = self.jittered(l.soft, 10);
+                (Some(now + soft), Some(now + l.hard))
             }
-            Err(e) => Err(self.fail(e)),
+            None => (None, None),
+        };
+        self.children.push(Child {
+            inbound: install.inbound.spi,
+            outbound: install.outbound.spi,
+            config,
+            state: if announce {
+                ChildState::Installed
+            } else {
+                ChildState::Deleting
+            },
+            installed: announce,
+            rekey_at: rekey_at.filter(|_| announce),
+            expire_at: expire_at.filter(|_| announce),
+        });
+        if announce {
+            self.events.push_back(Event::ChildSaReady(install));
         }
     }
 }
 
-fn ts_pair(payloads: &[Payload]) -> Result<(&TsPayload, &TsPayload), IkeError> {
+fn address_event(cp: &CpPayload) -> Option<Event> {
+    let v4 = |ty| {
+        cp.attributes
+            .iter()
+            .filter(move |a| a.ty == ty)
+            .filter_map(|a| <[u8; 4]>::try_from(a.value.as_slice()).ok())
+            .map(Ipv4Addr::from)
+    };
+    Some(Event::AddressAssigned {
+        address: v4(CfgAttrType::InternalIp4Address).next()?,
+        netmask: v4(CfgAttrType::InternalIp4Netmask).next(),
+        dns: v4(CfgAttrType::InternalIp4Dns).collect(),
+    })
+}
+
+pub(super) fn ts_pair(payloads: &[Payload]) -> Result<(&TsPayload, &TsPayload), IkeError> {
     let tsi = find(payloads, |p| match p {
         Payload::TsI(t) => Some(t),
         _ => None,
@@ -888,11 +1898,19 @@ fn ts_pair(payloads: &[Payload]) -> Result<(&TsPayload, &TsPayload), IkeError> {
     Ok((tsi, tsr))
 }
 
-/// SKEYSEED, the seven keys and the two SK ciphers of a fresh IKE SA.
-fn derive(
+/// What IKE_SA_INIT leaves behind for key derivation and AUTH.
+pub(super) struct InitTranscript {
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    pub(super) request: Vec<u8>,
+    pub(super) response: Vec<u8>,
+}
+
+/// The seven keys and the two SK ciphers of an IKE SA from its SKEYSEED.
+pub(super) fn keyed_from_seed(
     suite: IkeSuite,
     initiator: bool,
-    g_ir: &SecretBytes,
+    seed: &SecretBytes,
     (spi_i, spi_r): (u64, u64),
     t: InitTranscript,
 ) -> Result<Keyed, IkeError> {
@@ -902,12 +1920,11 @@ fn derive(
         request: init_request,
         response: init_response,
     } = t;
-    let seed = skeyseed(suite.prf, &ni, &nr, g_ir.as_bytes());
     let lengths = IkeKeyLengths {
         integ: suite.integ.map_or(0, Integ::key_len),
         encr: suite.encr.key_material_len(),
     };
-    let keys = ike_sa_keys(suite.prf, &seed, &ni, &nr, spi_i, spi_r, lengths)?;
+    let keys = ike_sa_keys(suite.prf, seed, &ni, &nr, spi_i, spi_r, lengths)?;
     let cipher_i = SkCipher::new(
         suite.encr,
         suite.integ,
@@ -937,51 +1954,76 @@ fn derive(
     })
 }
 
-/// KEYMAT for the child SA created with IKE_AUTH (no PFS, RFC 7296 §2.17).
-fn child_install(
-    keyed: &Keyed,
-    suite: ChildSuite,
+/// SKEYSEED, the seven keys and the two SK ciphers of a fresh IKE SA.
+fn derive(
+    suite: IkeSuite,
     initiator: bool,
-    our_spi: u32,
-    peer_spi: u32,
+    g_ir: &SecretBytes,
+    spis: (u64, u64),
+    t: InitTranscript,
+) -> Result<Keyed, IkeError> {
+    let seed = skeyseed(suite.prf, &t.ni, &t.nr, g_ir.as_bytes());
+    keyed_from_seed(suite, initiator, &seed, spis, t)
+}
+
+/// Inputs of one child SA's KEYMAT (RFC 7296 §2.17).
+pub(super) struct ChildParams<'a> {
+    pub(super) suite: ChildSuite,
+    /// Whether we initiated the exchange that creates it (not the IKE SA).
+    pub(super) initiator: bool,
+    /// g^ir of the exchange's KE payloads (PFS).
+    pub(super) g_ir: Option<&'a SecretBytes>,
+    /// (Ni, Nr) of the exchange.
+    pub(super) nonces: (&'a [u8], &'a [u8]),
+    /// (ours, peer's).
+    pub(super) spis: (u32, u32),
+}
+
+/// KEYMAT for a child SA, as the data plane installs it.
+pub(super) fn child_install(
+    keyed: &Keyed,
+    p: ChildParams<'_>,
     local_ts: Vec<IpSelector>,
     remote_ts: Vec<IpSelector>,
 ) -> Result<ChildSaInstall, IkeError> {
     let lengths = ChildKeyLengths {
-        encr: suite.encr.key_material_len(),
-        integ: suite.integ.map_or(0, Integ::key_len),
+        encr: p.suite.encr.key_material_len(),
+        integ: p.suite.integ.map_or(0, Integ::key_len),
     };
+    let prf: Prf = keyed.suite.prf;
     let k = child_keys(
-        keyed.suite.prf,
+        prf,
         &keyed.keys.sk_d,
-        None,
-        &keyed.ni,
-        &keyed.nr,
+        p.g_ir.map(SecretBytes::as_bytes),
+        p.nonces.0,
+        p.nonces.1,
         lengths,
     )?;
     // Inbound traffic is protected with the keys of the peer's direction.
-    let (inbound, outbound) = if initiator {
+    let (inbound, outbound) = if p.initiator {
         ((k.encr_r, k.integ_r), (k.encr_i, k.integ_i))
     } else {
         ((k.encr_i, k.integ_i), (k.encr_r, k.integ_r))
     };
     Ok(ChildSaInstall {
         protocol: ProtocolId::Esp,
-        encr_id: suite.encr.iana_id(),
-        encr_key_bits: suite.encr.key_bits(),
-        integ_id: suite.integ.map(Integ::iana_id),
-        esn: suite.esn,
+        encr_id: p.suite.encr.iana_id(),
+        encr_key_bits: p.suite.encr.key_bits(),
+        integ_id: p.suite.integ.map(Integ::iana_id),
+        esn: p.suite.esn,
         inbound: ChildSaKeys {
-            spi: our_spi,
+            spi: p.spis.0,
             encr_key: inbound.0,
             integ_key: inbound.1,
         },
         outbound: ChildSaKeys {
-            spi: peer_spi,
+            spi: p.spis.1,
             encr_key: outbound.0,
             integ_key: outbound.1,
         },
         local_ts,
         remote_ts,
+        udp_encap: None,
+        rekeys: None,
     })
 }
