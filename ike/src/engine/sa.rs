@@ -485,7 +485,7 @@ impl IkeSa {
         let spi_i = nonzero_spi(rng.as_mut());
         let mut sa = IkeSa::blank(config, local, remote, rng, Phase::AwaitInit, now);
         sa.spi_i = spi_i;
-        sa.send_init(first.dh, None, 0, now)?;
+        sa.send_init(first.dh, None, None, 0, now)?;
         Ok(sa)
     }
 
@@ -576,6 +576,19 @@ impl IkeSa {
     #[cfg(test)]
     pub(super) fn next_message_id(&self) -> Option<u32> {
         self.session.as_ref().map(|s| s.next_id)
+    }
+
+    /// Every child SA record, including replaced ones and redundant ones awaiting
+    /// their Delete: after things settle it must equal the live ones (no orphans).
+    #[cfg(test)]
+    pub(super) fn child_records(&self) -> usize {
+        self.children.len()
+    }
+
+    /// Old or redundant IKE SAs not yet gone.
+    #[cfg(test)]
+    pub(super) fn retiring_count(&self) -> usize {
+        self.retiring.len()
     }
 
     fn fragment_size(&self) -> Option<usize> {
@@ -1173,15 +1186,23 @@ impl IkeSa {
         }
     }
 
+    /// Sends IKE_SA_INIT. A retry after a COOKIE keeps its KE and nonce (`keep`): the
+    /// cookie covers Ni and RFC 7296 §2.6 wants the other payloads unchanged.
     fn send_init(
         &mut self,
         group: DhGroup,
+        keep: Option<(DhSecret, Vec<u8>)>,
         cookie: Option<Vec<u8>>,
         cookies: u8,
         now: Instant,
     ) -> Result<(), IkeError> {
-        let dh = DhSecret::generate(group, self.rng.as_mut())?;
-        let ni = nonce(self.rng.as_mut());
+        let (dh, ni) = match keep {
+            Some(k) => k,
+            None => (
+                DhSecret::generate(group, self.rng.as_mut())?,
+                nonce(self.rng.as_mut()),
+            ),
+        };
         let mut payloads = Vec::new();
         if let Some(c) = cookie {
             // RFC 7296 §2.6: the COOKIE notify comes first.
@@ -1275,14 +1296,20 @@ impl IkeSa {
             if cookies >= 2 {
                 return Err(self.fail(IkeError::PeerError(NotifyType::Cookie)));
             }
-            return self.send_init(group, Some(n.data.clone()), cookies + 1, now);
+            let cookie = n.data.clone();
+            let Phase::InitSent { dh, ni, .. } =
+                std::mem::replace(&mut self.phase, Phase::AwaitInit)
+            else {
+                return Err(IkeError::Unexpected("IKE_SA_INIT response"));
+            };
+            return self.send_init(group, Some((dh, ni)), Some(cookie), cookies + 1, now);
         }
         if let Some(n) = notify_of(&msg.payloads, NotifyType::InvalidKePayload) {
             // RFC 7296 §1.2: retry with the group the responder asked for, if we offered it.
             let wanted = wanted_group(n)
                 .filter(|g| self.config.ike_suites.iter().any(|s| s.dh == *g) && *g != group);
             return match wanted {
-                Some(g) => self.send_init(g, None, cookies, now),
+                Some(g) => self.send_init(g, None, None, cookies, now),
                 None => Err(self.fail(IkeError::PeerError(NotifyType::InvalidKePayload))),
             };
         }
