@@ -1,0 +1,435 @@
+//! Serde structs that mirror the configuration file one to one.
+//!
+//! Nothing here is validated beyond TOML types: every value an operator can get wrong is
+//! kept as a [`Spanned`] so that `validate` can point at it, and enumerated names
+//! (algorithms, DH groups, modes) stay strings so that a bad one becomes a collected
+//! diagnostic listing the accepted names instead of a serde error that stops parsing.
+//! Every struct denies unknown fields: a misspelt key silently ignored is how a gateway
+//! ends up running with a default nobody chose.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A named list in the file (`[security.ike.proposal.NAME]`), in file order. The key keeps
+/// its span so that errors about the whole entry (a missing field) point at its header.
+pub type Named<T> = IndexMap<Spanned<String>, T>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    #[serde(default)]
+    pub system: System,
+    #[serde(default)]
+    pub security: Security,
+    #[serde(default)]
+    pub interfaces: Interfaces,
+    #[serde(default)]
+    pub routing_options: RoutingOptions,
+    #[serde(default)]
+    pub services: Services,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct System {
+    pub host_name: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Security {
+    #[serde(default)]
+    pub ike: Ike,
+    #[serde(default)]
+    pub ipsec: Ipsec,
+    #[serde(default)]
+    pub policies: Policies,
+    #[serde(default)]
+    pub address_pools: Named<AddressPool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Ike {
+    #[serde(default)]
+    pub proposal: Named<IkeProposal>,
+    #[serde(default)]
+    pub policy: Named<IkePolicy>,
+    #[serde(default)]
+    pub gateway: Named<IkeGateway>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IkeProposal {
+    pub description: Option<String>,
+    pub authentication_method: Option<Spanned<String>>,
+    pub dh_group: Option<Spanned<String>>,
+    pub encryption_algorithm: Option<Spanned<String>>,
+    pub authentication_algorithm: Option<Spanned<String>>,
+    pub lifetime_seconds: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IkePolicy {
+    pub proposals: Option<Spanned<Vec<Spanned<String>>>>,
+    pub proposal_set: Option<Spanned<String>>,
+    pub pre_shared_key: Option<Spanned<PreSharedKey>>,
+    pub certificate: Option<Spanned<Certificate>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PreSharedKey {
+    pub ascii_text: Option<Spanned<String>>,
+    pub hexadecimal: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Certificate {
+    pub local_certificate: Option<Spanned<String>>,
+    pub private_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub trusted_ca: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IkeGateway {
+    pub description: Option<String>,
+    pub ike_policy: Option<Spanned<String>>,
+    pub address: Option<Spanned<Vec<Spanned<String>>>>,
+    pub dynamic: Option<Spanned<Dynamic>>,
+    pub local_address: Option<Spanned<String>>,
+    pub local_identity: Option<Spanned<Identity>>,
+    pub remote_identity: Option<Spanned<Identity>>,
+    pub version: Option<Spanned<String>>,
+    pub dead_peer_detection: Option<DeadPeerDetection>,
+    pub nat_keepalive: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub no_nat_traversal: bool,
+    pub aaa: Option<Aaa>,
+}
+
+/// Junos `local-identity` / `remote-identity`: exactly one member may be set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Identity {
+    pub inet: Option<Spanned<String>>,
+    pub inet6: Option<Spanned<String>>,
+    pub hostname: Option<Spanned<String>>,
+    pub user_at_hostname: Option<Spanned<String>>,
+    pub distinguished_name: Option<Spanned<String>>,
+    pub key_id: Option<Spanned<String>>,
+}
+
+/// Junos `dynamic`: the identity a dial-up peer must present, plus how it is matched.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Dynamic {
+    pub inet: Option<Spanned<String>>,
+    pub inet6: Option<Spanned<String>>,
+    pub hostname: Option<Spanned<String>>,
+    pub user_at_hostname: Option<Spanned<String>>,
+    pub distinguished_name: Option<Spanned<String>>,
+    pub ike_user_type: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DeadPeerDetection {
+    pub interval: Option<Spanned<i64>>,
+    pub threshold: Option<Spanned<i64>>,
+    pub mode: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Aaa {
+    pub access_profile: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Ipsec {
+    pub anti_replay_window_size: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub proposal: Named<IpsecProposal>,
+    #[serde(default)]
+    pub policy: Named<IpsecPolicy>,
+    #[serde(default)]
+    pub vpn: Named<Vpn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IpsecProposal {
+    pub description: Option<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub encryption_algorithm: Option<Spanned<String>>,
+    pub authentication_algorithm: Option<Spanned<String>>,
+    pub lifetime_seconds: Option<Spanned<i64>>,
+    pub lifetime_kilobytes: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IpsecPolicy {
+    pub proposals: Option<Spanned<Vec<Spanned<String>>>>,
+    pub proposal_set: Option<Spanned<String>>,
+    pub perfect_forward_secrecy: Option<Pfs>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Pfs {
+    pub keys: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Vpn {
+    pub description: Option<String>,
+    pub bind_interface: Option<Spanned<String>>,
+    pub ike: Option<Spanned<VpnIke>>,
+    pub manual: Option<Spanned<Manual>>,
+    pub establish_tunnels: Option<Spanned<String>>,
+    pub df_bit: Option<Spanned<String>>,
+    #[serde(default)]
+    pub copy_outer_dscp: bool,
+    pub anti_replay_window_size: Option<Spanned<i64>>,
+    pub no_anti_replay: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub extended_sequence_number: bool,
+    #[serde(default)]
+    pub traffic_selector: Named<TrafficSelector>,
+    pub vpn_monitor: Option<VpnMonitor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VpnIke {
+    pub gateway: Option<Spanned<String>>,
+    pub ipsec_policy: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manual {
+    pub gateway: Option<Spanned<String>>,
+    pub local_address: Option<Spanned<String>>,
+    pub protocol: Option<Spanned<String>>,
+    pub spi: Option<Spanned<i64>>,
+    pub remote_spi: Option<Spanned<i64>>,
+    pub encryption: Option<Spanned<ManualEncryption>>,
+    pub authentication: Option<Spanned<ManualAuthentication>>,
+    #[serde(default)]
+    pub udp_encapsulation: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ManualEncryption {
+    pub algorithm: Spanned<String>,
+    pub key: Option<Spanned<KeyText>>,
+    pub remote_key: Option<Spanned<KeyText>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ManualAuthentication {
+    pub algorithm: Spanned<String>,
+    pub key: Option<Spanned<KeyText>>,
+    pub remote_key: Option<Spanned<KeyText>>,
+}
+
+/// Junos key syntax: `ascii-text` or `hexadecimal`, exactly one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeyText {
+    pub ascii_text: Option<Spanned<String>>,
+    pub hexadecimal: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TrafficSelector {
+    pub local_ip: Spanned<String>,
+    pub remote_ip: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VpnMonitor {
+    pub destination_ip: Option<Spanned<String>>,
+    pub source_interface: Option<Spanned<String>>,
+    #[serde(default)]
+    pub optimized: bool,
+}
+
+/// `[security.policies.from-zone.Z1.to-zone.Z2.policy.NAME]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Policies {
+    #[serde(default)]
+    pub from_zone: Named<FromZone>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FromZone {
+    #[serde(default)]
+    pub to_zone: Named<ToZone>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ToZone {
+    #[serde(default)]
+    pub policy: Named<Policy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Policy {
+    pub description: Option<String>,
+    #[serde(rename = "match")]
+    pub match_: Spanned<Match>,
+    pub then: Spanned<Then>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Match {
+    pub source_address: Vec<Spanned<String>>,
+    pub destination_address: Vec<Spanned<String>>,
+    pub application: Spanned<String>,
+}
+
+/// Junos `then { permit; }`, `then { deny; }`, `then { reject; }`: exactly one is set.
+/// In TOML the bare flags are written as empty tables (`then.deny = {}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Then {
+    pub permit: Option<Permit>,
+    pub deny: Option<Empty>,
+    pub reject: Option<Empty>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Permit {
+    pub tunnel: Option<Tunnel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Tunnel {
+    pub ipsec_vpn: Spanned<String>,
+}
+
+/// A Junos flag statement with no arguments.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AddressPool {
+    pub family: Spanned<PoolFamilies>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PoolFamilies {
+    pub inet: Option<PoolFamily>,
+    pub inet6: Option<PoolFamily>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PoolFamily {
+    pub network: Spanned<String>,
+    pub range: Option<PoolRange>,
+    #[serde(default)]
+    pub dns_server: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PoolRange {
+    pub low: Spanned<String>,
+    pub high: Spanned<String>,
+}
+
+/// Only `st0` lives here: physical interfaces belong to the host, not to the daemon.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Interfaces {
+    pub st0: Option<St0>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct St0 {
+    #[serde(default)]
+    pub unit: Named<Unit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Unit {
+    pub description: Option<String>,
+    #[serde(default)]
+    pub family: UnitFamilies,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UnitFamilies {
+    pub inet: Option<UnitFamily>,
+    pub inet6: Option<UnitFamily>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UnitFamily {
+    pub address: Option<Spanned<String>>,
+    pub mtu: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RoutingOptions {
+    #[serde(default, rename = "static")]
+    pub static_: StaticRoutes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StaticRoutes {
+    #[serde(default)]
+    pub route: Named<Route>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Route {
+    pub next_hop: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Services {
+    pub management: Option<Listen>,
+    pub metrics: Option<Listen>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Listen {
+    pub listen: Spanned<String>,
+}

@@ -1,0 +1,10 @@
+//! `vpnd`, the gateway daemon: for now its configuration, later the actix shell that
+//! wires `ike`, `dataplane` and the cluster crates together.
+//!
+//! The configuration is its own module because it is the contract with operators: it is
+//! parsed and validated completely before any actor starts, so a daemon that runs has a
+//! configuration that is whole.
+
+pub mod config;
+
+pub use config::{Config, ConfigError, Diagnostic};

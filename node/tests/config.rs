@@ -1,0 +1,930 @@
+//! Configuration parsing, validation and the resolved model, tested through the public
+//! API: examples parse, and every validation error names the right line, key and reason.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use dataplane::crypto::{EncrAlg, IntegAlg};
+use dataplane::sa::{DfBit, Direction, InboundSa, OutboundSa, Protocol};
+use node::config::model::{
+    Auth, AuthMethod, Binding, DpdMode, Establish, IkeUserType, IpsecProtocol, NextHop,
+    PolicyAction, Remote,
+};
+use node::config::{DEFAULT_SITE_A, DEFAULT_SITE_B};
+use node::{Config, ConfigError};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
+const EXAMPLES: &[&str] = &[
+    "site-a.toml",
+    "site-b.toml",
+    "hub.toml",
+    "remote-access.toml",
+    "policy-based.toml",
+    "manual.toml",
+];
+
+fn example(name: &str) -> Config {
+    Config::load(Path::new(DATA).join(name)).unwrap_or_else(|e| panic!("{name}:\n{e}"))
+}
+
+/// Site A with `from` replaced by `to` (which must occur exactly once).
+fn site_a_with(from: &str, to: &str) -> String {
+    assert_eq!(DEFAULT_SITE_A.matches(from).count(), 1, "{from:?}");
+    DEFAULT_SITE_A.replace(from, to)
+}
+
+/// The 1-based line of the first occurrence of `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"));
+    text[..at].matches('\n').count() + 1
+}
+
+fn errors(text: &str) -> String {
+    match Config::parse(text, "t.toml") {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts that one line of the errors is at `needle`'s line and has `key` and `reason`.
+#[track_caller]
+fn assert_error(text: &str, needle: &str, key: &str, reason: &str) {
+    let all = errors(text);
+    let line = line_of(text, needle);
+    let prefix = format!("t.toml:{line}:");
+    assert!(
+        all.lines().any(|l| l.starts_with(&prefix)
+            && l.contains(&format!(": {key}: "))
+            && l.contains(reason)),
+        "no error at line {line} for {key} containing {reason:?}; got:\n{all}"
+    );
+}
+
+// ---- examples ----
+
+#[test]
+fn every_example_parses_and_validates() {
+    for name in EXAMPLES {
+        example(name);
+    }
+    Config::parse(DEFAULT_SITE_A, "site-a").unwrap();
+    Config::parse(DEFAULT_SITE_B, "site-b").unwrap();
+}
+
+#[test]
+fn site_a_resolves_to_iana_numbers() {
+    let c = example("site-a.toml");
+    assert_eq!(c.host_name.as_deref(), Some("gw-a"));
+    let gw = c.gateway("gw-b").unwrap();
+    assert_eq!(
+        gw.remote,
+        Remote::Static(vec!["192.0.2.2".parse().unwrap()])
+    );
+    assert_eq!(gw.local_address, Some("192.0.2.1".parse().unwrap()));
+    let [p] = &gw.ike_proposals[..] else { panic!() };
+    assert_eq!((p.encr.id, p.encr.key_bits), (20, Some(128)));
+    assert_eq!((p.prf, p.integ, p.dh_group), (5, None, 19));
+    assert_eq!(p.auth_method, AuthMethod::PreSharedKeys);
+    assert_eq!(p.lifetime, Duration::from_secs(28_800));
+    let dpd = gw.dpd.unwrap();
+    assert_eq!(
+        (dpd.interval, dpd.threshold, dpd.mode),
+        (Duration::from_secs(10), 5, DpdMode::Optimized)
+    );
+    assert!(matches!(&gw.auth, Auth::Psk(k) if k.expose() == b"site-a-to-site-b example key"));
+
+    let vpn = c.vpn("to-b").unwrap();
+    assert_eq!(vpn.binding, Binding::Route { unit: 0 });
+    assert_eq!(vpn.gateway, "gw-b");
+    assert_eq!(vpn.pfs_group, Some(19));
+    assert_eq!(vpn.establish, Establish::Immediately);
+    assert_eq!(vpn.options.anti_replay, Some(1024));
+    assert_eq!(vpn.options.df_bit, DfBit::Clear);
+    let [esp] = &vpn.ipsec_proposals[..] else {
+        panic!()
+    };
+    assert_eq!(
+        esp.encr.map(|e| e.encr_alg()),
+        Some(Some(EncrAlg::AesGcm128))
+    );
+    assert_eq!(esp.integ, None);
+    let [ts] = &vpn.traffic_selectors[..] else {
+        panic!()
+    };
+    assert_eq!(ts.local.to_string_pair(), ("10.1.0.0".into(), 16));
+    assert_eq!(ts.remote.to_string_pair(), ("10.2.0.0".into(), 16));
+
+    assert_eq!(c.interfaces[0].name(), "st0.0");
+    assert_eq!(c.routes[0].next_hop, NextHop::St0 { unit: 0 });
+    assert_eq!(
+        c.services.management,
+        Some("127.0.0.1:50051".parse().unwrap())
+    );
+    assert_eq!(c.services.metrics, Some("127.0.0.1:9108".parse().unwrap()));
+}
+
+/// `(network, length)` of a prefix, to compare without constructing one.
+trait PrefixPair {
+    fn to_string_pair(&self) -> (String, u8);
+}
+
+impl PrefixPair for dataplane::selector::IpPrefix {
+    fn to_string_pair(&self) -> (String, u8) {
+        (self.network().to_string(), self.prefix_len())
+    }
+}
+
+#[test]
+fn site_b_mirrors_site_a() {
+    let (a, b) = (example("site-a.toml"), example("site-b.toml"));
+    let (ga, gb) = (&a.gateways[0], &b.gateways[0]);
+    assert_eq!(ga.remote, Remote::Static(vec![gb.local_address.unwrap()]));
+    assert_eq!(gb.remote, Remote::Static(vec![ga.local_address.unwrap()]));
+    assert_eq!(ga.local_id, gb.remote_id);
+    assert_eq!(ga.remote_id, gb.local_id);
+    let (ta, tb) = (
+        &a.vpns[0].traffic_selectors[0],
+        &b.vpns[0].traffic_selectors[0],
+    );
+    assert_eq!((ta.local, ta.remote), (tb.remote, tb.local));
+    match (&ga.auth, &gb.auth) {
+        (Auth::Psk(x), Auth::Psk(y)) => assert_eq!(x.expose(), y.expose()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn predefined_sets_expand_in_policies() {
+    let c = example("hub.toml");
+    let spoke2 = c.gateway("spoke2").unwrap();
+    let names: Vec<_> = spoke2
+        .ike_proposals
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["pre-g2-aes128-sha", "pre-g2-3des-sha"]);
+    let vpn = c.vpn("to-spoke2").unwrap();
+    let names: Vec<_> = vpn
+        .ipsec_proposals
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["g2-esp-3des-sha", "g2-esp-aes128-sha"]);
+    assert_eq!(vpn.pfs_group, Some(2), "standard implies PFS group 2");
+    assert_eq!(vpn.options.df_bit, DfBit::Copy);
+    assert!(vpn.options.copy_outer_dscp);
+    assert_eq!(vpn.options.anti_replay, Some(512), "global window applies");
+
+    let spoke1 = c.gateway("spoke1").unwrap();
+    assert_eq!(spoke1.ike_proposals[0].integ, Some(13));
+    assert_eq!(spoke1.ike_proposals[0].prf, 6);
+    assert_eq!(spoke1.dpd.unwrap().mode, DpdMode::ProbeIdleTunnel);
+    assert!(matches!(&spoke1.auth, Auth::Psk(k) if k.expose() == b"key-for-spoke1"));
+    let esp = &c.vpn("to-spoke1").unwrap().ipsec_proposals[0];
+    assert_eq!(esp.lifetime_kilobytes, Some(10_000_000));
+    assert_eq!(c.interfaces[1].mtu, Some(1400));
+
+    // An explicit perfect-forward-secrecy wins over the set's group.
+    let c = example("policy-based.toml");
+    assert_eq!(c.vpns[0].pfs_group, Some(14));
+    assert_eq!(c.vpns[0].ipsec_proposals.len(), 4);
+}
+
+#[test]
+fn remote_access_gateway_is_dynamic_with_a_pool_and_certificates() {
+    let c = example("remote-access.toml");
+    let gw = c.gateway("ra-clients").unwrap();
+    let Remote::Dynamic(m) = &gw.remote else {
+        panic!("{:?}", gw.remote)
+    };
+    assert_eq!(m.user_type, IkeUserType::GroupIkeId);
+    assert_eq!(m.identity.iana_type(), 3);
+    assert_eq!(gw.address_pool.as_deref(), Some("ra-pool"));
+    let Auth::Certificate(cert) = &gw.auth else {
+        panic!()
+    };
+    assert_eq!(
+        cert.trusted_ca,
+        [Path::new(DATA).join("certs/ca.pem")],
+        "relative to the file"
+    );
+    assert_eq!(
+        gw.ike_proposals[0].prf, 6,
+        "AES-256-GCM without a hash defaults to SHA-384"
+    );
+    assert_eq!(gw.ike_proposals[0].auth_method.iana(), 9);
+    assert_eq!(gw.nat_keepalive, Duration::from_secs(10));
+    let pool = c.pool("ra-pool").unwrap().inet.as_ref().unwrap();
+    assert_eq!(pool.low, "10.99.0.10".parse::<IpAddr>().unwrap());
+    assert_eq!(pool.dns_servers, ["10.1.0.53".parse::<IpAddr>().unwrap()]);
+    assert!(c.vpn("ra").unwrap().options.esn);
+}
+
+#[test]
+fn policy_based_vpn_takes_selectors_from_its_policy() {
+    let c = example("policy-based.toml");
+    let vpn = c.vpn("to-branch").unwrap();
+    let Binding::Policy { id, policies } = &vpn.binding else {
+        panic!()
+    };
+    assert!(*id >= node::config::model::POLICY_BINDING_BASE);
+    assert_eq!(policies, &["trust/untrust/to-branch"]);
+    let sels: Vec<_> = vpn
+        .traffic_selectors
+        .iter()
+        .map(|t| (t.local.to_string_pair(), t.remote.to_string_pair()))
+        .collect();
+    assert_eq!(
+        sels,
+        [
+            (("10.1.0.0".into(), 16), ("10.2.0.0".into(), 16)),
+            (("10.1.0.0".into(), 16), ("10.3.0.0".into(), 16)),
+        ]
+    );
+    assert_eq!(vpn.options.anti_replay, None);
+    let actions: Vec<_> = c.policies.iter().map(|p| &p.action).collect();
+    assert_eq!(
+        actions,
+        [
+            &PolicyAction::Tunnel("to-branch".into()),
+            &PolicyAction::Permit,
+            &PolicyAction::Deny
+        ]
+    );
+}
+
+#[test]
+fn manual_vpn_maps_to_an_installable_dataplane_sa_pair() {
+    let c = example("manual.toml");
+    let m = c.manual_vpn("manual-b").unwrap();
+    let pair = m.sa_pair();
+    assert_eq!(
+        (pair.inbound.direction, pair.inbound.spi),
+        (Direction::Inbound, 4096)
+    );
+    assert_eq!(
+        (pair.outbound.direction, pair.outbound.spi),
+        (Direction::Outbound, 4097)
+    );
+    assert_eq!(pair.inbound.encr, EncrAlg::AesGcm128);
+    assert_eq!(pair.inbound.integ, IntegAlg::None);
+    assert_ne!(*pair.inbound.encr_key, *pair.outbound.encr_key);
+    assert_eq!(pair.inbound.encr_key[0], 0x00);
+    assert_eq!(pair.outbound.encr_key[0], 0x10);
+    assert_eq!(
+        pair.inbound.key().dst,
+        "192.0.2.1".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(
+        pair.outbound.key().dst,
+        "192.0.2.2".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(pair.outbound.udp_encap.map(|u| u.remote_port), Some(4500));
+    assert_eq!(pair.outbound.binding, 1);
+    assert_eq!(pair.outbound.df_bit, DfBit::Set);
+    assert_eq!(pair.outbound.replay_window, 0);
+    assert_eq!(pair.outbound.selectors.len(), 1);
+    InboundSa::new(pair.inbound).unwrap();
+    OutboundSa::new(pair.outbound).unwrap();
+
+    // Junos form: one SPI, one key set, both directions.
+    let m = c.manual_vpn("manual-c").unwrap();
+    assert_eq!((m.spi, m.remote_spi), (300, 300));
+    assert_eq!(m.protocol, IpsecProtocol::Esp);
+    let pair = m.sa_pair();
+    assert_eq!(pair.inbound.protocol, Protocol::Esp);
+    assert_eq!(pair.inbound.integ, IntegAlg::HmacSha256_128);
+    assert_eq!(*pair.inbound.integ_key, *pair.outbound.integ_key);
+    assert_eq!(
+        pair.inbound.integ_key.as_slice(),
+        b"0123456789abcdef0123456789abcdef"
+    );
+    assert!(pair.inbound.udp_encap.is_none());
+    InboundSa::new(pair.inbound).unwrap();
+    OutboundSa::new(pair.outbound).unwrap();
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let c = example("site-a.toml");
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("site-a-to-site-b"), "{dump}");
+    assert!(dump.contains("redacted"));
+    let c = example("hub.toml");
+    assert!(!format!("{c:?}").contains("key-for-spoke2"));
+    let c = example("manual.toml");
+    let dump = format!("{c:?}");
+    assert!(!dump.contains("0123456789abcdef"), "{dump}");
+    assert!(!dump.contains("[0, 1, 2, 3"), "{dump}");
+}
+
+#[test]
+fn load_reports_a_missing_file() {
+    let e = Config::load("/nonexistent/vpn.toml").unwrap_err();
+    assert!(matches!(e, ConfigError::Io { .. }));
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/vpn.toml: cannot read configuration"),
+        "{e}"
+    );
+}
+
+// ---- references ----
+
+#[test]
+fn gateway_to_undefined_ike_policy() {
+    let text = site_a_with("ike-policy = \"ike-pol\"", "ike-policy = \"ike-pl\"");
+    let line = line_of(&text, "ike-policy = \"ike-pl\"");
+    let all = errors(&text);
+    assert_eq!(
+        all,
+        format!(
+            "t.toml:{line}:14: security.ike.gateway.gw-b.ike-policy: references undefined ike policy \"ike-pl\" (defined: ike-pol)"
+        )
+    );
+}
+
+#[test]
+fn policy_to_undefined_proposal() {
+    let text = site_a_with(
+        "proposals = [\"ike-aes128gcm\"]",
+        "proposals = [\"ike-aes128gcm\", \"ike-p2\"]",
+    );
+    assert_error(
+        &text,
+        "\"ike-p2\"",
+        "security.ike.policy.ike-pol.proposals",
+        "references undefined ike proposal \"ike-p2\" (defined: ike-aes128gcm)",
+    );
+    let text = site_a_with(
+        "proposals = [\"esp-aes128gcm\"]",
+        "proposals = [\"esp-p9\"]",
+    );
+    assert_error(
+        &text,
+        "\"esp-p9\"",
+        "security.ipsec.policy.ipsec-pol.proposals",
+        "references undefined ipsec proposal \"esp-p9\"",
+    );
+}
+
+#[test]
+fn vpn_to_undefined_gateway_and_ipsec_policy() {
+    let text = site_a_with("ike.gateway = \"gw-b\"", "ike.gateway = \"gw-c\"");
+    assert_error(
+        &text,
+        "\"gw-c\"",
+        "security.ipsec.vpn.to-b.ike.gateway",
+        "references undefined ike gateway \"gw-c\" (defined: gw-b)",
+    );
+    let text = site_a_with(
+        "ike.ipsec-policy = \"ipsec-pol\"",
+        "ike.ipsec-policy = \"ipsec-p\"",
+    );
+    assert_error(
+        &text,
+        "\"ipsec-p\"",
+        "security.ipsec.vpn.to-b.ike.ipsec-policy",
+        "references undefined ipsec policy \"ipsec-p\" (defined: ipsec-pol)",
+    );
+}
+
+#[test]
+fn tunnel_policy_to_undefined_or_route_based_vpn() {
+    let text = format!(
+        "{DEFAULT_SITE_A}\n[security.policies.from-zone.trust.to-zone.untrust.policy.p1]\n\
+         match = {{ source-address = [\"any\"], destination-address = [\"any\"], application = \"any\" }}\n\
+         then.permit.tunnel.ipsec-vpn = \"to-c\"\n\
+         [security.policies.from-zone.trust.to-zone.untrust.policy.p2]\n\
+         match = {{ source-address = [\"any\"], destination-address = [\"any\"], application = \"any\" }}\n\
+         then.permit.tunnel.ipsec-vpn = \"to-b\"\n"
+    );
+    assert_error(
+        &text,
+        "\"to-c\"",
+        "security.policies.from-zone.trust.to-zone.untrust.policy.p1.then.permit.tunnel.ipsec-vpn",
+        "references undefined ipsec vpn \"to-c\" (defined: to-b)",
+    );
+    assert_error(
+        &text,
+        "ipsec-vpn = \"to-b\"",
+        "security.policies.from-zone.trust.to-zone.untrust.policy.p2.then.permit.tunnel.ipsec-vpn",
+        "is route-based",
+    );
+}
+
+#[test]
+fn undefined_address_pool() {
+    let text = std::fs::read_to_string(Path::new(DATA).join("remote-access.toml"))
+        .unwrap()
+        .replace(
+            "aaa.access-profile = \"ra-pool\"",
+            "aaa.access-profile = \"ra-pol\"",
+        );
+    assert_error(
+        &text,
+        "access-profile = \"ra-pol\"",
+        "security.ike.gateway.ra-clients.aaa.access-profile",
+        "references undefined address pool \"ra-pol\" (defined: ra-pool)",
+    );
+}
+
+#[test]
+fn bind_interface_to_undefined_unit_and_route_to_undefined_unit() {
+    let text = site_a_with("bind-interface = \"st0.0\"", "bind-interface = \"st0.7\"");
+    assert_error(
+        &text,
+        "\"st0.7\"",
+        "security.ipsec.vpn.to-b.bind-interface",
+        "references undefined interface \"st0.7\" (defined: st0.0)",
+    );
+    let text = site_a_with("next-hop = \"st0.0\"", "next-hop = \"st0.3\"");
+    assert_error(
+        &text,
+        "\"st0.3\"",
+        "routing-options.static.route.\"10.2.0.0/16\".next-hop",
+        "references undefined interface \"st0.3\"",
+    );
+}
+
+// ---- algorithms ----
+
+#[test]
+fn aead_with_ipsec_authentication_algorithm_is_rejected() {
+    for aead in ["aes-128-gcm", "chacha20-poly1305"] {
+        let text = site_a_with(
+            "encryption-algorithm = \"aes-128-gcm\"\nlifetime-seconds = 3600",
+            &format!(
+                "encryption-algorithm = \"{aead}\"\nauthentication-algorithm = \"hmac-sha-256-128\"\nlifetime-seconds = 3600"
+            ),
+        );
+        assert_error(
+            &text,
+            "\"hmac-sha-256-128\"",
+            "security.ipsec.proposal.esp-aes128gcm.authentication-algorithm",
+            &format!("not allowed with encryption-algorithm {aead}"),
+        );
+    }
+}
+
+#[test]
+fn ah_with_encryption_is_rejected() {
+    let text = site_a_with("protocol = \"esp\"", "protocol = \"ah\"");
+    assert_error(
+        &text,
+        "encryption-algorithm = \"aes-128-gcm\"\nlifetime-seconds = 3600",
+        "security.ipsec.proposal.esp-aes128gcm.encryption-algorithm",
+        "not allowed with protocol ah",
+    );
+}
+
+#[test]
+fn cbc_without_ipsec_integrity_is_rejected() {
+    let text = site_a_with(
+        "encryption-algorithm = \"aes-128-gcm\"\nlifetime-seconds = 3600",
+        "encryption-algorithm = \"aes-128-cbc\"\nlifetime-seconds = 3600",
+    );
+    assert_error(
+        &text,
+        "[security.ipsec.proposal.esp-aes128gcm]",
+        "security.ipsec.proposal.esp-aes128gcm.authentication-algorithm",
+        "missing (required with a non-AEAD encryption-algorithm)",
+    );
+}
+
+#[test]
+fn unknown_dh_group_lists_the_accepted_ones() {
+    let text = site_a_with("dh-group = \"group19\"", "dh-group = \"group3\"");
+    assert_error(
+        &text,
+        "\"group3\"",
+        "security.ike.proposal.ike-aes128gcm.dh-group",
+        "unknown DH group \"group3\" (expected one of: group1, group2, group5, group14,",
+    );
+    let text = site_a_with("keys = \"group19\"", "keys = \"group99\"");
+    assert_error(
+        &text,
+        "\"group99\"",
+        "security.ipsec.policy.ipsec-pol.perfect-forward-secrecy.keys",
+        "unknown DH group \"group99\"",
+    );
+}
+
+#[test]
+fn unknown_proposal_set() {
+    let text = site_a_with(
+        "proposals = [\"ike-aes128gcm\"]",
+        "proposal-set = \"strong\"",
+    );
+    assert_error(
+        &text,
+        "\"strong\"",
+        "security.ike.policy.ike-pol.proposal-set",
+        "unknown proposal-set \"strong\" (expected one of: basic, compatible, standard,",
+    );
+}
+
+#[test]
+fn signature_proposal_with_pre_shared_key_is_rejected() {
+    let text = site_a_with(
+        "proposals = [\"ike-aes128gcm\"]",
+        "proposal-set = \"prime-128\"",
+    );
+    assert_error(
+        &text,
+        "\"prime-128\"",
+        "security.ike.policy.ike-pol.proposal-set",
+        "uses a signature method but the policy authenticates with a pre-shared-key",
+    );
+}
+
+#[test]
+fn ikev1_with_aead_proposal_is_rejected() {
+    let text = site_a_with("version = \"v2-only\"", "version = \"v1-only\"");
+    assert_error(
+        &text,
+        "\"v1-only\"",
+        "security.ike.gateway.gw-b.version",
+        "IKEv1 cannot use AEAD proposal \"ike-aes128gcm\"",
+    );
+}
+
+// ---- addresses ----
+
+#[test]
+fn bad_prefixes_and_addresses_are_quoted() {
+    let text = site_a_with("local-ip = \"10.1.0.0/16\"", "local-ip = \"10.1.0.0/33\"");
+    assert_error(
+        &text,
+        "\"10.1.0.0/33\"",
+        "security.ipsec.vpn.to-b.traffic-selector.lan.local-ip",
+        "invalid prefix \"10.1.0.0/33\"",
+    );
+    let text = site_a_with("remote-ip = \"10.2.0.0/16\"", "remote-ip = \"10.2.3.4/16\"");
+    assert_error(
+        &text,
+        "\"10.2.3.4/16\"",
+        "security.ipsec.vpn.to-b.traffic-selector.lan.remote-ip",
+        "prefix \"10.2.3.4/16\" has host bits set (did you mean 10.2.0.0/16?)",
+    );
+    let text = site_a_with("address = [\"192.0.2.2\"]", "address = [\"192.0.2.300\"]");
+    assert_error(
+        &text,
+        "\"192.0.2.300\"",
+        "security.ike.gateway.gw-b.address",
+        "invalid IP address \"192.0.2.300\"",
+    );
+    let text = site_a_with("listen = \"127.0.0.1:9108\"", "listen = \"localhost\"");
+    assert_error(
+        &text,
+        "\"localhost\"",
+        "services.metrics.listen",
+        "invalid socket address \"localhost\"",
+    );
+}
+
+#[test]
+fn address_family_mismatches() {
+    let text = site_a_with("address = [\"192.0.2.2\"]", "address = [\"2001:db8::2\"]");
+    assert_error(
+        &text,
+        "\"2001:db8::2\"",
+        "security.ike.gateway.gw-b.address",
+        "address family mismatch: \"2001:db8::2\" and local-address \"192.0.2.1\"",
+    );
+    let text = site_a_with(
+        "remote-ip = \"10.2.0.0/16\"",
+        "remote-ip = \"2001:db8:2::/48\"",
+    );
+    assert_error(
+        &text,
+        "\"2001:db8:2::/48\"",
+        "security.ipsec.vpn.to-b.traffic-selector.lan.remote-ip",
+        "address family mismatch",
+    );
+    let text = site_a_with("family.inet.address", "family.inet6.address");
+    assert_error(
+        &text,
+        "family.inet6.address",
+        "interfaces.st0.unit.0.family.inet6.address",
+        "address family mismatch: \"10.255.0.1/30\" in family inet6",
+    );
+}
+
+// ---- tunnel options ----
+
+#[test]
+fn anti_replay_window_must_be_a_power_of_two_in_range() {
+    for bad in ["1000", "32", "16384"] {
+        let text = site_a_with(
+            "anti-replay-window-size = 1024",
+            &format!("anti-replay-window-size = {bad}"),
+        );
+        assert_error(
+            &text,
+            &format!("anti-replay-window-size = {bad}"),
+            "security.ipsec.vpn.to-b.anti-replay-window-size",
+            &format!("{bad} is not a power of two in 64..8192"),
+        );
+    }
+    let text = format!("[security.ipsec]\nanti-replay-window-size = 100\n{DEFAULT_SITE_A}");
+    assert_error(
+        &text,
+        "anti-replay-window-size = 100",
+        "security.ipsec.anti-replay-window-size",
+        "100 is not a power of two",
+    );
+}
+
+#[test]
+fn no_anti_replay_conflicts_with_a_window_size() {
+    let text = site_a_with(
+        "anti-replay-window-size = 1024",
+        "anti-replay-window-size = 1024\nno-anti-replay = true",
+    );
+    assert_error(
+        &text,
+        "no-anti-replay = true",
+        "security.ipsec.vpn.to-b.no-anti-replay",
+        "conflicts with anti-replay-window-size = 1024",
+    );
+}
+
+#[test]
+fn one_st0_unit_cannot_serve_two_vpns() {
+    let text = format!(
+        "{DEFAULT_SITE_A}\n[security.ipsec.vpn.to-b2]\nbind-interface = \"st0.0\"\n\
+         ike.gateway = \"gw-b\"\nike.ipsec-policy = \"ipsec-pol\"\n"
+    );
+    let needle =
+        "bind-interface = \"st0.0\"\nike.gateway = \"gw-b\"\nike.ipsec-policy = \"ipsec-pol\"\n";
+    let all = errors(&text);
+    let line = text[..text.rfind(needle).unwrap()].matches('\n').count() + 1;
+    assert_eq!(
+        all,
+        format!(
+            "t.toml:{line}:18: security.ipsec.vpn.to-b2.bind-interface: st0.0 is already bound to vpn \"to-b\""
+        )
+    );
+}
+
+#[test]
+fn dpd_ranges() {
+    let text = site_a_with(
+        "{ interval = 10, threshold = 5 }",
+        "{ interval = 1, threshold = 6 }",
+    );
+    assert_error(
+        &text,
+        "interval = 1,",
+        "security.ike.gateway.gw-b.dead-peer-detection.interval",
+        "1 is out of range 2..60 seconds",
+    );
+    assert_error(
+        &text,
+        "interval = 1,",
+        "security.ike.gateway.gw-b.dead-peer-detection.threshold",
+        "6 is out of range 1..5",
+    );
+    let text = site_a_with(
+        "{ interval = 10, threshold = 5 }",
+        "{ interval = 61, mode = \"sometimes\" }",
+    );
+    assert_error(
+        &text,
+        "interval = 61",
+        "security.ike.gateway.gw-b.dead-peer-detection.interval",
+        "61 is out of range 2..60 seconds",
+    );
+    assert_error(
+        &text,
+        "interval = 61",
+        "security.ike.gateway.gw-b.dead-peer-detection.mode",
+        "unknown dead-peer-detection mode \"sometimes\"",
+    );
+}
+
+#[test]
+fn lifetime_ranges() {
+    let text = site_a_with("lifetime-seconds = 28800", "lifetime-seconds = 90000");
+    assert_error(
+        &text,
+        "lifetime-seconds = 90000",
+        "security.ike.proposal.ike-aes128gcm.lifetime-seconds",
+        "90000 is out of range 180..86400 seconds",
+    );
+    let text = site_a_with("lifetime-seconds = 3600", "lifetime-seconds = 179");
+    assert_error(
+        &text,
+        "lifetime-seconds = 179",
+        "security.ipsec.proposal.esp-aes128gcm.lifetime-seconds",
+        "179 is out of range 180..86400 seconds",
+    );
+    let text = site_a_with(
+        "lifetime-seconds = 3600",
+        "lifetime-seconds = 3600\nlifetime-kilobytes = 10",
+    );
+    assert_error(
+        &text,
+        "lifetime-kilobytes = 10",
+        "security.ipsec.proposal.esp-aes128gcm.lifetime-kilobytes",
+        "10 is out of range 64..4294967294 kilobytes",
+    );
+}
+
+// ---- authentication ----
+
+#[test]
+fn psk_and_certificate_both_or_neither() {
+    let text = site_a_with(
+        "pre-shared-key.ascii-text = \"site-a-to-site-b example key\"",
+        "pre-shared-key.ascii-text = \"k\"\ncertificate = { local-certificate = \"a.pem\", private-key = \"a.key\", trusted-ca = [\"ca.pem\"] }",
+    );
+    assert_error(
+        &text,
+        "certificate = {",
+        "security.ike.policy.ike-pol.certificate",
+        "pre-shared-key and certificate are both set; choose one",
+    );
+    let text = site_a_with(
+        "pre-shared-key.ascii-text = \"site-a-to-site-b example key\"",
+        "",
+    );
+    assert_error(
+        &text,
+        "[security.ike.policy.ike-pol]",
+        "security.ike.policy.ike-pol",
+        "needs pre-shared-key or certificate",
+    );
+}
+
+#[test]
+fn bad_hexadecimal_psk() {
+    let text = site_a_with(
+        "pre-shared-key.ascii-text = \"site-a-to-site-b example key\"",
+        "pre-shared-key.hexadecimal = \"abc\"",
+    );
+    assert_error(
+        &text,
+        "\"abc\"",
+        "security.ike.policy.ike-pol.pre-shared-key.hexadecimal",
+        "invalid hexadecimal key",
+    );
+}
+
+// ---- manual keys ----
+
+fn manual_text() -> String {
+    std::fs::read_to_string(Path::new(DATA).join("manual.toml")).unwrap()
+}
+
+#[test]
+fn manual_key_length_states_the_expected_bytes() {
+    let text = manual_text().replace(
+        "key.hexadecimal = \"000102030405060708090a0b0c0d0e0f10111213\"",
+        "key.hexadecimal = \"000102030405060708090a0b0c0d0e0f\"",
+    );
+    assert_error(
+        &text,
+        "key.hexadecimal = \"000102030405060708090a0b0c0d0e0f\"",
+        "security.ipsec.vpn.manual-b.manual.encryption.key.hexadecimal",
+        "aes-128-gcm needs a 20-byte key (cipher key + 4-byte salt), got 16 bytes",
+    );
+    let text = manual_text().replace(
+        "ascii-text = \"0123456789abcdef0123456789abcdef\"",
+        "ascii-text = \"short\"",
+    );
+    assert_error(
+        &text,
+        "\"short\"",
+        "security.ipsec.vpn.manual-c.manual.authentication.key.ascii-text",
+        "hmac-sha-256-128 needs a 32-byte key, got 5 bytes",
+    );
+}
+
+#[test]
+fn manual_spi_below_256_is_rejected() {
+    let text = manual_text().replace("spi = 300", "spi = 255");
+    assert_error(
+        &text,
+        "spi = 255",
+        "security.ipsec.vpn.manual-c.manual.spi",
+        "255 is out of range 256..4294967295 (SPIs 1..255 are reserved)",
+    );
+    let text = manual_text().replace("remote-spi = 4097", "remote-spi = 0");
+    assert_error(
+        &text,
+        "remote-spi = 0",
+        "security.ipsec.vpn.manual-b.manual.remote-spi",
+        "0 is out of range 256..",
+    );
+}
+
+#[test]
+fn manual_aead_needs_a_distinct_key_per_direction() {
+    let text = manual_text().replace(
+        ", remote-key.hexadecimal = \"101112131415161718191a1b1c1d1e1f20212223\"",
+        "",
+    );
+    assert_error(
+        &text,
+        "key.hexadecimal = \"000102",
+        "security.ipsec.vpn.manual-b.manual.encryption.remote-key",
+        "would reuse AEAD nonces",
+    );
+}
+
+#[test]
+fn manual_aead_with_authentication_and_ah_with_encryption() {
+    let text = manual_text().replace(
+        "udp-encapsulation = true,",
+        "udp-encapsulation = true, authentication = { algorithm = \"hmac-sha1-96\", key.hexadecimal = \"00\" },",
+    );
+    assert_error(
+        &text,
+        "authentication = { algorithm = \"hmac-sha1-96\"",
+        "security.ipsec.vpn.manual-b.manual.authentication",
+        "not allowed with an AEAD encryption algorithm",
+    );
+    let text = manual_text().replace("protocol = \"esp\"", "protocol = \"ah\"");
+    assert_error(
+        &text,
+        "encryption = { algorithm = \"aes-128-gcm\"",
+        "security.ipsec.vpn.manual-b.manual.encryption",
+        "not allowed with protocol ah",
+    );
+}
+
+// ---- reporting ----
+
+#[test]
+fn all_errors_are_reported_in_file_order() {
+    let text = site_a_with("dh-group = \"group19\"", "dh-group = \"group3\"")
+        .replace("ike-policy = \"ike-pol\"", "ike-policy = \"nope\"")
+        .replace(
+            "anti-replay-window-size = 1024",
+            "anti-replay-window-size = 1000",
+        )
+        .replace("remote-ip = \"10.2.0.0/16\"", "remote-ip = \"10.2.0.0\"");
+    let e = Config::parse(&text, "t.toml").unwrap_err();
+    let lines: Vec<_> = e.diagnostics().iter().map(|d| d.line).collect();
+    assert_eq!(
+        lines,
+        [
+            line_of(&text, "\"group3\""),
+            line_of(&text, "\"nope\""),
+            line_of(&text, "= 1000"),
+            line_of(&text, "remote-ip"),
+        ],
+        "{e}"
+    );
+    assert_eq!(e.to_string().lines().count(), 4, "{e}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_position() {
+    let text = site_a_with(
+        "nat-keepalive = 20",
+        "nat-keepalive = 20\nnat-keepalive-interval = 20",
+    );
+    let line = line_of(&text, "nat-keepalive-interval");
+    let all = errors(&text);
+    assert!(
+        all.starts_with(&format!(
+            "t.toml:{line}:1: security.ike.gateway.gw-b.nat-keepalive-interval: unknown field `nat-keepalive-interval`"
+        )),
+        "{all}"
+    );
+    let text = site_a_with(
+        "encryption-algorithm = \"aes-128-gcm\"\nauthentication-algorithm",
+        "encryption-algorithim = \"aes-128-gcm\"\nauthentication-algorithm",
+    );
+    assert_error(
+        &text,
+        "encryption-algorithim",
+        "security.ike.proposal.ike-aes128gcm.encryption-algorithim",
+        "unknown field `encryption-algorithim`",
+    );
+    let text = format!("[chassis.cluster]\nreth-count = 2\n{DEFAULT_SITE_A}");
+    assert_error(&text, "[chassis", "chassis", "unknown field `chassis`");
+}
+
+#[test]
+fn syntax_and_type_errors_carry_positions() {
+    let text = site_a_with("nat-keepalive = 20", "nat-keepalive = \"twenty\"");
+    assert_error(
+        &text,
+        "\"twenty\"",
+        "security.ike.gateway.gw-b.nat-keepalive",
+        "invalid type: string \"twenty\", expected i64",
+    );
+    let text = site_a_with("nat-keepalive = 20", "nat-keepalive = = 20");
+    let all = errors(&text);
+    assert!(
+        all.starts_with(&format!("t.toml:{}:", line_of(&text, "= = 20"))),
+        "{all}"
+    );
+}
