@@ -1041,6 +1041,25 @@ impl IkeSa {
             };
             return self.on_response(sess, current, active, &payloads, now);
         }
+        let our_request_pending = sess
+            .active
+            .as_ref()
+            .is_some_and(|a| !matches!(a.kind, ActiveKind::DeleteIke));
+        // On the current SA this happens when the peer won an IKE rekey collision and
+        // deletes the old SA before our own rekey has been answered.
+        if (!current || self.ike_collision.is_some())
+            && our_request_pending
+            && payloads
+                .iter()
+                .any(|p| matches!(p, Payload::Delete(crate::wire::DeletePayload::Ike)))
+        {
+            // The peer deletes an SA it replaced while our request on it is still
+            // unanswered; it keeps replaying its answer until we acknowledge the Delete,
+            // so acknowledge it only once our exchange is done.
+            return Err(IkeError::Unexpected(
+                "Delete of the old IKE SA before our request completed",
+            ));
+        }
         if matches!(self.phase, Phase::Auth) {
             // The initiator floated to 4500 for IKE_AUTH: follow it unconditionally.
             self.remote = from;
