@@ -8,3 +8,4 @@
 pub mod config;
 
 pub use config::{Config, ConfigError, Diagnostic};
+pub mod runtime;

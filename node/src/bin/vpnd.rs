@@ -1,0 +1,107 @@
+//! `vpnd`: the IPsec gateway daemon.
+//!
+//! Reads a Junos-shaped TOML configuration, starts the dataplane (SPU workers, `st0.N`
+//! interfaces), and negotiates the configured tunnels with IKEv2. SIGTERM or SIGINT
+//! deletes every IKE SA at its peer and removes the interfaces before exiting.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use node::Config;
+use node::runtime::{Node, NodeSpec};
+
+#[derive(Parser, Debug)]
+#[command(name = "vpnd", version, about = "IPsec VPN gateway daemon")]
+struct Args {
+    /// Configuration file (Junos-style TOML).
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    /// SPU worker threads.
+    #[arg(long, default_value_t = 1, global = true)]
+    workers: usize,
+    /// Log filter (RUST_LOG syntax), e.g. `info` or `node=debug,ike=debug`.
+    #[arg(long, default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the configuration and exit.
+    Check,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log)
+                .with_context(|| format!("bad --log filter {:?}", args.log))?,
+        )
+        .with_target(false)
+        .init();
+
+    let Some(path) = &args.config else {
+        bail!("no configuration: pass --config FILE (see node/tests/data/site-a.toml)");
+    };
+    // Config errors already name file, line, column and key.
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = NodeSpec::from_config(&config, args.workers)
+        .with_context(|| format!("{}", path.display()))?;
+    match args.command.unwrap_or(Command::Run) {
+        Command::Check => {
+            println!(
+                "{}: configuration OK ({} gateways, {} manual VPNs, {} tunnel interfaces)",
+                path.display(),
+                spec.gateways.len(),
+                spec.manual.len(),
+                spec.tunnels.len()
+            );
+            Ok(())
+        }
+        Command::Run => run(spec),
+    }
+}
+
+fn run(spec: NodeSpec) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "vpnd needs root (CAP_NET_ADMIN and CAP_NET_RAW): it creates TUN interfaces, \
+             binds UDP 500/4500 and opens raw ESP sockets"
+        );
+    }
+    let system = actix_rt::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot build the tokio runtime: {e}"))
+    });
+    system.block_on(async move {
+        let node = Node::start(spec).await.context("starting the node")?;
+        tracing::info!("vpnd running");
+        wait_for_signal().await?;
+        tracing::info!("shutting down: deleting IKE SAs at their peers");
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}

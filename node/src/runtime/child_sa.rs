@@ -1,0 +1,130 @@
+//! One negotiated SA pair: installed on its anchor SPU when the actor starts, removed
+//! when it stops, so an SA can never outlive the actor that stands for it.
+
+use actix::prelude::*;
+use dataplane::sa::{SaConfig, SaKey};
+
+use super::spu::Spus;
+
+/// Ends the pair: its SAs are removed from the dataplane.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Close;
+
+/// Statistics of the pair for `show` commands.
+#[derive(Message, Debug)]
+#[rtype(result = "ChildSaInfo")]
+pub struct Describe;
+
+/// What `show security ipsec security-associations` prints about a pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSaInfo {
+    /// Inbound SA.
+    pub inbound: SaKey,
+    /// Outbound SA.
+    pub outbound: SaKey,
+    /// Anchor SPU.
+    pub anchor: usize,
+    /// Whether the pair is installed.
+    pub installed: bool,
+}
+
+/// Actor of one child SA pair.
+pub struct ChildSa {
+    spus: Spus,
+    anchor: usize,
+    inbound: Option<SaConfig>,
+    outbound: Option<SaConfig>,
+    keys: (SaKey, SaKey),
+    installed: bool,
+}
+
+impl std::fmt::Debug for ChildSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSa")
+            .field("anchor", &self.anchor)
+            .field("keys", &self.keys)
+            .field("installed", &self.installed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildSa {
+    /// A pair to install on `anchor`.
+    pub fn new(spus: Spus, anchor: usize, inbound: SaConfig, outbound: SaConfig) -> Self {
+        let keys = (inbound.key(), outbound.key());
+        Self {
+            spus,
+            anchor,
+            inbound: Some(inbound),
+            outbound: Some(outbound),
+            keys,
+            installed: false,
+        }
+    }
+
+    /// The inbound SPI, which identifies the pair at the IKE level.
+    pub fn inbound_spi(&self) -> u32 {
+        self.keys.0.spi
+    }
+}
+
+impl Actor for ChildSa {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let (Some(inbound), Some(outbound)) = (self.inbound.take(), self.outbound.take()) else {
+            return;
+        };
+        let spus = self.spus.clone();
+        let anchor = self.anchor;
+        let fut = async move { spus.install_pair(anchor, inbound, outbound).await };
+        ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
+            Ok(()) => {
+                act.installed = true;
+                tracing::info!(
+                    inbound = format_args!("{:#010x}", act.keys.0.spi),
+                    outbound = format_args!("{:#010x}", act.keys.1.spi),
+                    anchor = act.anchor,
+                    "IPsec SA pair installed"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "installing IPsec SA pair failed");
+                ctx.stop();
+            }
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.installed {
+            self.spus
+                .remove(self.anchor, vec![self.keys.1, self.keys.0]);
+            tracing::info!(
+                inbound = format_args!("{:#010x}", self.keys.0.spi),
+                "IPsec SA pair removed"
+            );
+        }
+    }
+}
+
+impl Handler<Describe> for ChildSa {
+    type Result = MessageResult<Describe>;
+
+    fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(ChildSaInfo {
+            inbound: self.keys.0,
+            outbound: self.keys.1,
+            anchor: self.anchor,
+            installed: self.installed,
+        })
+    }
+}
+
+impl Handler<Close> for ChildSa {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,443 @@
+//! One configured IKE gateway: owns the sans-IO `IkeSa`, feeds it datagrams and timer
+//! ticks, sends what it queues, and turns its events into child SA actors.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use dataplane::engine::EngineEvent;
+use dataplane::sa::UdpEncap;
+use ike::engine::{Event, IkeSa};
+
+use super::GatewaySpec;
+use super::child_sa::{ChildSa, ChildSaInfo, Close, Describe};
+use super::ike_socket::{IkeSocket, RouteSpi, SendIke};
+use super::mapping;
+use super::spu::Spus;
+
+/// Wait before initiating again after a failure.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// A datagram for this gateway's IKE SA.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Datagram {
+    /// Sender.
+    pub from: SocketAddr,
+    /// Our address it arrived on.
+    pub local: SocketAddr,
+    /// Arrived on the NAT-T port.
+    pub natt: bool,
+    /// The IKE message (without marker).
+    pub data: Vec<u8>,
+}
+
+/// Ends the IKE SA (Delete to the peer) and every child SA.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Start negotiating now (`request security ike initiate`).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Initiate;
+
+/// An event of the dataplane that may concern this gateway's SAs.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct DataplaneNotice {
+    /// The worker that raised it.
+    pub worker: usize,
+    /// The event.
+    pub event: EngineEvent,
+}
+
+/// State of the gateway, for `show security ike security-associations`.
+#[derive(Message, Debug)]
+#[rtype(result = "GatewayInfo")]
+pub struct Status;
+
+/// What `show` commands print about a gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayInfo {
+    /// Gateway name.
+    pub name: String,
+    /// Peer address and port in use.
+    pub remote: SocketAddr,
+    /// IKE SPIs (initiator, responder), if an SA exists.
+    pub spis: Option<(u64, u64)>,
+    /// Whether the IKE SA is established.
+    pub established: bool,
+    /// Whether we initiated it.
+    pub initiator: bool,
+    /// Anchor SPU of the gateway's tunnel.
+    pub anchor: usize,
+    /// Child SA pairs.
+    pub children: Vec<ChildSaInfo>,
+}
+
+/// Actor of one IKE gateway.
+pub struct Gateway {
+    spec: GatewaySpec,
+    socket: Addr<IkeSocket>,
+    spus: Spus,
+    anchor: usize,
+    sa: Option<IkeSa>,
+    our_spi: Option<u64>,
+    /// Where the peer is reached: port 500 until NAT-T moves IKE to 4500.
+    remote: SocketAddr,
+    timer: Option<SpawnHandle>,
+    children: Vec<Child>,
+    buf: Vec<u8>,
+}
+
+/// A child SA pair this gateway installed.
+#[derive(Debug)]
+struct Child {
+    inbound_spi: u32,
+    outbound_spi: u32,
+    actor: Addr<ChildSa>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("name", &self.spec.name)
+            .field("remote", &self.remote)
+            .field("our_spi", &self.our_spi)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway actor for `spec`.
+    pub fn new(spec: GatewaySpec, socket: Addr<IkeSocket>, spus: Spus) -> Self {
+        let anchor = spus.anchor_for(spec.binding);
+        let remote = SocketAddr::new(spec.remote, 500);
+        Self {
+            spec,
+            socket,
+            spus,
+            anchor,
+            sa: None,
+            our_spi: None,
+            remote,
+            timer: None,
+            children: Vec::new(),
+            buf: Vec::with_capacity(2048),
+        }
+    }
+
+    fn rng() -> Box<dyn rand_core::CryptoRngCore + Send> {
+        Box::new(rand_core::OsRng)
+    }
+
+    fn initiate(&mut self, ctx: &mut Context<Self>) {
+        if self.sa.is_some() {
+            return;
+        }
+        let remote = SocketAddr::new(self.spec.remote, 500);
+        let local = SocketAddr::new(self.spec.local, 500);
+        match IkeSa::initiate(
+            self.spec.ike.clone(),
+            local,
+            remote,
+            Self::rng(),
+            Instant::now(),
+        ) {
+            Ok(sa) => {
+                tracing::info!(gateway = %self.spec.name, peer = %remote, "initiating IKE SA");
+                self.set_sa(sa, ctx);
+            }
+            Err(e) => {
+                tracing::warn!(gateway = %self.spec.name, error = %e, "cannot initiate");
+                self.retry_later(ctx);
+            }
+        }
+    }
+
+    fn retry_later(&mut self, ctx: &mut Context<Self>) {
+        if self.spec.initiate {
+            ctx.run_later(RETRY_AFTER, |act, ctx| act.initiate(ctx));
+        }
+    }
+
+    fn set_sa(&mut self, sa: IkeSa, ctx: &mut Context<Self>) {
+        let (spi_i, spi_r) = sa.spis();
+        let ours = if sa.is_initiator() { spi_i } else { spi_r };
+        self.route(Some(ours), ctx);
+        self.remote = SocketAddr::new(self.spec.remote, 500);
+        self.sa = Some(sa);
+        self.drive(ctx);
+    }
+
+    fn route(&mut self, spi: Option<u64>, ctx: &mut Context<Self>) {
+        if let Some(old) = self.our_spi.take() {
+            self.socket.do_send(RouteSpi {
+                spi: old,
+                gateway: None,
+            });
+        }
+        if let Some(spi) = spi {
+            self.socket.do_send(RouteSpi {
+                spi,
+                gateway: Some(ctx.address()),
+            });
+            self.our_spi = Some(spi);
+        }
+    }
+
+    /// Sends what the SA queued, handles its events and re-arms its timer.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        let mut events = Vec::new();
+        if let Some(sa) = &mut self.sa {
+            while let Some(t) = sa.poll_transmit(&mut self.buf) {
+                self.remote = t.destination;
+                self.socket.do_send(SendIke {
+                    dst: t.destination,
+                    natt: t.non_esp_marker,
+                    data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
+                });
+            }
+            while let Some(e) = sa.poll_event() {
+                events.push(e);
+            }
+        }
+        for e in events {
+            self.on_event(e, ctx);
+        }
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = self.sa.as_ref().and_then(IkeSa::poll_timeout) {
+            let wait = at.saturating_duration_since(Instant::now());
+            self.timer = Some(ctx.run_later(wait, |act, ctx| {
+                act.timer = None;
+                if let Some(sa) = &mut act.sa {
+                    sa.handle_timeout(Instant::now());
+                }
+                act.drive(ctx);
+            }));
+        }
+    }
+
+    fn on_event(&mut self, event: Event, ctx: &mut Context<Self>) {
+        let name = &self.spec.name;
+        match event {
+            Event::Established { spi_i, spi_r } => {
+                tracing::info!(
+                    gateway = %name,
+                    spi_i = format_args!("{spi_i:016x}"),
+                    spi_r = format_args!("{spi_r:016x}"),
+                    "IKE SA established"
+                );
+            }
+            Event::NatDetected(nat) => {
+                tracing::info!(gateway = %name, ?nat, "NAT detected: IKE and ESP move to UDP 4500");
+            }
+            Event::ChildSaReady(install) => self.install_child(&install),
+            Event::ChildSaDeleted { inbound_spi, .. } => self.close_child(inbound_spi),
+            Event::ChildSaFailed(e) => {
+                tracing::warn!(gateway = %name, error = %e, "child SA not created; IKE SA kept");
+            }
+            Event::IkeRekeyed { old_spis, new_spis } => {
+                tracing::info!(
+                    gateway = %name,
+                    old = format_args!("{:016x}/{:016x}", old_spis.0, old_spis.1),
+                    new = format_args!("{:016x}/{:016x}", new_spis.0, new_spis.1),
+                    "IKE SA rekeyed"
+                );
+                if let Some(sa) = &self.sa {
+                    let (i, r) = sa.spis();
+                    let ours = if sa.is_initiator() { i } else { r };
+                    self.route(Some(ours), ctx);
+                }
+            }
+            Event::PeerAddressChanged { old, new } => {
+                tracing::info!(gateway = %name, %old, %new, "peer NAT mapping changed");
+                self.remote = new;
+            }
+            Event::AddressAssigned { address, .. } => {
+                tracing::info!(gateway = %name, %address, "internal address assigned");
+            }
+            Event::PeerDead => {
+                tracing::warn!(gateway = %name, "peer is dead (DPD): clearing its SAs");
+                self.teardown(ctx);
+                self.retry_later(ctx);
+            }
+            Event::Closed { by_peer } => {
+                tracing::info!(gateway = %name, by_peer, "IKE SA closed");
+                self.teardown(ctx);
+                self.retry_later(ctx);
+            }
+            Event::Failed(e) => {
+                tracing::warn!(gateway = %name, error = %e, "IKE SA failed");
+                self.teardown(ctx);
+                self.retry_later(ctx);
+            }
+        }
+    }
+
+    fn install_child(&mut self, install: &ike::engine::ChildSaInstall) {
+        let udp_encap = install.udp_encap.map(|(local_port, remote_port)| UdpEncap {
+            local_port,
+            remote_port,
+        });
+        match mapping::child_sas(install, &self.spec, udp_encap) {
+            Ok((inbound, outbound)) => {
+                let (inbound_spi, outbound_spi) = (inbound.spi, outbound.spi);
+                let actor = ChildSa::new(self.spus.clone(), self.anchor, inbound, outbound).start();
+                self.children.push(Child {
+                    inbound_spi,
+                    outbound_spi,
+                    actor,
+                });
+            }
+            Err(e) => {
+                tracing::error!(gateway = %self.spec.name, error = %e, "child SA not installable");
+            }
+        }
+    }
+
+    fn close_child(&mut self, inbound_spi: u32) {
+        if let Some(i) = self
+            .children
+            .iter()
+            .position(|c| c.inbound_spi == inbound_spi)
+        {
+            let c = self.children.remove(i);
+            c.actor.do_send(Close);
+        }
+    }
+
+    fn teardown(&mut self, ctx: &mut Context<Self>) {
+        self.sa = None;
+        self.route(None, ctx);
+        for c in self.children.drain(..) {
+            // Stopping the actor removes its SAs from the dataplane.
+            c.actor.do_send(Close);
+        }
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+    }
+}
+
+impl Actor for Gateway {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.spec.initiate {
+            self.initiate(ctx);
+        }
+    }
+}
+
+impl Handler<Datagram> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, msg: Datagram, ctx: &mut Context<Self>) {
+        if self.sa.is_none() {
+            let sa = IkeSa::respond(
+                self.spec.ike.clone(),
+                msg.local,
+                msg.from,
+                Self::rng(),
+                Instant::now(),
+            );
+            tracing::info!(gateway = %self.spec.name, peer = %msg.from, "responding to IKE_SA_INIT");
+            self.set_sa(sa, ctx);
+        }
+        if let Some(sa) = &mut self.sa
+            && let Err(e) = sa.handle_datagram(Instant::now(), msg.from, msg.local, &msg.data)
+        {
+            tracing::debug!(gateway = %self.spec.name, error = %e, "IKE datagram not accepted");
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Initiate> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, _: Initiate, ctx: &mut Context<Self>) {
+        self.initiate(ctx);
+    }
+}
+
+impl Handler<Shutdown> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        if let Some(sa) = &mut self.sa
+            && sa.delete(Instant::now()).is_ok()
+        {
+            // Flush the Delete before the SA goes away.
+            while let Some(t) = sa.poll_transmit(&mut self.buf) {
+                self.socket.do_send(SendIke {
+                    dst: t.destination,
+                    natt: t.non_esp_marker,
+                    data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
+                });
+            }
+        }
+        self.teardown(ctx);
+        ctx.stop();
+    }
+}
+
+impl Handler<DataplaneNotice> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, msg: DataplaneNotice, ctx: &mut Context<Self>) {
+        let key = match msg.event {
+            EngineEvent::SoftLifetime(k) | EngineEvent::RekeyRequired(k) => k,
+            EngineEvent::HardLifetime(_) | EngineEvent::ReservationLow { .. } => return,
+        };
+        let Some(child) = self
+            .children
+            .iter()
+            .find(|c| c.inbound_spi == key.spi || c.outbound_spi == key.spi)
+        else {
+            return;
+        };
+        let spi = child.inbound_spi;
+        if let Some(sa) = &mut self.sa {
+            tracing::info!(gateway = %self.spec.name, spi = format_args!("{spi:#010x}"), "volume lifetime reached: rekeying child SA");
+            if let Err(e) = sa.rekey_child(spi, Instant::now()) {
+                tracing::warn!(gateway = %self.spec.name, error = %e, "child rekey not started");
+            }
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Status> for Gateway {
+    type Result = ResponseActFuture<Self, GatewayInfo>;
+
+    fn handle(&mut self, _: Status, _: &mut Context<Self>) -> Self::Result {
+        let children: Vec<_> = self.children.iter().map(|c| c.actor.clone()).collect();
+        let base = GatewayInfo {
+            name: self.spec.name.clone(),
+            remote: self.remote,
+            spis: self.sa.as_ref().map(IkeSa::spis),
+            established: self.sa.as_ref().is_some_and(IkeSa::is_established),
+            initiator: self.sa.as_ref().is_some_and(IkeSa::is_initiator),
+            anchor: self.anchor,
+            children: Vec::new(),
+        };
+        Box::pin(
+            async move {
+                let mut infos = Vec::new();
+                for c in children {
+                    if let Ok(i) = c.send(Describe).await {
+                        infos.push(i);
+                    }
+                }
+                infos
+            }
+            .into_actor(self)
+            .map(move |children, _, _| GatewayInfo { children, ..base }),
+        )
+    }
+}

@@ -1,0 +1,231 @@
+//! IKE datagrams in and out: UDP 500 on our own sockets, and UDP 4500 through the
+//! dataplane's NAT-T sockets (which share that port with ESP-in-UDP and strip or add the
+//! non-ESP marker).
+//!
+//! Routing: a datagram goes to the gateway that owns the IKE SA our SPI names (the
+//! responder SPI when we responded, the initiator SPI when we initiated); a new
+//! IKE_SA_INIT request, which carries no SPI of ours yet, goes to the gateway configured
+//! for the sender's address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use dataplane::worker::DataplaneHandle;
+use tokio::net::UdpSocket;
+
+use super::RuntimeError;
+use super::gateway::{Datagram, Gateway};
+
+/// Exchange type of IKE_SA_INIT (RFC 7296 §3.1).
+const IKE_SA_INIT: u8 = 34;
+/// Flags bit of a response.
+const FLAG_RESPONSE: u8 = 0x20;
+/// The fixed IKE header.
+const HEADER_LEN: usize = 28;
+
+/// A datagram received on port 500 or 4500.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Received {
+    /// Sender.
+    pub from: SocketAddr,
+    /// Our address it arrived on.
+    pub local: SocketAddr,
+    /// Arrived on the NAT-T port (marker already removed).
+    pub natt: bool,
+    /// The IKE message.
+    pub data: Vec<u8>,
+}
+
+/// A datagram to send.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SendIke {
+    /// Destination.
+    pub dst: SocketAddr,
+    /// Through the NAT-T port (the marker is added there).
+    pub natt: bool,
+    /// The IKE message.
+    pub data: Vec<u8>,
+}
+
+/// Routes datagrams naming `spi` (ours) to `gateway`, or stops with `None`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RouteSpi {
+    /// Our SPI of an IKE SA.
+    pub spi: u64,
+    /// Its gateway, or `None` to forget the route.
+    pub gateway: Option<Addr<Gateway>>,
+}
+
+/// Routes new IKE_SA_INIT requests from `peer` to `gateway`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RegisterPeer {
+    /// Peer address.
+    pub peer: IpAddr,
+    /// Its gateway.
+    pub gateway: Addr<Gateway>,
+}
+
+/// The node's IKE socket actor.
+#[derive(Debug)]
+pub struct IkeSocket {
+    sockets: Vec<Arc<UdpSocket>>,
+    dataplane: DataplaneHandle,
+    by_spi: HashMap<u64, Addr<Gateway>>,
+    by_peer: HashMap<IpAddr, Addr<Gateway>>,
+    /// Datagrams nobody claimed, for `show` commands.
+    pub unrouted: u64,
+}
+
+impl IkeSocket {
+    /// Binds the port-500 sockets.
+    pub async fn bind(
+        addrs: &[SocketAddr],
+        dataplane: DataplaneHandle,
+    ) -> Result<IkeSocket, RuntimeError> {
+        let mut sockets = Vec::new();
+        for addr in addrs {
+            let s = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| RuntimeError::IkeSocket {
+                    addr: *addr,
+                    source,
+                })?;
+            sockets.push(Arc::new(s));
+        }
+        Ok(IkeSocket {
+            sockets,
+            dataplane,
+            by_spi: HashMap::new(),
+            by_peer: HashMap::new(),
+            unrouted: 0,
+        })
+    }
+
+    fn route(&self, from: SocketAddr, data: &[u8]) -> Option<&Addr<Gateway>> {
+        let header = data.get(..HEADER_LEN)?;
+        let spi = |r: std::ops::Range<usize>| {
+            header
+                .get(r)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0)
+        };
+        let (spi_i, spi_r) = (spi(0..8), spi(8..16));
+        let (exchange, flags) = (header[18], header[19]);
+        if spi_r != 0
+            && let Some(g) = self.by_spi.get(&spi_r)
+        {
+            return Some(g);
+        }
+        if let Some(g) = self.by_spi.get(&spi_i) {
+            return Some(g);
+        }
+        if spi_r == 0 && exchange == IKE_SA_INIT && flags & FLAG_RESPONSE == 0 {
+            return self.by_peer.get(&from.ip());
+        }
+        None
+    }
+}
+
+impl Actor for IkeSocket {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for sock in &self.sockets {
+            let sock = sock.clone();
+            let me = ctx.address();
+            let local = sock
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 500)));
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    match sock.recv_from(&mut buf).await {
+                        Ok((n, from)) => me.do_send(Received {
+                            from,
+                            local,
+                            natt: false,
+                            data: buf[..n].to_vec(),
+                        }),
+                        Err(e) => {
+                            tracing::warn!(%local, error = %e, "IKE socket receive failed");
+                            if !me.connected() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl Handler<Received> for IkeSocket {
+    type Result = ();
+
+    fn handle(&mut self, msg: Received, _: &mut Context<Self>) {
+        match self.route(msg.from, &msg.data) {
+            Some(g) => g.do_send(Datagram {
+                from: msg.from,
+                local: msg.local,
+                natt: msg.natt,
+                data: msg.data,
+            }),
+            None => {
+                self.unrouted += 1;
+                tracing::debug!(from = %msg.from, len = msg.data.len(), "IKE datagram for no known SA or peer");
+            }
+        }
+    }
+}
+
+impl Handler<SendIke> for IkeSocket {
+    type Result = ();
+
+    fn handle(&mut self, msg: SendIke, _: &mut Context<Self>) {
+        if msg.natt {
+            if let Err(e) = self.dataplane.send_ike(msg.dst, msg.data) {
+                tracing::warn!(dst = %msg.dst, error = %e, "sending IKE on the NAT-T port");
+            }
+            return;
+        }
+        let sock = self.sockets.iter().find(|s| {
+            s.local_addr()
+                .is_ok_and(|a| a.is_ipv4() == msg.dst.is_ipv4())
+        });
+        match sock.map(|s| s.try_send_to(&msg.data, msg.dst)) {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => tracing::warn!(dst = %msg.dst, error = %e, "sending IKE"),
+            None => tracing::warn!(dst = %msg.dst, "no IKE socket of that address family"),
+        }
+    }
+}
+
+impl Handler<RouteSpi> for IkeSocket {
+    type Result = ();
+
+    fn handle(&mut self, msg: RouteSpi, _: &mut Context<Self>) {
+        match msg.gateway {
+            Some(g) => {
+                self.by_spi.insert(msg.spi, g);
+            }
+            None => {
+                self.by_spi.remove(&msg.spi);
+            }
+        }
+    }
+}
+
+impl Handler<RegisterPeer> for IkeSocket {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterPeer, _: &mut Context<Self>) {
+        self.by_peer.insert(msg.peer, msg.gateway);
+    }
+}

@@ -1,0 +1,305 @@
+//! The running daemon: actix actors around the sans-IO IKE engine and the dataplane.
+//!
+//! | actor | one per | does |
+//! |---|---|---|
+//! | [`ike_socket::IkeSocket`] | node | UDP 500, and IKE on 4500 through the dataplane's NAT-T socket; routes datagrams to gateways by SPI or peer |
+//! | [`gateway::Gateway`] | configured IKE gateway | drives an `ike::engine::IkeSa`: negotiation, retransmits, events |
+//! | [`child_sa::ChildSa`] | negotiated SA pair | installs the pair on its anchor SPU, removes it when it ends |
+//! | [`spu::Spu`] | SPU worker, on its own arbiter | control side of a worker: installs and removes SAs, reads counters |
+//!
+//! The runtime is built from a [`NodeSpec`], not from the configuration file directly:
+//! the configuration module resolves and validates, this module runs, and one mapping
+//! function joins them.
+
+pub mod child_sa;
+pub mod gateway;
+pub mod ike_socket;
+mod mapping;
+pub mod net;
+pub mod spec;
+pub mod spu;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::prelude::*;
+use dataplane::sa::{DfBit, SaConfig, TunnelId};
+use dataplane::worker::{Dataplane, DataplaneConfig, DataplaneEvent, TunnelConfig};
+
+use self::gateway::Gateway;
+use self::ike_socket::{IkeSocket, Received};
+use self::spu::Spus;
+
+/// Everything the runtime needs to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// SPU worker threads.
+    pub workers: usize,
+    /// Route-based tunnel interfaces (`st0.N`).
+    pub tunnels: Vec<TunnelSpec>,
+    /// IKE gateways.
+    pub gateways: Vec<GatewaySpec>,
+    /// Manually keyed SA pairs.
+    pub manual: Vec<ManualSpec>,
+    /// Where IKE listens (port 500 on each local address).
+    pub ike_listen: Vec<SocketAddr>,
+    /// Where the dataplane's NAT-T sockets listen (port 4500).
+    pub natt_listen: Vec<SocketAddr>,
+}
+
+/// One `st0.N` interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// The unit N, which is also the binding of the SAs it carries.
+    pub unit: TunnelId,
+    /// Interface MTU.
+    pub mtu: u32,
+    /// Addresses on the interface (address, prefix length).
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Static routes through it (destination prefix).
+    pub routes: Vec<(IpAddr, u8)>,
+}
+
+impl TunnelSpec {
+    /// The Junos-style interface name.
+    pub fn name(&self) -> String {
+        format!("st0.{}", self.unit)
+    }
+}
+
+/// ESP options of the SAs a gateway negotiates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EspOptions {
+    /// Anti-replay window (0: off).
+    pub replay_window: u32,
+    /// Outer DF bit policy.
+    pub df_bit: DfBit,
+    /// Copy DSCP inner to outer.
+    pub copy_dscp: bool,
+    /// Path MTU towards the peer.
+    pub path_mtu: u16,
+}
+
+impl Default for EspOptions {
+    fn default() -> Self {
+        Self {
+            replay_window: 64,
+            df_bit: DfBit::Clear,
+            copy_dscp: true,
+            path_mtu: 1500,
+        }
+    }
+}
+
+/// One IKE gateway and the VPN it carries.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    /// Gateway name (configuration).
+    pub name: String,
+    /// VPN name (configuration).
+    pub vpn: String,
+    /// Our IKE address.
+    pub local: IpAddr,
+    /// The peer's address.
+    pub remote: IpAddr,
+    /// What the IKE SA negotiates.
+    pub ike: ike::engine::IkeConfig,
+    /// The `st0.N` unit the child SAs are bound to.
+    pub binding: TunnelId,
+    /// Initiate at start (`establish-tunnels immediately`); otherwise only respond.
+    pub initiate: bool,
+    /// ESP options.
+    pub esp: EspOptions,
+}
+
+/// A manually keyed SA pair (Junos `vpn NAME manual`).
+#[derive(Debug, Clone)]
+pub struct ManualSpec {
+    /// VPN name.
+    pub name: String,
+    /// Outbound SA.
+    pub outbound: SaConfig,
+    /// Inbound SA.
+    pub inbound: SaConfig,
+}
+
+/// Why the node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The dataplane did not start.
+    #[error("dataplane: {0}")]
+    Dataplane(#[from] dataplane::worker::StartError),
+    /// Interface addresses or routes could not be set.
+    #[error("interface {interface}: {reason}")]
+    Interface {
+        /// Interface name.
+        interface: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The IKE socket could not be bound.
+    #[error("IKE socket {addr}: {source}")]
+    IkeSocket {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The dataplane event thread could not be started.
+    #[error("starting the dataplane event thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A manual SA was refused.
+    #[error("manual VPN {vpn}: {reason}")]
+    Manual {
+        /// VPN name.
+        vpn: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A running node. Dropping it stops the dataplane.
+#[derive(Debug)]
+pub struct Node {
+    /// The IKE socket actor.
+    pub socket: Addr<IkeSocket>,
+    /// Gateway actors by name.
+    pub gateways: Vec<(String, Addr<Gateway>)>,
+    /// The SPU control actors.
+    pub spus: Spus,
+    stop: Arc<AtomicBool>,
+    bridge: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Starts the dataplane, the interfaces, the IKE socket and the gateways. Must run
+    /// inside an actix `System`.
+    pub async fn start(spec: NodeSpec) -> Result<Node, RuntimeError> {
+        let dp_config = DataplaneConfig {
+            workers: spec.workers.max(1),
+            tunnels: spec
+                .tunnels
+                .iter()
+                .map(|t| TunnelConfig {
+                    id: t.unit,
+                    name: t.name(),
+                    mtu: t.mtu,
+                })
+                .collect(),
+            udp_bind: spec.natt_listen.clone(),
+            ..DataplaneConfig::default()
+        };
+        let dataplane = Dataplane::start(dp_config)?;
+        let handle = dataplane.handle();
+        for t in &spec.tunnels {
+            net::configure(t)
+                .await
+                .map_err(|reason| RuntimeError::Interface {
+                    interface: t.name(),
+                    reason,
+                })?;
+        }
+
+        let spus = Spus::start(handle.clone());
+        for t in &spec.tunnels {
+            let anchor = spus.anchor_for(t.unit);
+            if let Err(e) = handle.route_tunnel(t.unit, Some(anchor)) {
+                tracing::warn!(tunnel = t.unit, error = %e, "routing tunnel to its anchor");
+            }
+        }
+        for m in &spec.manual {
+            let anchor = spus.anchor_for(m.outbound.binding);
+            spus.install_pair(anchor, m.inbound.clone(), m.outbound.clone())
+                .await
+                .map_err(|reason| RuntimeError::Manual {
+                    vpn: m.name.clone(),
+                    reason,
+                })?;
+            tracing::info!(vpn = %m.name, anchor, "manual SA pair installed");
+        }
+
+        let socket = IkeSocket::bind(&spec.ike_listen, handle.clone())
+            .await?
+            .start();
+        let mut gateways = Vec::new();
+        for g in &spec.gateways {
+            let addr = Gateway::new(g.clone(), socket.clone(), spus.clone()).start();
+            socket.do_send(ike_socket::RegisterPeer {
+                peer: g.remote,
+                gateway: addr.clone(),
+            });
+            gateways.push((g.name.clone(), addr));
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let bridge = spawn_bridge(dataplane, socket.clone(), gateways.clone(), stop.clone())
+            .map_err(RuntimeError::Thread)?;
+        Ok(Node {
+            socket,
+            gateways,
+            spus,
+            stop,
+            bridge: Some(bridge),
+        })
+    }
+
+    /// Sends Delete for every IKE SA and stops the dataplane.
+    pub async fn shutdown(mut self) {
+        for (_, g) in &self.gateways {
+            let _ = g.send(gateway::Shutdown).await;
+        }
+        // Give the Delete datagrams a moment to leave before the sockets close.
+        actix_rt::time::sleep(Duration::from_millis(200)).await;
+        self.stop_bridge();
+    }
+
+    fn stop_bridge(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.bridge.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_bridge();
+    }
+}
+
+/// Owns the dataplane on a plain thread and forwards its events to the actors: IKE
+/// messages from the NAT-T port to the socket, engine events to every gateway (which
+/// ignore SAs that are not theirs).
+fn spawn_bridge(
+    dataplane: Dataplane,
+    socket: Addr<IkeSocket>,
+    gateways: Vec<(String, Addr<Gateway>)>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("dp-events".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match dataplane.events().recv_timeout(Duration::from_millis(100)) {
+                    Ok(DataplaneEvent::Ike { src, dst, message }) => socket.do_send(Received {
+                        from: src,
+                        local: dst,
+                        natt: true,
+                        data: message,
+                    }),
+                    Ok(DataplaneEvent::Engine { worker, event }) => {
+                        for (_, g) in &gateways {
+                            g.do_send(gateway::DataplaneNotice { worker, event });
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            dataplane.shutdown();
+        })
+}
