@@ -116,7 +116,10 @@ pub(crate) fn open(
     if number == 1 {
         b.first_inner = opened.first_inner;
     }
-    if let Some(slot) = b.chunks.get_mut(usize::from(number) - 1) {
+    if let Some(slot) = usize::from(number)
+        .checked_sub(1)
+        .and_then(|i| b.chunks.get_mut(i))
+    {
         slot.get_or_insert(opened.plaintext);
     }
     if b.chunks.iter().any(Option::is_none) {

@@ -7,6 +7,19 @@
 //! CREATE_CHILD_SA (new child, child rekey, IKE rekey, with collision handling),
 //! lifetimes, and SKF fragmentation (RFC 7383). [`CookieResponder`] runs before any
 //! `IkeSa` exists.
+//!
+//! What the daemon does around an [`IkeSa`]:
+//! - passes every datagram with the address it came from and the one it arrived at;
+//!   on UDP 4500 it strips the non-ESP marker first, and adds it back when a
+//!   [`Transmit`] says `non_esp_marker` (sending from `Transmit::local`);
+//! - routes by IKE SPIs, adding the new pair on [`Event::IkeRekeyed`] and keeping the old
+//!   one until the SA is dropped (the old IKE SA lingers until its Delete is done);
+//! - installs and removes ESP pairs on [`Event::ChildSaReady`] /
+//!   [`Event::ChildSaDeleted`], with ESP-in-UDP when `udp_encap` is set, and re-points
+//!   them on [`Event::PeerAddressChanged`];
+//! - calls [`IkeSa::note_inbound_traffic`] when ESP arrives, so DPD stays quiet, sends
+//!   NAT keepalives every [`IkeSa::nat_keepalive`], and calls [`IkeSa::rekey_child`]
+//!   when a byte or packet soft lifetime expires in the data plane.
 
 mod auth;
 mod config;

@@ -428,3 +428,50 @@ fn hard_lifetime_deletes_a_child_that_could_not_be_rekeyed() {
     let msg = Message::parse(&pair.log[0].1).unwrap();
     assert!(!msg.payloads.is_empty());
 }
+
+#[test]
+fn create_and_delete_child_survive_loss_duplication_and_reordering() {
+    for nth in 0..4 {
+        for fate in [Fate::Drop, Fate::Duplicate, Fate::Hold] {
+            let mut pair = Pair::established(config(true), config(false));
+            let first = pair.agreed_children()[0];
+            let base = pair.sent_count();
+            pair.fate = Box::new(move |i, _, _| if i == base + nth { fate } else { Fate::Deliver });
+            // Create (datagrams 0-1), then the responder deletes the first pair (2-3).
+            pair.initiator
+                .create_child(config(true).first_child(), pair.now)
+                .unwrap();
+            pair.drive_for(Duration::from_secs(40));
+            assert_eq!(pair.agreed_children().len(), 2, "{fate:?} {nth}");
+            pair.responder.delete_child(first.1, pair.now).unwrap();
+            pair.drive();
+            let live = pair.agreed_children();
+            assert_eq!(live.len(), 1, "{fate:?} {nth}");
+            assert_ne!(live[0], first);
+            assert_eq!(deleted(&pair.events_i), vec![first.0]);
+            assert_eq!(deleted(&pair.events_r), vec![first.1]);
+            assert_eq!(installs(&pair.events_i).len(), 2);
+            assert_eq!(installs(&pair.events_r).len(), 2);
+        }
+    }
+}
+
+#[test]
+fn a_lost_dpd_probe_is_retransmitted_not_fatal() {
+    let mut ci = config(true);
+    ci.dpd_interval = Some(Duration::from_secs(10));
+    let mut pair = Pair::established(ci, config(false));
+    let base = pair.sent_count();
+    // Lose the first probe and the answer to its retransmission.
+    pair.fate = Box::new(move |i, _, _| {
+        if i == base || i == base + 2 {
+            Fate::Drop
+        } else {
+            Fate::Deliver
+        }
+    });
+    pair.drive_for(Duration::from_secs(30));
+    assert!(pair.initiator.is_established());
+    assert!(!pair.events_i.contains(&Event::PeerDead));
+    assert!(pair.sent_count() >= base + 4);
+}
