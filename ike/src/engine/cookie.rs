@@ -25,7 +25,7 @@ pub enum Decision {
     Drop,
 }
 
-/// Cookie = version (2 octets) | HMAC-SHA-256(secret[version], Ni | IPi | SPIi).
+/// Cookie = version (2 octets) | HMAC-SHA-256(secret of that version, Ni | IPi | SPIi).
 ///
 /// The previous secret stays valid after [`Self::rotate`], so an initiator that got a
 /// cookie just before the rotation is not challenged twice.

@@ -12,7 +12,7 @@ use super::proposal::{
 use super::sa::{
     Active, ActiveKind, ChildInit, ChildParams, ChildState, Deferred, IkeRekeyInit, IkeSa,
     InitTranscript, Session, Task, child_install, child_spi, error_notify, error_payload, find,
-    keyed_from_seed, nonce, nonzero_spi, notify_of, ts_pair,
+    keyed_from_seed, nonce, nonzero_spi, notify_of, ts_pair, wanted_group,
 };
 use super::ts;
 use crate::crypto::derive::rekey_skeyseed;
@@ -86,9 +86,9 @@ impl IkeSa {
                     return Ok(());
                 };
                 let config = c.config.clone();
-                self.start_create(sess, config, Some(spi), now)
+                self.start_create(sess, config, Some(spi), false, now)
             }
-            Task::CreateChild(config) => self.start_create(sess, config, None, now),
+            Task::CreateChild(config) => self.start_create(sess, config, None, false, now),
             Task::RekeyIke => {
                 if self.ike_collision.is_some() {
                     return Ok(());
@@ -98,11 +98,13 @@ impl IkeSa {
         }
     }
 
+    /// `ke_retry` marks the one retry allowed after INVALID_KE_PAYLOAD.
     fn start_create(
         &mut self,
         sess: &mut Session,
         config: ChildConfig,
         rekeys: Option<u32>,
+        ke_retry: bool,
         now: Instant,
     ) -> Result<(), IkeError> {
         let our_spi = child_spi(self.rng.as_mut());
@@ -142,6 +144,7 @@ impl IkeSa {
             dh,
             rekeys,
             collision: None,
+            ke_retry,
         };
         self.send_request(
             sess,
@@ -587,10 +590,7 @@ impl IkeSa {
                 }
                 Ok(())
             }
-            ActiveKind::CreateChild(init) => {
-                self.on_create_response(sess, *init, payloads, now);
-                Ok(())
-            }
+            ActiveKind::CreateChild(init) => self.on_create_response(sess, *init, payloads, now),
             ActiveKind::RekeyIke(init) => {
                 self.on_ike_rekey_response(sess, *init, payloads, now);
                 Ok(())
@@ -600,11 +600,23 @@ impl IkeSa {
 
     fn on_create_response(
         &mut self,
-        sess: &Session,
+        sess: &mut Session,
         init: ChildInit,
         payloads: &[Payload],
         now: Instant,
-    ) {
+    ) -> Result<(), IkeError> {
+        // RFC 7296 §1.3: INVALID_KE_PAYLOAD names the group the responder wants; retry
+        // once with it if we support it and used another.
+        let wanted = notify_of(payloads, NotifyType::InvalidKePayload).and_then(wanted_group);
+        if let (Some(g), Some(dh), false) = (wanted, &init.dh, init.ke_retry)
+            && g != dh.group()
+        {
+            let config = ChildConfig {
+                pfs: Some(g),
+                ..init.config
+            };
+            return self.start_create(sess, config, init.rekeys, true, now);
+        }
         let result = (|| {
             if let Some(err) = error_notify(payloads) {
                 return Err(IkeError::PeerError(err));
@@ -675,6 +687,7 @@ impl IkeSa {
                     }
                 }
                 self.events.push_back(super::sa::Event::ChildSaFailed(e));
+                Ok(())
             }
             Ok((mut install, config, low)) => {
                 let lost = init.collision.as_ref().is_some_and(|other| low < *other);
@@ -684,7 +697,7 @@ impl IkeSa {
                     let spi = install.inbound.spi;
                     self.adopt_child(install, config, false, now);
                     self.push_task(Task::DeleteChild(spi));
-                    return;
+                    return Ok(());
                 }
                 install.rekeys = init.rekeys;
                 self.adopt_child(install, config, true, now);
@@ -699,6 +712,7 @@ impl IkeSa {
                     c.rekey_at = None;
                     self.push_task(Task::DeleteChild(old));
                 }
+                Ok(())
             }
         }
     }

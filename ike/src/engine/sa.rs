@@ -156,6 +156,8 @@ pub(super) struct ChildInit {
     pub(super) ni: Vec<u8>,
     pub(super) dh: Option<DhSecret>,
     pub(super) rekeys: Option<u32>,
+    /// This is the retry after INVALID_KE_PAYLOAD; there is no second one.
+    pub(super) ke_retry: bool,
     /// Set when the peer rekeyed the same child while this was in flight: the lower
     /// of that exchange's two nonces (RFC 7296 §2.8.1).
     pub(super) collision: Option<Vec<u8>>,

@@ -213,13 +213,6 @@ fn create_child_failures_are_notifies_and_the_ike_sa_lives() {
             },
             NotifyType::TsUnacceptable,
         ),
-        (
-            ChildConfig {
-                pfs: Some(DhGroup::Curve25519),
-                ..config(true).first_child()
-            },
-            NotifyType::InvalidKePayload,
-        ),
     ];
     let mut pair = Pair::established(config(true), cr);
     for (child, notify) in cases {
@@ -238,12 +231,7 @@ fn create_child_failures_are_notifies_and_the_ike_sa_lives() {
             .unwrap()
             .open_payloads(answer)
             .unwrap();
-        let Payload::Notify(n) = &payloads[0] else {
-            panic!("expected a notify");
-        };
-        if notify == NotifyType::InvalidKePayload {
-            assert_eq!(n.data, 19u16.to_be_bytes());
-        }
+        assert!(matches!(&payloads[0], Payload::Notify(n) if n.notify_type == notify));
     }
     // With the right group the child comes up, with PFS.
     pair.initiator
@@ -474,4 +462,46 @@ fn a_lost_dpd_probe_is_retransmitted_not_fatal() {
     assert!(pair.initiator.is_established());
     assert!(!pair.events_i.contains(&Event::PeerDead));
     assert!(pair.sent_count() >= base + 4);
+}
+
+#[test]
+fn invalid_ke_for_a_child_is_retried_once_with_the_named_group() {
+    let mut cr = config(false);
+    cr.child_pfs = Some(DhGroup::Ecp256);
+    let mut pair = Pair::established(config(true), cr);
+    let base = pair.log.len();
+    pair.initiator
+        .create_child(
+            ChildConfig {
+                pfs: Some(DhGroup::Curve25519),
+                ..config(true).first_child()
+            },
+            pair.now,
+        )
+        .unwrap();
+    pair.drive();
+    let (_, refusal) = &pair.log[base + 1];
+    let (_, payloads) = pair
+        .initiator
+        .recv_cipher()
+        .unwrap()
+        .open_payloads(refusal)
+        .unwrap();
+    assert!(matches!(&payloads[0], Payload::Notify(n)
+        if n.notify_type == NotifyType::InvalidKePayload && n.data == 19u16.to_be_bytes()));
+    assert_eq!(pair.log.len(), base + 4);
+    assert_eq!(pair.agreed_children().len(), 2);
+    // Any group we support works, MODP included.
+    pair.responder.config.child_pfs = Some(DhGroup::Modp2048);
+    pair.initiator
+        .create_child(
+            ChildConfig {
+                pfs: Some(DhGroup::Curve25519),
+                ..config(true).first_child()
+            },
+            pair.now,
+        )
+        .unwrap();
+    pair.drive();
+    assert_eq!(pair.agreed_children().len(), 3);
 }
