@@ -20,6 +20,22 @@ fn net(a: u8) -> IpSelector {
     })
 }
 
+/// With `fragment`, messages go in 200-octet SKF fragments (many selectors make the
+/// IKE_AUTH and CREATE_CHILD_SA messages large enough).
+fn config_with(initiator: bool, fragment: bool) -> IkeConfig {
+    let mut c = config(initiator);
+    if fragment {
+        c.fragment_size = 200;
+        let extra = (100..110).map(net);
+        if initiator {
+            c.local_ts.extend(extra);
+        } else {
+            c.remote_ts.extend(extra);
+        }
+    }
+    c
+}
+
 fn config(initiator: bool) -> IkeConfig {
     let (local, remote, l, r) = if initiator {
         ("a.test", "b.test", 1, 2)
@@ -185,13 +201,14 @@ proptest! {
         ops in prop::collection::vec(op(), 1..4),
         fates in prop::collection::vec(fate(), 0..24),
         seed in 0u64..1000,
+        fragment in any::<bool>(),
     ) {
         let now = Instant::now();
         let a = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 500);
         let b = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 500);
-        let i = IkeSa::initiate(config(true), a, b, Box::new(ChaCha20Rng::seed_from_u64(seed)), now)
-            .unwrap();
-        let r = IkeSa::respond(config(false), b, a, Box::new(ChaCha20Rng::seed_from_u64(seed + 1)), now);
+        let rng = |s| Box::new(ChaCha20Rng::seed_from_u64(s));
+        let i = IkeSa::initiate(config_with(true, fragment), a, b, rng(seed), now).unwrap();
+        let r = IkeSa::respond(config_with(false, fragment), b, a, rng(seed + 1), now);
         let mut net = Net {
             now,
             sides: [i, r],
@@ -214,7 +231,8 @@ proptest! {
                     }
                 }
                 Op::CreateChild => {
-                    let _ = net.sides[0].create_child(config(true).first_child(), now);
+                    let child = config_with(true, fragment).first_child();
+                    let _ = net.sides[0].create_child(child, now);
                 }
                 Op::DeleteChild { by_initiator } => {
                     let s = side(by_initiator);
