@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::config::{ChildConfig, ChildSuite};
 use super::error::IkeError;
+use super::keys::{ChildParams, InitTranscript, child_install, keyed_from_seed};
 use super::proposal::{
     accepted_child, accepted_ike, child_offer, choose_child, choose_ike, ike_offer,
 };
 use super::sa::{
-    Active, ActiveKind, ChildInit, ChildParams, ChildState, Deferred, IkeRekeyInit, IkeSa,
-    InitTranscript, Session, Task, child_install, child_spi, error_notify, error_payload, find,
-    keyed_from_seed, nonce, nonzero_spi, notify_of, ts_pair, wanted_group,
+    Active, ActiveKind, ChildInit, ChildState, Deferred, IkeRekeyInit, IkeSa, Session, Task,
+    child_spi, error_notify, error_payload, find, nonce, nonzero_spi, notify_of, ts_pair,
+    wanted_group,
 };
 use super::ts;
 use crate::crypto::derive::rekey_skeyseed;

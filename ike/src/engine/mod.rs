@@ -27,6 +27,8 @@ mod cookie;
 mod error;
 mod exchange;
 mod frag;
+mod handshake;
+mod keys;
 mod natt;
 mod pool;
 mod proposal;

@@ -1,0 +1,734 @@
+//! IKE_SA_INIT and IKE_AUTH in both roles (RFC 7296 §1.2), with COOKIE and
+//! INVALID_KE_PAYLOAD retries, NAT detection, fragmentation negotiation and the
+//! configuration payload.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use super::auth::{matches, psk_auth};
+use super::config::ChildConfig;
+use super::error::IkeError;
+use super::keys::{ChildParams, InitTranscript, Keyed, child_install, derive};
+use super::natt::{NAT_T_PORT, NatStatus, natd_payloads};
+use super::pool::Lease;
+use super::proposal::{
+    accepted_child, accepted_ike, child_offer, choose_child, choose_ike, ike_offer,
+};
+use super::sa::{
+    ActiveKind, ChildSaInstall, Deferred, Event, IkeSa, Phase, Session, child_spi, error_notify,
+    error_payload, find, nonce, notify_of, ts_pair, wanted_group,
+};
+use super::ts;
+use crate::crypto::{DhGroup, DhSecret, SecretBytes};
+use crate::wire::{
+    AddrRange, AuthMethod, AuthPayload, CfgAttrType, CfgAttribute, CfgType, CpPayload,
+    ExchangeType, Flags, Header, Identity, IpSelector, KePayload, Message, NoncePayload,
+    NotifyPayload, NotifyType, Payload,
+};
+
+impl IkeSa {
+    // ---- IKE_SA_INIT ----
+
+    fn init_header(&self, response: bool) -> Header {
+        Header {
+            spi_i: self.spi_i,
+            spi_r: if response { self.spi_r } else { 0 },
+            minor_version: 0,
+            exchange: ExchangeType::IkeSaInit,
+            flags: Flags::new(!response, response),
+            message_id: 0,
+        }
+    }
+
+    /// Sends IKE_SA_INIT. A retry after a COOKIE keeps its KE and nonce (`keep`): the
+    /// cookie covers Ni and RFC 7296 §2.6 wants the other payloads unchanged.
+    pub(super) fn send_init(
+        &mut self,
+        group: DhGroup,
+        keep: Option<(DhSecret, Vec<u8>)>,
+        cookie: Option<Vec<u8>>,
+        cookies: u8,
+        now: Instant,
+    ) -> Result<(), IkeError> {
+        let (dh, ni) = match keep {
+            Some(k) => k,
+            None => (
+                DhSecret::generate(group, self.rng.as_mut())?,
+                nonce(self.rng.as_mut()),
+            ),
+        };
+        let mut payloads = Vec::new();
+        if let Some(c) = cookie {
+            // RFC 7296 §2.6: the COOKIE notify comes first.
+            payloads.push(Payload::Notify(NotifyPayload::new(NotifyType::Cookie, c)));
+        }
+        payloads.extend([
+            Payload::Sa(ike_offer(&self.config.ike_suites, None)),
+            Payload::Ke(KePayload {
+                group: group.iana_id(),
+                data: dh.public_value().to_vec(),
+            }),
+            Payload::Nonce(NoncePayload { data: ni.clone() }),
+        ]);
+        payloads.extend(natd_payloads(
+            (self.spi_i, 0),
+            self.local,
+            self.remote,
+            self.config.force_encap,
+            self.rng.as_mut(),
+        ));
+        if self.config.fragmentation {
+            payloads.push(Payload::Notify(NotifyPayload::new(
+                NotifyType::Ikev2FragmentationSupported,
+                vec![],
+            )));
+        }
+        let request = Message {
+            header: self.init_header(false),
+            payloads,
+        }
+        .to_bytes()?;
+        self.outgoing.push_back(request.clone());
+        let at = now + self.backoff(1);
+        self.phase = Phase::InitSent {
+            dh,
+            ni,
+            request,
+            tries: 1,
+            at,
+            cookies,
+        };
+        Ok(())
+    }
+
+    pub(super) fn handle_init(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+        h: Header,
+    ) -> Result<(), IkeError> {
+        match (&self.phase, h.flags.response()) {
+            (Phase::InitSent { .. }, true)
+                if h.spi_i == self.spi_i && h.message_id == 0 && !h.flags.initiator() =>
+            {
+                self.on_init_response(now, from, to, data)
+            }
+            (Phase::AwaitInit, false) if h.spi_r == 0 && h.message_id == 0 => {
+                self.on_init_request(now, from, to, data)
+            }
+            (_, false) if h.spi_i == self.spi_i && h.spi_r == 0 && h.message_id == 0 => {
+                // A retransmitted IKE_SA_INIT: the cached answer, unprocessed.
+                let cached = self
+                    .init_response
+                    .clone()
+                    .ok_or(IkeError::Unexpected("IKE_SA_INIT for another SA"))?;
+                self.outgoing.push_back(cached);
+                Ok(())
+            }
+            _ => Err(IkeError::Unexpected("IKE_SA_INIT not expected")),
+        }
+    }
+
+    /// Initiator, IKE_SA_INIT response (RFC 7296 §1.2): check the choice, derive keys,
+    /// detect NATs, send IKE_AUTH.
+    fn on_init_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), IkeError> {
+        let msg = Message::parse(data)?;
+        let Phase::InitSent { dh, cookies, .. } = &self.phase else {
+            return Err(IkeError::Unexpected("IKE_SA_INIT response"));
+        };
+        let (group, cookies) = (dh.group(), *cookies);
+        if let Some(n) = notify_of(&msg.payloads, NotifyType::Cookie) {
+            // RFC 7296 §2.6: retry with the cookie, a bounded number of times.
+            if cookies >= 2 {
+                return Err(self.fail(IkeError::PeerError(NotifyType::Cookie)));
+            }
+            let cookie = n.data.clone();
+            let Phase::InitSent { dh, ni, .. } =
+                std::mem::replace(&mut self.phase, Phase::AwaitInit)
+            else {
+                return Err(IkeError::Unexpected("IKE_SA_INIT response"));
+            };
+            return self.send_init(group, Some((dh, ni)), Some(cookie), cookies + 1, now);
+        }
+        if let Some(n) = notify_of(&msg.payloads, NotifyType::InvalidKePayload) {
+            // RFC 7296 §1.2: retry with the group the responder asked for, if we offered it.
+            let wanted = wanted_group(n)
+                .filter(|g| self.config.ike_suites.iter().any(|s| s.dh == *g) && *g != group);
+            return match wanted {
+                Some(g) => self.send_init(g, None, None, cookies, now),
+                None => Err(self.fail(IkeError::PeerError(NotifyType::InvalidKePayload))),
+            };
+        }
+        if let Some(err) = error_notify(&msg.payloads) {
+            return Err(self.fail(IkeError::PeerError(err)));
+        }
+        let Phase::InitSent {
+            dh, ni, request, ..
+        } = std::mem::replace(&mut self.phase, Phase::Auth)
+        else {
+            return Err(IkeError::Unexpected("IKE_SA_INIT response"));
+        };
+        let result = (|| {
+            let sa = find(&msg.payloads, |p| match p {
+                Payload::Sa(s) => Some(s),
+                _ => None,
+            })?;
+            let (suite, _) = accepted_ike(sa, &self.config.ike_suites, false)
+                .ok_or(IkeError::NoProposalChosen)?;
+            let ke = find(&msg.payloads, |p| match p {
+                Payload::Ke(k) => Some(k),
+                _ => None,
+            })?;
+            if ke.group != dh.group().iana_id() || suite.dh != dh.group() {
+                return Err(IkeError::InvalidKePayload {
+                    group: dh.group().iana_id(),
+                });
+            }
+            let nr = find(&msg.payloads, |p| match p {
+                Payload::Nonce(n) => Some(n.data.clone()),
+                _ => None,
+            })?;
+            let g_ir = dh.agree(&ke.data)?;
+            let transcript = InitTranscript {
+                ni,
+                nr,
+                request,
+                response: data.to_vec(),
+            };
+            derive(
+                suite,
+                true,
+                &g_ir,
+                (self.spi_i, msg.header.spi_r),
+                transcript,
+            )
+        })();
+        let keyed = match result {
+            Ok(k) => k,
+            Err(e) => return Err(self.fail(e)),
+        };
+        self.spi_r = msg.header.spi_r;
+        self.negotiate_extensions(&msg.payloads, (self.spi_i, self.spi_r), from, to);
+        if self.encap {
+            // Float to 4500 for IKE_AUTH onwards (RFC 7296 §2.23).
+            self.local.set_port(NAT_T_PORT);
+            self.remote.set_port(NAT_T_PORT);
+            self.floated = true;
+        }
+        let mut sess = Session::new(true, (self.spi_i, self.spi_r), keyed);
+        // IKE_SA_INIT used message ID 0 of the initiator's direction.
+        sess.next_id = 1;
+        let r = self.send_auth(&mut sess, now);
+        self.session = Some(sess);
+        r.map_err(|e| self.fail(e))
+    }
+
+    /// NAT-D and fragmentation support from the peer's IKE_SA_INIT message.
+    fn negotiate_extensions(
+        &mut self,
+        payloads: &[Payload],
+        spis: (u64, u64),
+        from: SocketAddr,
+        to: SocketAddr,
+    ) {
+        if let Some(nat) = NatStatus::detect(payloads, spis, from, to) {
+            self.nat = nat;
+            self.encap = nat.any() || self.config.force_encap;
+            if self.encap {
+                self.events.push_back(Event::NatDetected(nat));
+            }
+        }
+        self.fragmentation = self.config.fragmentation
+            && notify_of(payloads, NotifyType::Ikev2FragmentationSupported).is_some();
+    }
+
+    fn send_auth(&mut self, sess: &mut Session, now: Instant) -> Result<(), IkeError> {
+        let child_spi = child_spi(self.rng.as_mut());
+        let keyed = &sess.keyed;
+        let auth = psk_auth(
+            keyed.suite.prf,
+            &self.config.psk,
+            &keyed.init_request,
+            &keyed.nr,
+            &keyed.keys.sk_pi,
+            &self.config.local_id,
+        )?;
+        let mut payloads = vec![Payload::IdI(self.config.local_id.clone())];
+        if let Some(r) = &self.config.remote_id {
+            payloads.push(Payload::IdR(r.clone()));
+        }
+        payloads.push(Payload::Auth(AuthPayload {
+            method: AuthMethod::SharedKeyMic,
+            data: auth.as_bytes().to_vec(),
+        }));
+        if self.config.request_address {
+            payloads.push(Payload::Cp(CpPayload {
+                cfg_type: CfgType::Request,
+                attributes: [
+                    CfgAttrType::InternalIp4Address,
+                    CfgAttrType::InternalIp4Netmask,
+                    CfgAttrType::InternalIp4Dns,
+                ]
+                .into_iter()
+                .map(|ty| CfgAttribute { ty, value: vec![] })
+                .collect(),
+            }));
+        }
+        payloads.extend([
+            Payload::Sa(child_offer(&self.config.child_suites, child_spi, None)),
+            Payload::TsI(ts::payload(&self.config.local_ts)),
+            Payload::TsR(ts::payload(&self.config.remote_ts)),
+        ]);
+        self.send_request(
+            sess,
+            ExchangeType::IkeAuth,
+            &payloads,
+            ActiveKind::Auth { child_spi },
+            now,
+        )
+    }
+
+    /// Responder, IKE_SA_INIT request: choose a suite, answer with our KE and nonce.
+    fn on_init_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), IkeError> {
+        self.spi_i = Header::parse(data).map_or(0, |r| r.header.spi_i);
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                let e = IkeError::Parse(e);
+                self.answer_init_error(&e)?;
+                return Err(self.fail(e));
+            }
+        };
+        self.remote = from;
+        self.local = to;
+        let outcome = (|| {
+            let sa = find(&msg.payloads, |p| match p {
+                Payload::Sa(s) => Some(s),
+                _ => None,
+            })?;
+            let (suite, _, answer) =
+                choose_ike(sa, &self.config.ike_suites, None).ok_or(IkeError::NoProposalChosen)?;
+            let ke = find(&msg.payloads, |p| match p {
+                Payload::Ke(k) => Some(k),
+                _ => None,
+            })?;
+            if ke.group != suite.dh.iana_id() {
+                return Err(IkeError::InvalidKePayload {
+                    group: suite.dh.iana_id(),
+                });
+            }
+            let ni = find(&msg.payloads, |p| match p {
+                Payload::Nonce(n) => Some(n.data.clone()),
+                _ => None,
+            })?;
+            Ok((suite, answer, ke.data.clone(), ni))
+        })();
+        let (suite, answer, peer_ke, ni) = match outcome {
+            Ok(v) => v,
+            Err(e @ IkeError::InvalidKePayload { .. }) => {
+                // Not fatal: the initiator retries with the group we named (§1.2).
+                self.answer_init_error(&e)?;
+                self.init_response = None;
+                self.spi_i = 0;
+                return Err(e);
+            }
+            Err(e) => {
+                self.answer_init_error(&e)?;
+                return Err(self.fail(e));
+            }
+        };
+        let dh = DhSecret::generate(suite.dh, self.rng.as_mut())?;
+        let g_ir = match dh.agree(&peer_ke) {
+            Ok(g) => g,
+            Err(e) => {
+                let e = IkeError::from(e);
+                self.answer_init_error(&e)?;
+                return Err(self.fail(e));
+            }
+        };
+        self.negotiate_extensions(&msg.payloads, (self.spi_i, 0), from, to);
+        let nr = nonce(self.rng.as_mut());
+        let mut payloads = vec![
+            Payload::Sa(answer),
+            Payload::Ke(KePayload {
+                group: suite.dh.iana_id(),
+                data: dh.public_value().to_vec(),
+            }),
+            Payload::Nonce(NoncePayload { data: nr.clone() }),
+        ];
+        if notify_of(&msg.payloads, NotifyType::NatDetectionSourceIp).is_some() {
+            payloads.extend(natd_payloads(
+                (self.spi_i, self.spi_r),
+                to,
+                from,
+                self.config.force_encap,
+                self.rng.as_mut(),
+            ));
+        }
+        if self.fragmentation {
+            payloads.push(Payload::Notify(NotifyPayload::new(
+                NotifyType::Ikev2FragmentationSupported,
+                vec![],
+            )));
+        }
+        let response = Message {
+            header: self.init_header(true),
+            payloads,
+        }
+        .to_bytes()?;
+        let transcript = InitTranscript {
+            ni,
+            nr,
+            request: data.to_vec(),
+            response: response.clone(),
+        };
+        let keyed = derive(suite, false, &g_ir, (self.spi_i, self.spi_r), transcript)?;
+        self.outgoing.push_back(response.clone());
+        self.init_response = Some(response);
+        let mut sess = Session::new(false, (self.spi_i, self.spi_r), keyed);
+        sess.peer_next = 1;
+        self.session = Some(sess);
+        self.phase = Phase::Auth;
+        self.last_seen = now;
+        Ok(())
+    }
+
+    fn answer_init_error(&mut self, err: &IkeError) -> Result<(), IkeError> {
+        if err.notify_type().is_some() {
+            let msg = Message {
+                header: Header {
+                    spi_r: 0,
+                    ..self.init_header(true)
+                },
+                payloads: vec![error_payload(err)],
+            }
+            .to_bytes()?;
+            self.outgoing.push_back(msg.clone());
+            self.init_response = Some(msg);
+        }
+        Ok(())
+    }
+
+    // ---- IKE_AUTH ----
+
+    /// Responder, IKE_AUTH request: authenticate the initiator, then try the first
+    /// child SA. A child failure is reported in the answer but leaves the IKE SA up
+    /// (RFC 7296 §1.2); an authentication failure kills it.
+    pub(super) fn on_auth_request(
+        &mut self,
+        sess: &mut Session,
+        payloads: &[Payload],
+        now: Instant,
+    ) -> (Vec<Payload>, Option<IkeError>) {
+        if let Err(e) = self.authenticate_initiator(payloads, &sess.keyed) {
+            self.deferred.push(Deferred::Fail(e.clone()));
+            return (vec![error_payload(&e)], Some(e));
+        }
+        let auth = psk_auth(
+            sess.keyed.suite.prf,
+            &self.config.psk,
+            &sess.keyed.init_response,
+            &sess.keyed.ni,
+            &sess.keyed.keys.sk_pr,
+            &self.config.local_id,
+        );
+        let auth = match auth {
+            Ok(a) => a,
+            Err(e) => {
+                let e = IkeError::from(e);
+                self.deferred.push(Deferred::Fail(e.clone()));
+                return (vec![error_payload(&e)], Some(e));
+            }
+        };
+        let mut answer = vec![
+            Payload::IdR(self.config.local_id.clone()),
+            Payload::Auth(AuthPayload {
+                method: AuthMethod::SharedKeyMic,
+                data: auth.as_bytes().to_vec(),
+            }),
+        ];
+        self.phase = Phase::Established;
+        self.events.push_back(Event::Established {
+            spi_i: sess.spi_i,
+            spi_r: sess.spi_r,
+        });
+        self.arm_ike_rekey(now);
+        match self.answer_first_child(sess, payloads) {
+            Ok((more, install, config)) => {
+                answer.extend(more);
+                self.adopt_child(install, config, true, now);
+            }
+            Err(e) => {
+                answer.push(error_payload(&e));
+                self.events.push_back(Event::ChildSaFailed(e));
+            }
+        }
+        (answer, None)
+    }
+
+    fn authenticate_initiator(&self, payloads: &[Payload], keyed: &Keyed) -> Result<(), IkeError> {
+        let id_i = find(payloads, |p| match p {
+            Payload::IdI(id) => Some(id),
+            _ => None,
+        })?;
+        let auth = payloads.iter().find_map(|p| match p {
+            Payload::Auth(a) => Some(a),
+            _ => None,
+        });
+        // No AUTH payload means the initiator asks for EAP (RFC 7296 §2.16).
+        let auth = auth.ok_or(IkeError::EapNotSupported)?;
+        self.check_peer(
+            id_i,
+            auth,
+            keyed,
+            &keyed.init_request,
+            &keyed.nr,
+            &keyed.keys.sk_pi,
+        )
+    }
+
+    fn answer_first_child(
+        &mut self,
+        sess: &Session,
+        payloads: &[Payload],
+    ) -> Result<(Vec<Payload>, ChildSaInstall, ChildConfig), IkeError> {
+        let sa = find(payloads, |p| match p {
+            Payload::Sa(s) => Some(s),
+            _ => None,
+        })?;
+        let our_spi = child_spi(self.rng.as_mut());
+        let (suite, peer_spi, answer_sa) =
+            choose_child(sa, &self.config.child_suites, our_spi, None)
+                .ok_or(IkeError::NoProposalChosen)?;
+        let (tsi, tsr) = ts_pair(payloads)?;
+        let mut more = Vec::new();
+        let mut remote_allowed = self.config.remote_ts.clone();
+        let cp_request = payloads.iter().find_map(|p| match p {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::Request => Some(cp),
+            _ => None,
+        });
+        if let (Some(cp), Some(pool)) = (cp_request, self.config.address_pool.clone())
+            && cp
+                .attributes
+                .iter()
+                .any(|a| a.ty == CfgAttrType::InternalIp4Address)
+        {
+            let lease = Lease::take(&pool).ok_or(IkeError::InternalAddressFailure)?;
+            let (netmask, dns) = pool
+                .lock()
+                .map(|p| (p.netmask, p.dns.clone()))
+                .map_err(|_| IkeError::InternalAddressFailure)?;
+            let addr = lease.address;
+            let mut attributes = vec![
+                CfgAttribute {
+                    ty: CfgAttrType::InternalIp4Address,
+                    value: addr.octets().to_vec(),
+                },
+                CfgAttribute {
+                    ty: CfgAttrType::InternalIp4Netmask,
+                    value: netmask.octets().to_vec(),
+                },
+            ];
+            attributes.extend(dns.iter().map(|d| CfgAttribute {
+                ty: CfgAttrType::InternalIp4Dns,
+                value: d.octets().to_vec(),
+            }));
+            more.push(Payload::Cp(CpPayload {
+                cfg_type: CfgType::Reply,
+                attributes,
+            }));
+            // TSi narrows to the assigned address (RFC 7296 §3.15).
+            remote_allowed = vec![IpSelector::any(AddrRange::V4 {
+                start: addr,
+                end: addr,
+            })];
+            self.lease = Some(lease);
+        }
+        let remote_ts = ts::narrow(tsi, &remote_allowed);
+        let local_ts = ts::narrow(tsr, &self.config.local_ts);
+        if remote_ts.is_empty() || local_ts.is_empty() {
+            self.lease = None;
+            return Err(IkeError::TsUnacceptable);
+        }
+        let keyed = &sess.keyed;
+        let install = child_install(
+            keyed,
+            ChildParams {
+                suite,
+                initiator: false,
+                g_ir: None,
+                nonces: (&keyed.ni, &keyed.nr),
+                spis: (our_spi, peer_spi),
+            },
+            local_ts.clone(),
+            remote_ts.clone(),
+        )?;
+        more.extend([
+            Payload::Sa(answer_sa),
+            Payload::TsI(ts::payload(&remote_ts)),
+            Payload::TsR(ts::payload(&local_ts)),
+        ]);
+        let config = ChildConfig {
+            suites: vec![suite],
+            local_ts,
+            remote_ts,
+            pfs: self.config.child_pfs,
+        };
+        Ok((more, install, config))
+    }
+
+    fn check_peer(
+        &self,
+        id: &Identity,
+        auth: &AuthPayload,
+        keyed: &Keyed,
+        real_message: &[u8],
+        our_nonce: &[u8],
+        sk_p: &SecretBytes,
+    ) -> Result<(), IkeError> {
+        if self
+            .config
+            .remote_id
+            .as_ref()
+            .is_some_and(|want| want != id)
+        {
+            return Err(IkeError::AuthenticationFailed);
+        }
+        if auth.method != AuthMethod::SharedKeyMic {
+            return Err(IkeError::AuthenticationFailed);
+        }
+        let expected = psk_auth(
+            keyed.suite.prf,
+            &self.config.psk,
+            real_message,
+            our_nonce,
+            sk_p,
+            id,
+        )?;
+        if !matches(&expected, &auth.data) {
+            return Err(IkeError::AuthenticationFailed);
+        }
+        Ok(())
+    }
+
+    /// Initiator, IKE_AUTH response: authenticate the responder and take its choice.
+    pub(super) fn on_auth_response(
+        &mut self,
+        sess: &mut Session,
+        child_spi: u32,
+        payloads: &[Payload],
+        now: Instant,
+    ) -> Result<(), IkeError> {
+        if payloads.iter().any(|p| matches!(p, Payload::Eap(_))) {
+            return Err(self.fail(IkeError::EapNotSupported));
+        }
+        let has_auth = payloads.iter().any(|p| matches!(p, Payload::Auth(_)));
+        if !has_auth && let Some(err) = error_notify(payloads) {
+            return Err(self.fail(IkeError::PeerError(err)));
+        }
+        let authenticated = (|| {
+            let id_r = find(payloads, |p| match p {
+                Payload::IdR(id) => Some(id),
+                _ => None,
+            })?;
+            let auth = find(payloads, |p| match p {
+                Payload::Auth(a) => Some(a),
+                _ => None,
+            })?;
+            self.check_peer(
+                id_r,
+                auth,
+                &sess.keyed,
+                &sess.keyed.init_response,
+                &sess.keyed.ni,
+                &sess.keyed.keys.sk_pr,
+            )
+        })();
+        if let Err(e) = authenticated {
+            return Err(self.fail(e));
+        }
+        self.phase = Phase::Established;
+        self.events.push_back(Event::Established {
+            spi_i: sess.spi_i,
+            spi_r: sess.spi_r,
+        });
+        self.arm_ike_rekey(now);
+        if let Some(cp) = payloads.iter().find_map(|p| match p {
+            Payload::Cp(cp) if cp.cfg_type == CfgType::Reply => Some(cp),
+            _ => None,
+        }) && let Some(event) = address_event(cp)
+        {
+            self.events.push_back(event);
+        }
+        let child = (|| {
+            if let Some(err) = error_notify(payloads) {
+                return Err(IkeError::PeerError(err));
+            }
+            let sa = find(payloads, |p| match p {
+                Payload::Sa(s) => Some(s),
+                _ => None,
+            })?;
+            let (suite, peer_spi) = accepted_child(sa, &self.config.child_suites, None)
+                .ok_or(IkeError::NoProposalChosen)?;
+            let (tsi, tsr) = ts_pair(payloads)?;
+            let local_ts =
+                ts::within(tsi, &self.config.local_ts).ok_or(IkeError::TsUnacceptable)?;
+            let remote_ts =
+                ts::within(tsr, &self.config.remote_ts).ok_or(IkeError::TsUnacceptable)?;
+            let keyed = &sess.keyed;
+            let install = child_install(
+                keyed,
+                ChildParams {
+                    suite,
+                    initiator: true,
+                    g_ir: None,
+                    nonces: (&keyed.ni, &keyed.nr),
+                    spis: (child_spi, peer_spi),
+                },
+                local_ts.clone(),
+                remote_ts.clone(),
+            )?;
+            let config = ChildConfig {
+                suites: vec![suite],
+                local_ts,
+                remote_ts,
+                pfs: self.config.child_pfs,
+            };
+            Ok((install, config))
+        })();
+        match child {
+            Ok((install, config)) => self.adopt_child(install, config, true, now),
+            Err(e) => self.events.push_back(Event::ChildSaFailed(e)),
+        }
+        Ok(())
+    }
+}
+
+fn address_event(cp: &CpPayload) -> Option<Event> {
+    let v4 = |ty| {
+        cp.attributes
+            .iter()
+            .filter(move |a| a.ty == ty)
+            .filter_map(|a| <[u8; 4]>::try_from(a.value.as_slice()).ok())
+            .map(Ipv4Addr::from)
+    };
+    Some(Event::AddressAssigned {
+        address: v4(CfgAttrType::InternalIp4Address).next()?,
+        netmask: v4(CfgAttrType::InternalIp4Netmask).next(),
+        dns: v4(CfgAttrType::InternalIp4Dns).collect(),
+    })
+}

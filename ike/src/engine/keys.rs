@@ -1,0 +1,152 @@
+//! Key material of IKE SAs (RFC 7296 §2.14, §2.18) and child SAs (§2.17).
+
+use super::config::{ChildSuite, IkeSuite};
+use super::error::IkeError;
+use super::sa::{ChildSaInstall, ChildSaKeys};
+use crate::crypto::derive::{ChildKeyLengths, IkeKeyLengths, child_keys, ike_sa_keys, skeyseed};
+use crate::crypto::{IkeSaKeys, Integ, Prf, SecretBytes, SkCipher};
+use crate::wire::{IpSelector, ProtocolId};
+
+/// Keys and transcript of one keyed IKE SA.
+pub(super) struct Keyed {
+    pub(super) suite: IkeSuite,
+    pub(super) keys: IkeSaKeys,
+    pub(super) send: SkCipher,
+    pub(super) recv: SkCipher,
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    /// The IKE_SA_INIT request and response exactly as sent, signed by AUTH; empty for
+    /// an SA created by rekeying.
+    pub(super) init_request: Vec<u8>,
+    pub(super) init_response: Vec<u8>,
+}
+
+/// What IKE_SA_INIT leaves behind for key derivation and AUTH.
+pub(super) struct InitTranscript {
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    pub(super) request: Vec<u8>,
+    pub(super) response: Vec<u8>,
+}
+
+/// The seven keys and the two SK ciphers of an IKE SA from its SKEYSEED.
+pub(super) fn keyed_from_seed(
+    suite: IkeSuite,
+    initiator: bool,
+    seed: &SecretBytes,
+    (spi_i, spi_r): (u64, u64),
+    t: InitTranscript,
+) -> Result<Keyed, IkeError> {
+    let InitTranscript {
+        ni,
+        nr,
+        request: init_request,
+        response: init_response,
+    } = t;
+    let lengths = IkeKeyLengths {
+        integ: suite.integ.map_or(0, Integ::key_len),
+        encr: suite.encr.key_material_len(),
+    };
+    let keys = ike_sa_keys(suite.prf, seed, &ni, &nr, spi_i, spi_r, lengths)?;
+    let cipher_i = SkCipher::new(
+        suite.encr,
+        suite.integ,
+        keys.sk_ei.clone(),
+        keys.sk_ai.clone(),
+    )?;
+    let cipher_r = SkCipher::new(
+        suite.encr,
+        suite.integ,
+        keys.sk_er.clone(),
+        keys.sk_ar.clone(),
+    )?;
+    let (send, recv) = if initiator {
+        (cipher_i, cipher_r)
+    } else {
+        (cipher_r, cipher_i)
+    };
+    Ok(Keyed {
+        suite,
+        keys,
+        send,
+        recv,
+        ni,
+        nr,
+        init_request,
+        init_response,
+    })
+}
+
+/// SKEYSEED, the seven keys and the two SK ciphers of a fresh IKE SA.
+pub(super) fn derive(
+    suite: IkeSuite,
+    initiator: bool,
+    g_ir: &SecretBytes,
+    spis: (u64, u64),
+    t: InitTranscript,
+) -> Result<Keyed, IkeError> {
+    let seed = skeyseed(suite.prf, &t.ni, &t.nr, g_ir.as_bytes());
+    keyed_from_seed(suite, initiator, &seed, spis, t)
+}
+
+/// Inputs of one child SA's KEYMAT (RFC 7296 §2.17).
+pub(super) struct ChildParams<'a> {
+    pub(super) suite: ChildSuite,
+    /// Whether we initiated the exchange that creates it (not the IKE SA).
+    pub(super) initiator: bool,
+    /// g^ir of the exchange's KE payloads (PFS).
+    pub(super) g_ir: Option<&'a SecretBytes>,
+    /// (Ni, Nr) of the exchange.
+    pub(super) nonces: (&'a [u8], &'a [u8]),
+    /// (ours, peer's).
+    pub(super) spis: (u32, u32),
+}
+
+/// KEYMAT for a child SA, as the data plane installs it.
+pub(super) fn child_install(
+    keyed: &Keyed,
+    p: ChildParams<'_>,
+    local_ts: Vec<IpSelector>,
+    remote_ts: Vec<IpSelector>,
+) -> Result<ChildSaInstall, IkeError> {
+    let lengths = ChildKeyLengths {
+        encr: p.suite.encr.key_material_len(),
+        integ: p.suite.integ.map_or(0, Integ::key_len),
+    };
+    let prf: Prf = keyed.suite.prf;
+    let k = child_keys(
+        prf,
+        &keyed.keys.sk_d,
+        p.g_ir.map(SecretBytes::as_bytes),
+        p.nonces.0,
+        p.nonces.1,
+        lengths,
+    )?;
+    // Inbound traffic is protected with the keys of the peer's direction.
+    let (inbound, outbound) = if p.initiator {
+        ((k.encr_r, k.integ_r), (k.encr_i, k.integ_i))
+    } else {
+        ((k.encr_i, k.integ_i), (k.encr_r, k.integ_r))
+    };
+    Ok(ChildSaInstall {
+        protocol: ProtocolId::Esp,
+        encr_id: p.suite.encr.iana_id(),
+        encr_key_bits: p.suite.encr.key_bits(),
+        integ_id: p.suite.integ.map(Integ::iana_id),
+        esn: p.suite.esn,
+        inbound: ChildSaKeys {
+            spi: p.spis.0,
+            encr_key: inbound.0,
+            integ_key: inbound.1,
+        },
+        outbound: ChildSaKeys {
+            spi: p.spis.1,
+            encr_key: outbound.0,
+            integ_key: outbound.1,
+        },
+        local_ts,
+        remote_ts,
+        udp_encap: None,
+        rekeys: None,
+    })
+}
