@@ -101,6 +101,9 @@ pub struct IkeConfig {
     pub fragment_timeout: Duration,
     /// IKE SA rekeyed at about 90% of this (with jitter); `None` never rekeys.
     pub ike_lifetime: Option<Duration>,
+    /// At that time, ask for reauthentication ([`crate::engine::Event::ReauthRequired`]:
+    /// the daemon sets up a fresh IKE SA and then deletes this one) instead of rekeying.
+    pub reauth: bool,
     pub child_lifetime: Option<ChildLifetime>,
     /// Initiator: ask for an internal IPv4 address and DNS servers (CP, RFC 7296 §3.15).
     pub request_address: bool,
@@ -130,6 +133,7 @@ impl IkeConfig {
             max_fragments: 32,
             fragment_timeout: Duration::from_secs(30),
             ike_lifetime: None,
+            reauth: false,
             child_lifetime: None,
             request_address: false,
             address_pool: None,

@@ -102,6 +102,9 @@ pub enum Event {
         netmask: Option<Ipv4Addr>,
         dns: Vec<Ipv4Addr>,
     },
+    /// The IKE SA lifetime is up and `reauth` is configured: authenticate again with a
+    /// new IKE SA (make-before-break), then [`IkeSa::delete`] this one.
+    ReauthRequired,
     /// Requests went unanswered through the whole retransmission schedule.
     PeerDead,
     /// The IKE SA was deleted (by the peer when `by_peer`); children are reported
@@ -730,7 +733,11 @@ impl IkeSa {
         }
         if self.ike_rekey_at.is_some_and(|at| now >= at) {
             self.ike_rekey_at = None;
-            self.push_task(Task::RekeyIke);
+            if self.config.reauth {
+                self.events.push_back(Event::ReauthRequired);
+            } else {
+                self.push_task(Task::RekeyIke);
+            }
         }
         self.child_timers(now);
         self.pump(now);

@@ -505,3 +505,27 @@ fn invalid_ke_for_a_child_is_retried_once_with_the_named_group() {
     pair.drive();
     assert_eq!(pair.agreed_children().len(), 3);
 }
+
+#[test]
+fn reauth_is_requested_instead_of_a_rekey() {
+    let mut ci = config(true);
+    ci.ike_lifetime = Some(Duration::from_secs(100));
+    ci.reauth = true;
+    let mut pair = Pair::established(ci, config(false));
+    let spis = pair.initiator.spis();
+    pair.drive_for(Duration::from_secs(95));
+    assert_eq!(
+        pair.events_i
+            .iter()
+            .filter(|e| **e == Event::ReauthRequired)
+            .count(),
+        1
+    );
+    assert_eq!(pair.initiator.spis(), spis);
+    assert!(
+        !pair
+            .events_i
+            .iter()
+            .any(|e| matches!(e, Event::IkeRekeyed { .. }))
+    );
+}
