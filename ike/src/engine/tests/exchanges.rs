@@ -79,6 +79,27 @@ fn strongswan_no_additional_addresses_gets_an_empty_answer() {
         .open_payloads(&buf)
         .unwrap();
     assert_eq!((h.message_id, payloads.len()), (1, 0));
+    // A MOBIKE address update (we never offered MOBIKE): acknowledged, COOKIE2 echoed.
+    let cookie2 = NotifyPayload::new(NotifyType::Cookie2, vec![7; 16]);
+    let update = forge_from_responder(
+        &pair,
+        2,
+        &[
+            Payload::Notify(NotifyPayload::new(NotifyType::UpdateSaAddresses, vec![])),
+            Payload::Notify(cookie2.clone()),
+        ],
+    );
+    pair.initiator
+        .handle_datagram(pair.now, ar, ai, &update)
+        .unwrap();
+    pair.initiator.poll_transmit(&mut buf).unwrap();
+    let (_, payloads) = pair
+        .responder
+        .recv_cipher()
+        .unwrap()
+        .open_payloads(&buf)
+        .unwrap();
+    assert_eq!(payloads, vec![Payload::Notify(cookie2)]);
     assert!(pair.initiator.is_established());
 }
 
