@@ -15,7 +15,7 @@ use crate::esp::{self, Decapsulated, OuterContext};
 use crate::frag::{Fragmenter, Reassembler, Reassembly, ReassemblyLimits, icmp_too_big};
 use crate::ip::{self, proto};
 use crate::sa::{
-    Direction, InboundSa, LifetimeState, OutboundSa, Protocol, SaConfig, SaCounters, SaError,
+    Direction, InboundSa, LifetimeState, Mode, OutboundSa, Protocol, SaConfig, SaCounters, SaError,
     SaKey, TunnelId,
 };
 use crate::sad::Sad;
@@ -88,6 +88,33 @@ pub enum Outbound {
     Bypass,
     /// Dropped and counted.
     Dropped(DropReason),
+}
+
+/// How to send an ESP-in-UDP packet through a UDP socket (from [`Engine::outbound_udp`]):
+/// the fields of the outer IP and UDP headers [`Engine::outbound`] would have written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpTransmit {
+    /// Our address and UDP port: the SA's local address and encapsulation port.
+    pub src: SocketAddr,
+    /// The peer's address and UDP port.
+    pub dst: SocketAddr,
+    /// Outer TOS / traffic class: DSCP (copied from the inner packet or zero, per the
+    /// SA) and ECN (RFC 6040 normal mode).
+    pub tos: u8,
+    /// Outer TTL / hop limit.
+    pub ttl: u8,
+    /// Outer IPv4 DF bit under the SA's df-bit policy; always false for IPv6.
+    pub df: bool,
+}
+
+/// What to do with a packet after [`Engine::outbound_udp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundUdp {
+    /// The buffer holds an ESP packet (SPI through ICV): send it as the payload of one
+    /// UDP datagram as described.
+    Payload(UdpTransmit),
+    /// Anything else, exactly as [`Engine::outbound`] returns it.
+    Packet(Outbound),
 }
 
 /// What to do with a packet after an inbound call.
@@ -271,43 +298,79 @@ impl Engine {
 
     /// Protects an inner IP packet read from `tunnel`.
     pub fn outbound(&mut self, now: Instant, pkt: &mut PacketBuf, tunnel: TunnelId) -> Outbound {
+        match self.outbound_inner(now, pkt, tunnel, None) {
+            Err(o) => o,
+            // Only produced when a socket predicate is given.
+            Ok(t) => Outbound::Transmit { dst: t.dst.ip() },
+        }
+    }
+
+    /// [`Engine::outbound`] for a caller that sends ESP in UDP through UDP sockets (with
+    /// GSO) rather than as complete IP packets. When the packet's SA is a tunnel-mode ESP
+    /// SA with UDP encapsulation, the packet needs no outer fragmentation, and
+    /// `has_socket(local)` says the caller can send from the SA's local address and UDP
+    /// port, the buffer ends up holding only the ESP packet and the outer header fields
+    /// come back as [`OutboundUdp::Payload`]. Every other packet is handled exactly as
+    /// by [`Engine::outbound`]. Policy, selectors, PMTU, sequence numbers, lifetimes,
+    /// events and counters are the same either way.
+    pub fn outbound_udp(
+        &mut self,
+        now: Instant,
+        pkt: &mut PacketBuf,
+        tunnel: TunnelId,
+        has_socket: impl Fn(SocketAddr) -> bool,
+    ) -> OutboundUdp {
+        match self.outbound_inner(now, pkt, tunnel, Some(&has_socket)) {
+            Ok(t) => OutboundUdp::Payload(t),
+            Err(o) => OutboundUdp::Packet(o),
+        }
+    }
+
+    /// The outbound path; `Ok` only for the UDP payload case.
+    fn outbound_inner(
+        &mut self,
+        now: Instant,
+        pkt: &mut PacketBuf,
+        tunnel: TunnelId,
+        udp_socket: Option<&dyn Fn(SocketAddr) -> bool>,
+    ) -> Result<UdpTransmit, Outbound> {
         let _ = now;
         let Some(inner) = ip::inner_info(pkt.data()) else {
-            return self.drop_out(DropReason::BadIpHeader);
+            return Err(self.drop_out(DropReason::BadIpHeader));
         };
         if inner.total_len > pkt.len() {
-            return self.drop_out(DropReason::Truncated);
+            return Err(self.drop_out(DropReason::Truncated));
         }
         pkt.truncate(inner.total_len);
 
         let binding = if self.config.policy_tunnel == Some(tunnel) {
             let Ok(flow) = FlowKey::from_packet(pkt.data()) else {
-                return self.drop_out(DropReason::BadIpHeader);
+                return Err(self.drop_out(DropReason::BadIpHeader));
             };
             match self.spd.lookup(&flow).map(|p| p.action) {
                 Some(PolicyAction::Protect(id)) => id,
-                Some(PolicyAction::Bypass) => return Outbound::Bypass,
-                Some(PolicyAction::Discard) => return self.drop_out(DropReason::PolicyDiscard),
-                None => return self.drop_out(DropReason::NoPolicy),
+                Some(PolicyAction::Bypass) => return Err(Outbound::Bypass),
+                Some(PolicyAction::Discard) => return Err(self.drop_out(DropReason::PolicyDiscard)),
+                None => return Err(self.drop_out(DropReason::NoPolicy)),
             }
         } else {
             tunnel
         };
 
         let Some(sa) = self.sad.outbound_for(binding) else {
-            return self.drop_out(DropReason::NoOutboundSa);
+            return Err(self.drop_out(DropReason::NoOutboundSa));
         };
         if !sa.common.config.selectors.is_empty() {
             let allowed = FlowKey::from_packet(pkt.data())
                 .is_ok_and(|flow| sa.common.selectors_allow(&flow, false));
             if !allowed {
                 sa.common.counters.selector_drops += 1;
-                return self.drop_out(DropReason::SelectorMismatch);
+                return Err(self.drop_out(DropReason::SelectorMismatch));
             }
         }
         if sa.common.lifetime_state == LifetimeState::Hard {
             sa.common.counters.limit_drops += 1;
-            return self.drop_out(DropReason::LifetimeExpired);
+            return Err(self.drop_out(DropReason::LifetimeExpired));
         }
 
         let inner_len = pkt.len();
@@ -329,25 +392,38 @@ impl Engine {
             let min_inner_mtu = if inner.version == 4 { 68 } else { 1280 };
             if inner.df && room >= min_inner_mtu || outer_df {
                 let from = sa.common.config.local;
-                return self.too_big(pkt, room, from, inner.version);
+                return Err(self.too_big(pkt, room, from, inner.version));
             }
             fragment = true;
         }
 
         let key = sa.common.config.key();
+        let cfg = &sa.common.config;
+        let udp_ports = cfg
+            .udp_encap
+            .map_or((0, 0), |e| (e.local_port, e.remote_port));
+        let udp_payload = !fragment
+            && cfg.protocol == Protocol::Esp
+            && matches!(cfg.mode, Mode::Tunnel)
+            && cfg.udp_encap.is_some()
+            && udp_socket.is_some_and(|has| has(SocketAddr::new(cfg.local, udp_ports.0)));
         let result = match sa.common.config.protocol {
-            Protocol::Esp => esp::encapsulate(sa, pkt, &inner),
-            Protocol::Ah => ah::encapsulate(sa, pkt, &inner),
+            Protocol::Esp if udp_payload => esp::encapsulate_udp_payload(sa, pkt, &inner).map(Some),
+            Protocol::Esp => esp::encapsulate(sa, pkt, &inner).map(|()| None),
+            Protocol::Ah => ah::encapsulate(sa, pkt, &inner).map(|()| None),
         };
-        if let Err(reason) = result {
-            if reason == DropReason::SequenceExhausted {
-                sa.common.counters.limit_drops += 1;
-                self.event(EngineEvent::RekeyRequired(key));
-            } else if reason == DropReason::SequenceNotReserved {
-                sa.common.counters.limit_drops += 1;
+        let outer = match result {
+            Ok(outer) => outer,
+            Err(reason) => {
+                if reason == DropReason::SequenceExhausted {
+                    sa.common.counters.limit_drops += 1;
+                    self.event(EngineEvent::RekeyRequired(key));
+                } else if reason == DropReason::SequenceNotReserved {
+                    sa.common.counters.limit_drops += 1;
+                }
+                return Err(self.drop_out(reason));
             }
-            return self.drop_out(reason);
-        }
+        };
         let dst = sa.common.config.remote;
         let lifetime = sa.common.account(inner_len);
         let low = (sa.seq_limit != u64::MAX
@@ -359,9 +435,18 @@ impl Engine {
         }
 
         if fragment {
-            return self.fragment(pkt, mtu, dst);
+            return Err(self.fragment(pkt, mtu, dst));
         }
-        Outbound::Transmit { dst }
+        match outer {
+            Some(h) => Ok(UdpTransmit {
+                src: SocketAddr::new(h.src, udp_ports.0),
+                dst: SocketAddr::new(h.dst, udp_ports.1),
+                tos: h.tos,
+                ttl: h.ttl,
+                df: h.df && h.dst.is_ipv4(),
+            }),
+            None => Err(Outbound::Transmit { dst }),
+        }
     }
 
     fn lifetime_event(&mut self, key: SaKey, state: Option<LifetimeState>) {

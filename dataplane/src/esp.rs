@@ -74,6 +74,35 @@ pub fn encapsulate(
     pkt: &mut PacketBuf,
     inner: &InnerInfo,
 ) -> Result<(), DropReason> {
+    encapsulate_with(sa, pkt, inner, true).map(|_| ())
+}
+
+/// ESP in UDP sent through a UDP socket: for a tunnel-mode SA with UDP encapsulation,
+/// does exactly what [`encapsulate`] does (sequence number, padding, sealing, DSCP/ECN
+/// and DF decisions) but leaves only the ESP packet (SPI through ICV) in `pkt`, and
+/// returns the outer IP header [`encapsulate`] would have written in front of the UDP
+/// header, for the socket to reproduce. Other SAs are refused before a sequence number
+/// is taken.
+pub fn encapsulate_udp_payload(
+    sa: &mut OutboundSa,
+    pkt: &mut PacketBuf,
+    inner: &InnerInfo,
+) -> Result<OuterHeader, DropReason> {
+    let cfg = &sa.common.config;
+    if !matches!(cfg.mode, Mode::Tunnel) || cfg.udp_encap.is_none() {
+        return Err(DropReason::UnsupportedProtocol);
+    }
+    encapsulate_with(sa, pkt, inner, false)?.ok_or(DropReason::UnsupportedProtocol)
+}
+
+/// [`encapsulate`], with or without the outer IP and UDP headers (tunnel mode only;
+/// transport mode always restores its header). Returns the outer header of tunnel mode.
+fn encapsulate_with(
+    sa: &mut OutboundSa,
+    pkt: &mut PacketBuf,
+    inner: &InnerInfo,
+    outer_headers: bool,
+) -> Result<Option<OuterHeader>, DropReason> {
     if !matches!(sa.common.transform, SaTransform::Esp(_)) {
         return Err(DropReason::UnsupportedProtocol);
     }
@@ -155,6 +184,9 @@ pub fn encapsulate(
                 df: outer_df(cfg.df_bit, inner),
                 id: sa.ip_id,
             };
+            if !outer_headers {
+                return Ok(Some(h));
+            }
             if let Some(encap) = cfg.udp_encap {
                 push_udp(
                     pkt,
@@ -164,7 +196,7 @@ pub fn encapsulate(
                     encap.remote_port,
                 )?;
             }
-            push_outer(pkt, &h)
+            push_outer(pkt, &h).map(|()| Some(h))
         }
         Mode::Transport => {
             let protocol = if cfg.udp_encap.is_some() {
@@ -181,7 +213,7 @@ pub fn encapsulate(
                 .prepend(transport_len)
                 .map_err(|_| DropReason::Oversize)?;
             hdr.copy_from_slice(&transport_hdr[..transport_len]);
-            fix_transport_header(pkt.data_mut(), protocol)
+            fix_transport_header(pkt.data_mut(), protocol).map(|()| None)
         }
     }
 }

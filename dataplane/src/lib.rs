@@ -16,6 +16,7 @@ pub mod drop;
 pub mod engine;
 pub mod esp;
 pub mod frag;
+pub mod gso;
 pub mod ip;
 pub mod replay;
 pub mod sa;

@@ -40,9 +40,22 @@
 //!
 //! Run to completion: wait on epoll; drain control commands; then for each ready source
 //! read one bounded batch (at most `batch` packets) into the worker's preallocated
-//! buffers, run each through the engine, and send the results (raw `sendmmsg` batch,
-//! TUN writes, handoffs). Level-triggered epoll brings back whatever a batch left.
-//! Engine events and IKE messages go to the control side over a bounded channel.
+//! buffers, run each through the engine, and send the results (handoffs, then per batch:
+//! ESP-in-UDP with UDP GSO, everything else with one raw `sendmmsg`, decrypted packets
+//! coalesced into TUN super-packets). Level-triggered epoll brings back whatever a batch
+//! left; datagrams a UDP socket has staged are read before the next wait. Engine events
+//! and IKE messages go to the control side over a bounded channel.
+//!
+//! # Offloads
+//!
+//! With [`DataplaneConfig::tun_offload`] a TUN read returns a TCP (or UDP) super-packet
+//! of up to 64 KiB, which [`crate::gso`] segments into wire-sized packets in the batch
+//! buffers; when a super-packet does not fit in the buffers left, the packets read so
+//! far are processed and sent first. Decrypted TCP segments of one flow are coalesced
+//! back into one super-packet per TUN write. With [`DataplaneConfig::udp_gso`] the
+//! engine leaves ESP-in-UDP tunnel packets without outer headers
+//! ([`Engine::outbound_udp`]) and runs of equal-sized ones to the same peer go out with
+//! one `sendmsg` (see [`crate::io::udp`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -57,13 +70,17 @@ use crossbeam_queue::ArrayQueue;
 
 use crate::buf::{DEFAULT_HEADROOM, PacketBuf};
 use crate::drop::{DropCounters, DropReason};
+use std::io::IoSlice;
+
 use crate::engine::{
-    Engine, EngineConfig, EngineError, EngineEvent, EngineStats, Inbound, Outbound, UdpMeta,
+    Engine, EngineConfig, EngineError, EngineEvent, EngineStats, Inbound, Outbound, OutboundUdp,
+    UdpMeta, UdpTransmit,
 };
+use crate::gso::{self, Gro, VNET_F_NEEDS_CSUM, VNET_GSO_NONE};
 use crate::io::poll::{EventFd, Poller};
 use crate::io::raw::{IPPROTO_AH, IPPROTO_ESP, RawReceiver, RawSender};
-use crate::io::tun::{Tun, TunError};
-use crate::io::udp::{UdpRecvMeta, UdpSocket};
+use crate::io::tun::{MAX_GSO_PARTS, Tun, TunError};
+use crate::io::udp::{MAX_GSO_BYTES, MAX_GSO_SEGMENTS, UdpRecvMeta, UdpSocket};
 use crate::ip;
 use crate::sa::{Direction, SaConfig, SaKey, TunnelId};
 
@@ -76,6 +93,10 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 const COMMANDS_PER_ITERATION: usize = 64;
 /// epoll token of the worker's eventfd; sources use their index plus one.
 const WAKE_TOKEN: u64 = 0;
+/// Batches read from one TUN queue per wakeup: super-packets fill a batch quickly, and
+/// reading on (sending in between) saves epoll round trips without starving other
+/// sources for long.
+const TUN_BATCHES_PER_WAKEUP: usize = 4;
 
 /// One route-based tunnel: a TUN device and the binding its SAs carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +134,13 @@ pub struct DataplaneConfig {
     pub engine: EngineConfig,
     /// Packets read per source per wakeup; also the number of preallocated buffers.
     pub batch: usize,
+    /// Open TUN devices with segmentation and checksum offloads (`IFF_VNET_HDR`): reads
+    /// return super-packets that the worker segments, and decrypted TCP segments are
+    /// coalesced into super-packets for the kernel. See [`crate::gso`].
+    pub tun_offload: bool,
+    /// Send tunnel-mode ESP in UDP through the UDP encapsulation sockets with UDP GSO
+    /// instead of as complete packets through raw sockets. See [`crate::io::udp`].
+    pub udp_gso: bool,
     /// Capacity of each worker's handoff queue.
     pub handoff_capacity: usize,
     /// Capacity of the event channel to the control side.
@@ -133,7 +161,9 @@ impl Default for DataplaneConfig {
             ipv6: true,
             udp_spi_steering: true,
             engine: EngineConfig::default(),
-            batch: 64,
+            batch: 128,
+            tun_offload: true,
+            udp_gso: true,
             handoff_capacity: 512,
             event_capacity: 4096,
         }
@@ -204,16 +234,24 @@ pub enum DataplaneEvent {
 /// Counters of a worker's I/O, beside the engine's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IoCounters {
-    /// Packets read from TUN queues.
+    /// Packets read from TUN queues (after segmentation).
     pub tun_rx: u64,
-    /// Packets written to TUN queues.
+    /// Super-packets read from TUN queues and segmented.
+    pub tun_rx_gso: u64,
+    /// Packets written to TUN queues (counting each coalesced segment).
     pub tun_tx: u64,
+    /// Coalesced super-packets written to TUN queues.
+    pub tun_tx_gro: u64,
     /// Datagrams received on the UDP sockets.
     pub udp_rx: u64,
     /// Packets received on raw ESP/AH sockets.
     pub raw_rx: u64,
     /// Packets sent on raw sockets.
     pub raw_tx: u64,
+    /// ESP-in-UDP packets sent on the UDP sockets.
+    pub udp_tx: u64,
+    /// `sendmsg` calls that sent them (one per GSO run).
+    pub udp_tx_calls: u64,
     /// IKE messages passed to the control side.
     pub ike_rx: u64,
     /// Packets handed to another worker.
@@ -416,7 +454,7 @@ impl Dataplane {
         // TUN queues: tunnel t's queue w goes to worker w.
         let mut tun_queues: Vec<Vec<(TunnelId, Tun)>> = (0..n).map(|_| Vec::new()).collect();
         for t in &config.tunnels {
-            let queues = Tun::open_queues(&t.name, n)?;
+            let queues = Tun::open_queues(&t.name, n, config.tun_offload)?;
             if let Some(q) = queues.first() {
                 q.set_mtu(t.mtu)?;
                 q.set_up()?;
@@ -523,6 +561,9 @@ impl Dataplane {
                 slots: vec![Slot::Ip; config.batch],
                 udp_meta: vec![UdpRecvMeta::default(); config.batch],
                 tx_pending: Vec::with_capacity(config.batch),
+                udp_pending: Vec::with_capacity(config.batch),
+                udp_gso: config.udp_gso,
+                gro: Gro::default(),
                 spare: PacketBuf::default(),
                 ready: Vec::with_capacity(sources + 1),
                 wake_targets: vec![false; n],
@@ -613,6 +654,13 @@ struct Worker {
     udp_meta: Vec<UdpRecvMeta>,
     /// (buffer index, destination) of packets to send on the raw socket.
     tx_pending: Vec<(usize, IpAddr)>,
+    /// (buffer index, UDP socket index, header fields) of ESP packets to send on a UDP
+    /// socket.
+    udp_pending: Vec<(usize, usize, UdpTransmit)>,
+    /// Whether ESP in UDP goes through the UDP sockets.
+    udp_gso: bool,
+    /// Decrypted packets waiting for their (coalesced) TUN write, tagged with the TUN.
+    gro: Gro,
     /// Swapped with the engine's fragment buffers by `poll_fragment`.
     spare: PacketBuf,
     ready: Vec<u64>,
@@ -625,7 +673,9 @@ impl Worker {
         tracing::debug!(worker = self.id, "SPU worker started");
         while !self.shared.stop.load(Ordering::Acquire) {
             self.ready.clear();
-            match self.poller.wait(Some(IDLE_WAIT)) {
+            let staged = self.udp.iter().any(UdpSocket::has_pending);
+            let wait = if staged { Duration::ZERO } else { IDLE_WAIT };
+            match self.poller.wait(Some(wait)) {
                 Ok(tokens) => self.ready.extend(tokens),
                 Err(e) => {
                     tracing::error!(worker = self.id, error = %e, "epoll_wait failed; worker stops");
@@ -639,6 +689,13 @@ impl Worker {
                     self.apply_commands(&mut engine);
                     self.drain_handoffs(&mut engine);
                 } else {
+                    self.read_source(&mut engine, token);
+                }
+            }
+            // Datagrams a GRO train left staged: one more batch each before waiting.
+            for u in 0..self.udp.len() {
+                if self.udp[u].has_pending() {
+                    let token = (1 + self.tuns.len() + u) as u64;
                     self.read_source(&mut engine, token);
                 }
             }
@@ -685,7 +742,7 @@ impl Worker {
     fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) {
         let sock = self
             .udp
-            .iter()
+            .iter_mut()
             .find(|s| s.local_addr().is_ipv4() == dst.is_ipv4());
         let res = match sock {
             Some(s) => s.send_ike(dst, message).map(|_| ()),
@@ -723,6 +780,7 @@ impl Worker {
             self.process(engine, now, i);
         }
         self.flush_tx();
+        self.flush_tun();
     }
 
     fn read_source(&mut self, engine: &mut Engine, token: u64) {
@@ -734,12 +792,18 @@ impl Worker {
         }
         let (tuns, udps) = (self.tuns.len(), self.udp.len());
         let n = if idx < tuns {
-            self.read_tun(idx)
+            self.read_tun(engine, idx)
         } else if idx < tuns + udps {
             self.read_udp(idx - tuns)
         } else {
             self.read_raw(idx - tuns - udps)
         };
+        self.process_batch(engine, n);
+    }
+
+    /// Runs `bufs[..n]` through the engine (or hands them to their anchor) and sends
+    /// the results.
+    fn process_batch(&mut self, engine: &mut Engine, n: usize) {
         if n == 0 {
             return;
         }
@@ -751,6 +815,7 @@ impl Worker {
             }
         }
         self.flush_tx();
+        self.flush_tun();
         for w in 0..self.wake_targets.len() {
             if std::mem::take(&mut self.wake_targets[w]) {
                 self.shared.wake[w].wake();
@@ -758,33 +823,75 @@ impl Worker {
         }
     }
 
-    fn read_tun(&mut self, idx: usize) -> usize {
-        let (tunnel, tun) = &self.tuns[idx];
+    /// Reads TUN queue `idx` into the batch buffers, segmenting super-packets; returns
+    /// the number of packets left in `bufs` to process. When a super-packet does not fit
+    /// in the buffers left, what was read before it is processed first.
+    fn read_tun(&mut self, engine: &mut Engine, idx: usize) -> usize {
+        let tunnel = self.tuns[idx].0;
         let mut n = 0;
-        while n < self.bufs.len() {
-            match tun.recv(&mut self.bufs[n]) {
-                Ok(_) => {
-                    self.slots[n] = Slot::Tun(*tunnel);
-                    n += 1;
-                }
+        let mut rounds = 1;
+        while n < self.bufs.len() && rounds <= TUN_BATCHES_PER_WAKEUP {
+            self.bufs[n].reset(DEFAULT_HEADROOM);
+            let vnet = match self.tuns[idx].1.recv(&mut self.bufs[n]) {
+                Ok(v) => v,
                 Err(e) => {
                     if e.kind() != io::ErrorKind::WouldBlock {
-                        tracing::warn!(worker = self.id, tun = tun.name(), error = %e, "TUN read failed");
+                        let name = self.tuns[idx].1.name();
+                        tracing::warn!(worker = self.id, tun = name, error = %e, "TUN read failed");
                     }
                     break;
                 }
+            };
+            if vnet.gso_type == VNET_GSO_NONE {
+                if vnet.flags & VNET_F_NEEDS_CSUM != 0
+                    && gso::complete_checksum(self.bufs[n].data_mut(), &vnet).is_err()
+                {
+                    self.counters.drops.count(DropReason::BadIpHeader);
+                    continue;
+                }
+                self.slots[n] = Slot::Tun(tunnel);
+                self.counters.tun_rx += 1;
+                n += 1;
+                continue;
+            }
+            let count = match gso::segment_count(self.bufs[n].data(), &vnet) {
+                Ok(c) if c < self.bufs.len() => c,
+                Ok(_) => {
+                    self.counters.drops.count(DropReason::Oversize);
+                    continue;
+                }
+                Err(e) => {
+                    self.counters.drops.count(gso_drop(e));
+                    continue;
+                }
+            };
+            if n + 1 + count > self.bufs.len() {
+                // After the last allowed round this super-packet is still segmented, but
+                // nothing more is read until the next wakeup.
+                self.process_batch(engine, n);
+                self.bufs.swap(0, n);
+                n = 0;
+                rounds += 1;
+            }
+            let (head, tail) = self.bufs.split_at_mut(n + 1);
+            match gso::segment_into(head[n].data(), &vnet, tail, DEFAULT_HEADROOM) {
+                Ok(k) => {
+                    // Segments to n..n+k, the super-packet's buffer behind them.
+                    self.bufs[n..=n + k].rotate_left(1);
+                    self.slots[n..n + k].fill(Slot::Tun(tunnel));
+                    self.counters.tun_rx += k as u64;
+                    self.counters.tun_rx_gso += 1;
+                    n += k;
+                }
+                Err(e) => self.counters.drops.count(gso_drop(e)),
             }
         }
-        self.counters.tun_rx += n as u64;
         n
     }
 
     fn read_udp(&mut self, idx: usize) -> usize {
         match self.udp[idx].recv_batch(&mut self.bufs, &mut self.udp_meta) {
             Ok(batch) => {
-                for _ in 0..batch.overflow {
-                    self.counters.drops.count(DropReason::QueueFull);
-                }
                 for i in 0..batch.datagrams {
                     let m = self.udp_meta[i];
                     self.slots[i] = Slot::Udp(UdpMeta {
@@ -864,18 +971,22 @@ impl Worker {
     fn process(&mut self, engine: &mut Engine, now: Instant, i: usize) {
         let buf = &mut self.bufs[i];
         match self.slots[i] {
-            Slot::Tun(tunnel) => match engine.outbound(now, buf, tunnel) {
-                Outbound::Transmit { dst } => self.tx_pending.push((i, dst)),
-                Outbound::Fragmented { count } => self.send_fragments(engine, count),
-                Outbound::ToTunnel => self.write_tun(tunnel, i),
-                Outbound::Bypass => match ip::addresses(buf.data()) {
-                    Some((_, dst)) => self.tx_pending.push((i, dst)),
-                    None => self.counters.drops.count(DropReason::BadIpHeader),
-                },
-                Outbound::Dropped(_) => {}
-            },
+            Slot::Tun(tunnel) if self.udp_gso => {
+                let udp = &self.udp;
+                match engine.outbound_udp(now, buf, tunnel, |l| udp_socket_for(udp, l).is_some()) {
+                    OutboundUdp::Payload(t) => match udp_socket_for(udp, t.src) {
+                        Some(s) => self.udp_pending.push((i, s, t)),
+                        None => self.counters.drops.count(DropReason::TxError),
+                    },
+                    OutboundUdp::Packet(o) => self.outbound_done(engine, o, tunnel, i),
+                }
+            }
+            Slot::Tun(tunnel) => {
+                let o = engine.outbound(now, buf, tunnel);
+                self.outbound_done(engine, o, tunnel, i);
+            }
             Slot::Udp(meta) => match engine.inbound_udp(now, buf, meta) {
-                Inbound::Deliver { tunnel } => self.write_tun(tunnel, i),
+                Inbound::Deliver { tunnel } => self.deliver(tunnel, i),
                 Inbound::Ike => {
                     // IKE is control traffic at a few messages per second per peer: a copy
                     // into its own Vec is what lets the batch buffer stay in the pool.
@@ -890,7 +1001,7 @@ impl Worker {
                 Inbound::Keepalive | Inbound::Pending | Inbound::Dummy | Inbound::Dropped(_) => {}
             },
             Slot::Ip => match engine.inbound_ip(now, buf) {
-                Inbound::Deliver { tunnel } => self.write_tun(tunnel, i),
+                Inbound::Deliver { tunnel } => self.deliver(tunnel, i),
                 Inbound::Ike
                 | Inbound::Keepalive
                 | Inbound::Pending
@@ -898,6 +1009,61 @@ impl Worker {
                 | Inbound::Dropped(_) => {}
             },
         }
+    }
+
+    /// Acts on the engine's verdict for the outbound packet in buffer `i`.
+    fn outbound_done(&mut self, engine: &mut Engine, o: Outbound, tunnel: TunnelId, i: usize) {
+        match o {
+            Outbound::Transmit { dst } => self.tx_pending.push((i, dst)),
+            Outbound::Fragmented { count } => self.send_fragments(engine, count),
+            Outbound::ToTunnel => self.write_tun(tunnel, i),
+            Outbound::Bypass => match ip::addresses(self.bufs[i].data()) {
+                Some((_, dst)) => self.tx_pending.push((i, dst)),
+                None => self.counters.drops.count(DropReason::BadIpHeader),
+            },
+            Outbound::Dropped(_) => {}
+        }
+    }
+
+    /// Queues the decrypted packet in buffer `i` for tunnel `tunnel`'s TUN device: for
+    /// coalescing when the device has offloads, otherwise written right away.
+    fn deliver(&mut self, tunnel: TunnelId, i: usize) {
+        match self.tunnel_index.get(&tunnel) {
+            Some(&idx) if self.tuns[idx].1.offload() => self.gro.push(i, idx, self.bufs[i].data()),
+            _ => self.write_tun(tunnel, i),
+        }
+    }
+
+    /// Writes the packets [`Worker::deliver`] queued, coalesced per the plan.
+    fn flush_tun(&mut self) {
+        for g in self.gro.groups() {
+            let tun = &self.tuns[g.tag].1;
+            let mut hdr = [0u8; gso::MAX_HEADERS];
+            let res = match self.gro.header(g, &mut hdr) {
+                Some((vnet, hlen)) => {
+                    let mut parts = [IoSlice::new(&[]); MAX_GSO_PARTS];
+                    parts[0] = IoSlice::new(&hdr[..hlen]);
+                    let mut k = 1;
+                    for m in self.gro.members(g) {
+                        parts[k] = IoSlice::new(self.bufs[m].data().get(hlen..).unwrap_or(&[]));
+                        k += 1;
+                    }
+                    self.counters.tun_tx_gro += 1;
+                    tun.send_gso(&vnet, &parts[..k])
+                }
+                None => tun.send(self.bufs[g.head].data()),
+            };
+            match res {
+                Ok(_) => self.counters.tun_tx += g.count as u64,
+                Err(e) => {
+                    for _ in 0..g.count {
+                        self.counters.drops.count(DropReason::TxError);
+                    }
+                    tracing::debug!(worker = self.id, tun = tun.name(), error = %e, "TUN write failed");
+                }
+            }
+        }
+        self.gro.clear();
     }
 
     /// Sends the `count` fragments of the last outbound packet right away (a slow path:
@@ -932,6 +1098,7 @@ impl Worker {
     }
 
     fn flush_tx(&mut self) {
+        self.flush_udp();
         if self.tx_pending.is_empty() {
             return;
         }
@@ -943,6 +1110,49 @@ impl Worker {
         );
         self.tx_pending.clear();
         self.account_tx(res);
+    }
+
+    /// Sends the queued ESP-in-UDP packets: each run of packets for the same socket and
+    /// outer header, all of the first one's size except a shorter last one, with one
+    /// GSO `sendmsg`.
+    fn flush_udp(&mut self) {
+        let pending = &self.udp_pending;
+        let mut iov = [IoSlice::new(&[]); MAX_GSO_SEGMENTS];
+        let mut k = 0;
+        while k < pending.len() {
+            let (first, sock, t) = pending[k];
+            let size = self.bufs[first].len();
+            iov[0] = IoSlice::new(self.bufs[first].data());
+            let (mut end, mut bytes) = (k + 1, size);
+            while end < pending.len() && end - k < MAX_GSO_SEGMENTS {
+                let (i, s, u) = pending[end];
+                let len = self.bufs[i].len();
+                if s != sock || u != t || len > size || bytes + len > MAX_GSO_BYTES {
+                    break;
+                }
+                iov[end - k] = IoSlice::new(self.bufs[i].data());
+                bytes += len;
+                end += 1;
+                if len < size {
+                    break;
+                }
+            }
+            let count = end - k;
+            match self.udp[sock].send_segments(&t, &iov[..count]) {
+                Ok(()) => {
+                    self.counters.udp_tx += count as u64;
+                    self.counters.udp_tx_calls += 1;
+                }
+                Err(e) => {
+                    for _ in 0..count {
+                        self.counters.drops.count(DropReason::TxError);
+                    }
+                    tracing::debug!(worker = self.id, dst = %t.dst, error = %e, "UDP send failed");
+                }
+            }
+            k = end;
+        }
+        self.udp_pending.clear();
     }
 
     fn account_tx(&mut self, res: crate::io::raw::TxResult) {
@@ -988,6 +1198,26 @@ pub fn spi_for_worker(spi: u32, worker: usize, workers: usize) -> u32 {
         s += n;
     }
     s
+}
+
+/// The UDP socket that can send from `local`: same family and port, bound to that address
+/// or the wildcard.
+fn udp_socket_for(udp: &[UdpSocket], local: SocketAddr) -> Option<usize> {
+    udp.iter().position(|s| {
+        let a = s.local_addr();
+        a.port() == local.port()
+            && a.is_ipv4() == local.is_ipv4()
+            && (a.ip().is_unspecified() || a.ip() == local.ip())
+    })
+}
+
+/// The drop reason of a super-packet that could not be segmented.
+fn gso_drop(e: gso::GsoError) -> DropReason {
+    match e {
+        gso::GsoError::Malformed => DropReason::BadIpHeader,
+        gso::GsoError::Unsupported(_) => DropReason::UnsupportedProtocol,
+        gso::GsoError::NoRoom { .. } | gso::GsoError::Buffer => DropReason::Oversize,
+    }
 }
 
 fn set_route<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: K, owner: Option<usize>) {

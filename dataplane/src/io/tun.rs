@@ -8,14 +8,22 @@
 //! Devices are opened with `IFF_NO_PI`, so each read or write is exactly one IP packet.
 //! They are not persistent: the kernel deletes the interface when its last queue closes,
 //! so a crashed worker leaves no stale `st0.N` behind.
+//!
+//! With offloads (`IFF_VNET_HDR` + `TUNSETOFFLOAD`), every packet is preceded by a
+//! `virtio_net_hdr` ([`VnetHdr`]) and the kernel hands over TCP (and UDP, where the
+//! kernel has USO) super-packets of up to 64 KiB with partial checksums instead of
+//! segmenting them itself; [`crate::gso`] splits them. Writes may likewise carry a
+//! coalesced TCP super-packet, which the kernel's stack takes as one GRO packet. One
+//! syscall then moves up to ~45 wire-sized packets instead of one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::cvt;
 use crate::buf::PacketBuf;
+use crate::gso::{VNET_HDR_LEN, VnetHdr};
 
 /// The TUN clone device.
 const TUN_PATH: &str = "/dev/net/tun";
@@ -44,11 +52,23 @@ pub enum TunError {
     },
 }
 
+/// Most parts [`Tun::send_gso`] gathers: the headers and one payload per coalesced
+/// segment.
+pub const MAX_GSO_PARTS: usize = 1 + crate::gso::MAX_COALESCE;
+
+/// Offloads asked for first: partial checksums, TCP segmentation for both families and
+/// UDP segmentation (Linux 6.2+).
+const OFFLOADS_USO: libc::c_uint =
+    libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_USO4 | libc::TUN_F_USO6;
+/// Offloads of kernels without USO.
+const OFFLOADS_TSO: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+
 /// One queue of a TUN device: a non-blocking descriptor that reads and writes whole IP
-/// packets.
+/// packets, each behind a virtio-net header when offloads are on.
 pub struct Tun {
     file: File,
     name: String,
+    vnet: bool,
 }
 
 impl std::fmt::Debug for Tun {
@@ -56,6 +76,7 @@ impl std::fmt::Debug for Tun {
         f.debug_struct("Tun")
             .field("name", &self.name)
             .field("fd", &self.file.as_raw_fd())
+            .field("offload", &self.vnet)
             .finish()
     }
 }
@@ -63,17 +84,23 @@ impl std::fmt::Debug for Tun {
 impl Tun {
     /// Opens (creating if needed) TUN device `name` with `queues` queues. With more than one
     /// queue the device is multi-queue and the kernel spreads flows over the queues, so each
-    /// worker can own one. Every queue is non-blocking.
-    pub fn open_queues(name: &str, queues: usize) -> Result<Vec<Tun>, TunError> {
+    /// worker can own one. Every queue is non-blocking. `offload`: see [`Tun::open`].
+    pub fn open_queues(name: &str, queues: usize, offload: bool) -> Result<Vec<Tun>, TunError> {
         let multi = queues > 1;
-        (0..queues.max(1)).map(|_| Tun::open(name, multi)).collect()
+        (0..queues.max(1))
+            .map(|_| Tun::open(name, multi, offload))
+            .collect()
     }
 
     /// Opens (creating if needed) one queue of TUN device `name`, non-blocking.
     ///
-    /// `multi_queue` must be the same for all queues of a device; further queues are
-    /// attached by opening the same name again.
-    pub fn open(name: &str, multi_queue: bool) -> Result<Tun, TunError> {
+    /// With `offload`, packets carry a virtio-net header and the kernel may hand over
+    /// super-packets with partial checksums (segmentation and checksum offloads); the
+    /// caller must then segment what [`Tun::recv`] returns ([`crate::gso`]).
+    ///
+    /// `multi_queue` and `offload` must be the same for all queues of a device; further
+    /// queues are attached by opening the same name again.
+    pub fn open(name: &str, multi_queue: bool, offload: bool) -> Result<Tun, TunError> {
         let mut req = ifreq_for(name)?;
         let file = OpenOptions::new()
             .read(true)
@@ -93,6 +120,9 @@ impl Tun {
         if multi_queue {
             flags |= libc::IFF_MULTI_QUEUE;
         }
+        if offload {
+            flags |= libc::IFF_VNET_HDR;
+        }
         req.ifr_ifru.ifru_flags = flags as libc::c_short;
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `req` is, and it lives
         // for the duration of the call on an open descriptor.
@@ -107,10 +137,46 @@ impl Tun {
                 source: e,
             },
         })?;
-        Ok(Tun {
+        let tun = Tun {
             file,
             name: name.into(),
+            vnet: offload,
+        };
+        if offload {
+            tun.set_offloads()?;
+        }
+        Ok(tun)
+    }
+
+    /// Enables the segmentation and checksum offloads (with UDP segmentation where the
+    /// kernel has it). The virtio-net header stays even if the kernel refuses them all.
+    fn set_offloads(&self) -> Result<(), TunError> {
+        let mut last = None;
+        for flags in [OFFLOADS_USO, OFFLOADS_TSO] {
+            // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long of
+            // TUN_F_* flags); no memory is passed.
+            let r = unsafe {
+                libc::ioctl(
+                    self.file.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    libc::c_ulong::from(flags),
+                )
+            };
+            match cvt(r) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(TunError::Io {
+            name: self.name.clone(),
+            step: "ioctl(TUNSETOFFLOAD)",
+            source: last.unwrap_or_else(|| io::Error::from(io::ErrorKind::Unsupported)),
         })
+    }
+
+    /// True if packets carry a virtio-net header (offloads on).
+    pub fn offload(&self) -> bool {
+        self.vnet
     }
 
     /// The interface name.
@@ -179,17 +245,50 @@ impl Tun {
     }
 
     /// Reads one packet into `buf` (replacing its contents, keeping its headroom for
-    /// encapsulation). Returns `WouldBlock` when the queue is empty.
-    pub fn recv(&self, buf: &mut PacketBuf) -> io::Result<usize> {
-        let n = (&self.file).read(buf.recv_space())?;
-        buf.set_len(n);
-        Ok(n)
+    /// encapsulation) and returns its virtio-net header (all zero without offloads: a
+    /// plain packet). Returns `WouldBlock` when the queue is empty.
+    pub fn recv(&self, buf: &mut PacketBuf) -> io::Result<VnetHdr> {
+        if !self.vnet {
+            let n = (&self.file).read(buf.recv_space())?;
+            buf.set_len(n);
+            return Ok(VnetHdr::default());
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let n = (&self.file)
+            .read_vectored(&mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(buf.recv_space())])?;
+        let vnet = VnetHdr::parse(&hdr)
+            .filter(|_| n >= VNET_HDR_LEN)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "short TUN read"))?;
+        buf.set_len(n - VNET_HDR_LEN);
+        Ok(vnet)
     }
 
-    /// Writes one IP packet. `WouldBlock` means the device queue is full (the packet is
-    /// not sent).
+    /// Writes one IP packet (behind an all-zero virtio-net header with offloads: no
+    /// segmentation, checksums complete). `WouldBlock` means the device queue is full
+    /// (the packet is not sent).
     pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        (&self.file).write(packet)
+        if !self.vnet {
+            return (&self.file).write(packet);
+        }
+        let hdr = [0u8; VNET_HDR_LEN];
+        (&self.file).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(packet)])
+    }
+
+    /// Writes one super-packet gathered from `parts` (at most [`MAX_GSO_PARTS`]) behind
+    /// the virtio-net header `vnet`, with one `writev`. Only for a device opened with
+    /// offloads.
+    pub fn send_gso(&self, vnet: &VnetHdr, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        if !self.vnet || parts.len() > MAX_GSO_PARTS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TUN device without offloads, or too many parts",
+            ));
+        }
+        let hdr = vnet.to_bytes();
+        let mut iov = [IoSlice::new(&[]); MAX_GSO_PARTS + 1];
+        iov[0] = IoSlice::new(&hdr);
+        iov[1..=parts.len()].copy_from_slice(parts);
+        (&self.file).write_vectored(&iov[..=parts.len()])
     }
 }
 

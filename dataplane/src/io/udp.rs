@@ -7,18 +7,36 @@
 //! buffers. We only add the GRO split (one datagram per [`PacketBuf`]), which the engine
 //! needs because it transforms one datagram in place.
 //!
-//! Outbound ESP-in-UDP does not use this socket: the engine builds the whole outer
-//! IP+UDP packet, which goes out through [`super::raw::RawSender`]. This socket sends only
-//! IKE messages handed over by the control plane.
+//! Receiving copies each datagram (each GRO segment) from a per-socket staging area into
+//! its own [`PacketBuf`], so a GRO train of up to 64 segments never needs more buffers
+//! than the caller offers: what does not fit stays staged for the next call
+//! ([`UdpSocket::has_pending`]).
+//!
+//! Outbound ESP in UDP goes out here too when the engine left only the ESP packet
+//! ([`crate::engine::Engine::outbound_udp`]): [`UdpSocket::send_segments`] sends a run of
+//! equal-sized ESP packets with one `sendmsg` and `UDP_SEGMENT` (UDP GSO), so the kernel
+//! builds one skb for up to 64 datagrams, and a GRO-enabled receiver gets them in one
+//! `recvmsg`. The outer header fields the engine decided are reproduced per call:
+//! DSCP/ECN with `IP_TOS`/`IPV6_TCLASS`, TTL with `IP_TTL`/`IPV6_HOPLIMIT`, the source
+//! address with `IP_PKTINFO`/`IPV6_PKTINFO`. IPv4 DF has no per-message option; the
+//! socket's `IP_MTU_DISCOVER` is switched between `IP_PMTUDISC_DO` (DF set) and
+//! `IP_PMTUDISC_DONT` (DF clear) whenever a send needs the other one, which honours every
+//! df-bit policy (clear, set, copy) per packet; a GSO run only holds packets with the
+//! same DF. Two differences from the raw path remain: the kernel picks the IPv4
+//! identification, and the IPv4 UDP checksum is computed (RFC 3948 §2.1 says it SHOULD be
+//! zero, and receivers MUST accept either; Linux refuses `SO_NO_CHECK` with GSO). Other
+//! SAs and fragmented packets use [`super::raw::RawSender`].
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
 
 use quinn_udp::{RecvMeta, UdpSocketState};
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 
 use crate::buf::PacketBuf;
+use crate::engine::UdpTransmit;
 
 /// The non-ESP marker: four zero bytes in front of IKE messages on the NAT-T port
 /// (RFC 3948 section 2.2), where an ESP packet would have its non-zero SPI.
@@ -31,6 +49,21 @@ const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
 /// Receive buffer asked for: bursts of a few thousand 1400-byte datagrams between two
 /// worker wakeups must not overflow it. Raised up to `net.core.rmem_max` by the kernel.
 const RECV_BUFFER: usize = 8 << 20;
+
+/// Bytes of staging space per received datagram: the largest GRO train (64 KiB).
+const STAGE_SLOT: usize = 1 << 16;
+
+/// Most datagrams one [`UdpSocket::send_segments`] call sends (`UDP_MAX_SEGMENTS` of
+/// kernels before 6.9).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+/// Most payload bytes of one [`UdpSocket::send_segments`] call: one IPv4 datagram's
+/// worth (65535 minus the IPv4 and UDP headers).
+pub const MAX_GSO_BYTES: usize = 65_535 - 20 - 8;
+
+/// How long a send waits for room in a full socket buffer before failing: TCP inside the
+/// tunnel gets back-pressure instead of drops, and a stuck interface cannot stall the
+/// worker for long (as on the raw path).
+const SEND_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// Where one received datagram came from and went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,15 +92,31 @@ impl Default for UdpRecvMeta {
 pub struct UdpBatch {
     /// Buffers filled, each with exactly one datagram.
     pub datagrams: usize,
-    /// GRO segments dropped because the batch had no free buffer left for them.
-    pub overflow: usize,
 }
 
-/// A non-blocking UDP socket bound to the NAT-T port, with batched receive.
+/// Datagrams received by one `recvmmsg` and not yet handed out.
+struct Stage {
+    /// [`quinn_udp::BATCH_SIZE`] slots of [`STAGE_SLOT`] bytes (one allocation, touched
+    /// only as far as datagrams reach).
+    data: Box<[u8]>,
+    meta: [RecvMeta; quinn_udp::BATCH_SIZE],
+    /// Datagrams received.
+    count: usize,
+    /// The datagram being handed out, and the offset of its next GRO segment.
+    next: usize,
+    offset: usize,
+}
+
+/// A non-blocking UDP socket bound to the NAT-T port, with batched receive and GSO send.
 pub struct UdpSocket {
     sock: std::net::UdpSocket,
     state: UdpSocketState,
     local: SocketAddr,
+    stage: Stage,
+    /// The `IP_MTU_DISCOVER` mode last set (IPv4), `None` for the kernel's default.
+    pmtudisc: Option<libc::c_int>,
+    /// False once the kernel refused UDP GSO (EIO: no checksum offload on the route).
+    gso: bool,
 }
 
 impl std::fmt::Debug for UdpSocket {
@@ -99,7 +148,20 @@ impl UdpSocket {
         let sock: std::net::UdpSocket = sock.into();
         let state = UdpSocketState::new((&sock).into())?;
         let local = sock.local_addr()?;
-        Ok(Self { sock, state, local })
+        Ok(Self {
+            sock,
+            state,
+            local,
+            stage: Stage {
+                data: vec![0; quinn_udp::BATCH_SIZE * STAGE_SLOT].into_boxed_slice(),
+                meta: [RecvMeta::default(); quinn_udp::BATCH_SIZE],
+                count: 0,
+                next: 0,
+                offset: 0,
+            },
+            pmtudisc: None,
+            gso: true,
+        })
     }
 
     /// The bound address (with the real port if 0 was asked for).
@@ -108,68 +170,214 @@ impl UdpSocket {
     }
 
     /// Receives up to `bufs.len()` datagrams, one per buffer, with their metadata in the
-    /// same positions of `meta`. Returns `WouldBlock` when nothing is queued.
-    ///
-    /// GRO super-buffers are split by their `stride`: the first segment stays in place and
-    /// the others are copied into the unused buffers behind the received ones, so segments
-    /// of one GRO train are not adjacent in the output. The engine's anti-replay window
-    /// absorbs that reordering; segments without a free buffer are counted in `overflow`.
+    /// same positions of `meta`: first those still staged, then (if room is left and the
+    /// stage is empty) one `recvmmsg`'s worth. GRO trains are split by their `stride`, in
+    /// order. Returns `WouldBlock` when nothing is staged or queued.
     pub fn recv_batch(
-        &self,
+        &mut self,
         bufs: &mut [PacketBuf],
         meta: &mut [UdpRecvMeta],
     ) -> io::Result<UdpBatch> {
         let cap = bufs.len().min(meta.len());
-        let want = cap.min(quinn_udp::BATCH_SIZE);
-        let mut qmeta = [RecvMeta::default(); quinn_udp::BATCH_SIZE];
-        let received = {
-            let mut it = bufs.iter_mut().take(want);
-            let mut iovs: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
-                std::array::from_fn(|_| match it.next() {
-                    Some(b) => IoSliceMut::new(b.recv_space()),
-                    None => IoSliceMut::new(&mut []),
-                });
-            self.state
-                .recv((&self.sock).into(), &mut iovs[..want], &mut qmeta[..want])?
-        };
-        let mut batch = UdpBatch {
-            datagrams: received,
-            overflow: 0,
-        };
-        for i in 0..received {
-            let m = &qmeta[i];
-            let info = UdpRecvMeta {
+        let mut n = self.drain_stage(bufs, meta, 0, cap);
+        if n < cap && !self.has_pending() {
+            match self.fill_stage() {
+                Ok(()) => n = self.drain_stage(bufs, meta, n, cap),
+                Err(e) if n == 0 => return Err(e),
+                // Reported by the next call, which starts with an empty stage.
+                Err(_) => {}
+            }
+        }
+        Ok(UdpBatch { datagrams: n })
+    }
+
+    /// True if received datagrams are staged: call [`UdpSocket::recv_batch`] again
+    /// without waiting for readiness.
+    pub fn has_pending(&self) -> bool {
+        self.stage.next < self.stage.count
+    }
+
+    /// One `recvmmsg` (through quinn-udp) into the empty stage.
+    fn fill_stage(&mut self) -> io::Result<()> {
+        let st = &mut self.stage;
+        let mut slots = st.data.chunks_exact_mut(STAGE_SLOT);
+        let mut iovs: [IoSliceMut<'_>; quinn_udp::BATCH_SIZE] =
+            std::array::from_fn(|_| IoSliceMut::new(slots.next().unwrap_or_default()));
+        let k = self
+            .state
+            .recv((&self.sock).into(), &mut iovs, &mut st.meta)?;
+        st.count = k;
+        st.next = 0;
+        st.offset = 0;
+        Ok(())
+    }
+
+    /// Copies staged datagrams (GRO segments) into `bufs[n..cap]`; returns the new `n`.
+    fn drain_stage(
+        &mut self,
+        bufs: &mut [PacketBuf],
+        meta: &mut [UdpRecvMeta],
+        mut n: usize,
+        cap: usize,
+    ) -> usize {
+        let st = &mut self.stage;
+        while n < cap && st.next < st.count {
+            let m = &st.meta[st.next];
+            let slot = &st.data[st.next * STAGE_SLOT..][..STAGE_SLOT];
+            let len = m.len.min(STAGE_SLOT);
+            let stride = if m.stride == 0 { len } else { m.stride };
+            let seg = stride.min(len - st.offset);
+            let space = bufs[n].recv_space();
+            let copy = seg.min(space.len());
+            space[..copy].copy_from_slice(&slot[st.offset..st.offset + copy]);
+            bufs[n].set_len(copy);
+            meta[n] = UdpRecvMeta {
                 src: m.addr,
                 dst: SocketAddr::new(m.dst_ip.unwrap_or(self.local.ip()), self.local.port()),
                 ecn: m.ecn.map_or(0, |e| e as u8),
             };
-            meta[i] = info;
-            let stride = if m.stride == 0 { m.len } else { m.stride };
-            bufs[i].set_len(m.len.min(stride));
-            let mut off = stride;
-            while off < m.len {
-                let seg = stride.min(m.len - off);
-                if batch.datagrams >= cap {
-                    batch.overflow += 1;
-                    off += seg;
-                    continue;
-                }
-                let j = batch.datagrams;
-                let (head, tail) = bufs.split_at_mut(j);
-                // The segment sits past `head[i]`'s length (it was truncated to the first
-                // segment), so read it from the receive area the kernel wrote.
-                let seg_bytes = &head[i].recv_space()[off..off + seg];
-                let dst = &mut tail[0];
-                let space = dst.recv_space();
-                let n = seg.min(space.len());
-                space[..n].copy_from_slice(&seg_bytes[..n]);
-                dst.set_len(n);
-                meta[j] = info;
-                batch.datagrams += 1;
-                off += seg;
+            n += 1;
+            st.offset += seg;
+            if st.offset >= len {
+                st.next += 1;
+                st.offset = 0;
             }
         }
-        Ok(batch)
+        n
+    }
+
+    /// Sends `segments` (ESP packets, all of the first one's size except a shorter last
+    /// one; at most [`MAX_GSO_SEGMENTS`] and [`MAX_GSO_BYTES`] together) as UDP datagrams
+    /// from `t.src` to `t.dst` with one `sendmsg` (UDP GSO when more than one), with the
+    /// outer TOS, TTL and DF of `t`. Waits up to [`SEND_TIMEOUT`] for room in the socket
+    /// buffer. If the kernel refuses GSO, this and later runs go out one datagram per
+    /// `sendmsg`.
+    pub fn send_segments(&mut self, t: &UdpTransmit, segments: &[IoSlice<'_>]) -> io::Result<()> {
+        if segments.is_empty() {
+            return Ok(());
+        }
+        if self.local.is_ipv4() {
+            let mode = if t.df {
+                libc::IP_PMTUDISC_DO
+            } else {
+                libc::IP_PMTUDISC_DONT
+            };
+            self.set_pmtudisc(mode)?;
+        }
+        if segments.len() > 1 && self.gso {
+            match self.sendmsg(t, segments, Some(segments[0].len())) {
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                    tracing::warn!(local = %self.local, "UDP GSO refused by the kernel; sending datagrams one by one");
+                    self.gso = false;
+                }
+                r => return r,
+            }
+        }
+        for s in segments {
+            self.sendmsg(t, std::slice::from_ref(s), None)?;
+        }
+        Ok(())
+    }
+
+    /// Sets `IP_MTU_DISCOVER` unless it already has that value.
+    fn set_pmtudisc(&mut self, mode: libc::c_int) -> io::Result<()> {
+        if self.pmtudisc == Some(mode) {
+            return Ok(());
+        }
+        let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+        // SAFETY: passes a pointer to a live c_int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&raw const mode).cast(),
+                len,
+            )
+        };
+        super::cvt(r)?;
+        self.pmtudisc = Some(mode);
+        Ok(())
+    }
+
+    /// One `sendmsg` of `iov` to `t.dst` with the per-packet control messages, and
+    /// `UDP_SEGMENT` when `segment` is given; retried once after waiting for room.
+    fn sendmsg(
+        &self,
+        t: &UdpTransmit,
+        iov: &[IoSlice<'_>],
+        segment: Option<usize>,
+    ) -> io::Result<()> {
+        let dst = SockAddr::from(t.dst);
+        let mut ctrl = Cmsg([0; CMSG_WORDS]);
+        // SAFETY: msghdr is plain integers and pointers; all-zero is valid.
+        let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+        hdr.msg_name = dst.as_ptr().cast_mut().cast();
+        hdr.msg_namelen = dst.len();
+        // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+        hdr.msg_iov = iov.as_ptr().cast_mut().cast();
+        hdr.msg_iovlen = iov.len();
+        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+        hdr.msg_controllen = std::mem::size_of::<Cmsg>();
+        let mut w = CmsgWriter::new(&mut hdr);
+        let tos = libc::c_int::from(t.tos);
+        let ttl = libc::c_int::from(t.ttl);
+        match t.src.ip() {
+            IpAddr::V4(src) => {
+                w.push(libc::IPPROTO_IP, libc::IP_TOS, tos);
+                w.push(libc::IPPROTO_IP, libc::IP_TTL, ttl);
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(src.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                w.push(libc::IPPROTO_IP, libc::IP_PKTINFO, info);
+            }
+            IpAddr::V6(src) => {
+                w.push(libc::IPPROTO_IPV6, libc::IPV6_TCLASS, tos);
+                w.push(libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT, ttl);
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: src.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                w.push(libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info);
+            }
+        }
+        if let Some(size) = segment {
+            let size = u16::try_from(size).map_err(|_| io::ErrorKind::InvalidInput)?;
+            w.push(libc::SOL_UDP, libc::UDP_SEGMENT, size);
+        }
+        w.finish();
+        for attempt in 0..2 {
+            // SAFETY: `hdr` points at the live destination address, the caller's iovecs
+            // (borrowed buffers) and `ctrl`, with their lengths; all outlive the call.
+            let r = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &hdr, 0) };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::WouldBlock || attempt == 1 {
+                return Err(e);
+            }
+            self.wait_writable()?;
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Waits up to [`SEND_TIMEOUT`] for room in the send buffer.
+    fn wait_writable(&self) -> io::Result<()> {
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(SEND_TIMEOUT.as_millis()).unwrap_or(10);
+        // SAFETY: one live pollfd, count 1.
+        super::cvt(unsafe { libc::poll(&mut pfd, 1, ms) }).map(|_| ())
     }
 
     /// Makes the kernel pick, among the `SO_REUSEPORT` group this socket belongs to, the
@@ -234,9 +442,65 @@ impl UdpSocket {
     /// Sends one IKE message to `dst`, prefixed with the [`NON_ESP_MARKER`] so the peer
     /// tells it apart from ESP on the NAT-T port. Blocking is not expected for these rare,
     /// small datagrams; `WouldBlock` is returned as is.
-    pub fn send_ike(&self, dst: SocketAddr, message: &[u8]) -> io::Result<usize> {
+    pub fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) -> io::Result<usize> {
+        if self.local.is_ipv4() && self.pmtudisc.is_some() {
+            // IKE keeps the kernel's default: DF with local fragmentation of what is too
+            // big for the path.
+            self.set_pmtudisc(libc::IP_PMTUDISC_WANT)?;
+        }
         let parts = [IoSlice::new(&NON_ESP_MARKER), IoSlice::new(message)];
         SockRef::from(&self.sock).send_to_vectored(&parts, &SockAddr::from(dst))
+    }
+}
+
+/// Control-message buffer of one send, 8-byte aligned as `cmsghdr` requires: TOS, TTL
+/// (16 bytes each), packet info (32 or 40) and the GSO segment size (16).
+const CMSG_WORDS: usize = 16;
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Cmsg([u64; CMSG_WORDS]);
+
+/// Appends control messages to a `msghdr` whose control buffer is zeroed.
+struct CmsgWriter<'a> {
+    hdr: &'a mut libc::msghdr,
+    cmsg: *mut libc::cmsghdr,
+    len: usize,
+}
+
+impl<'a> CmsgWriter<'a> {
+    fn new(hdr: &'a mut libc::msghdr) -> Self {
+        // SAFETY: `hdr`'s control pointer and length describe a live, zeroed buffer.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+        Self { hdr, cmsg, len: 0 }
+    }
+
+    /// Adds one message; a message that does not fit is left out (the buffer is sized
+    /// for every message [`UdpSocket::sendmsg`] writes).
+    fn push<T: Copy>(&mut self, level: libc::c_int, ty: libc::c_int, value: T) {
+        let size = u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX);
+        // SAFETY: CMSG_SPACE only computes a length.
+        let space = unsafe { libc::CMSG_SPACE(size) } as usize;
+        if self.cmsg.is_null() || self.len + space > self.hdr.msg_controllen {
+            return;
+        }
+        // SAFETY: `cmsg` is non-null and was returned by CMSG_FIRSTHDR/NXTHDR for this
+        // buffer, and `len + space` bytes fit in it, so the header and its data are
+        // inside the buffer; the data may be unaligned for T, hence write_unaligned.
+        unsafe {
+            (*self.cmsg).cmsg_level = level;
+            (*self.cmsg).cmsg_type = ty;
+            (*self.cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+            libc::CMSG_DATA(self.cmsg)
+                .cast::<T>()
+                .write_unaligned(value);
+            self.cmsg = libc::CMSG_NXTHDR(self.hdr, self.cmsg);
+        }
+        self.len += space;
+    }
+
+    /// Sets the control length to the messages written.
+    fn finish(self) {
+        self.hdr.msg_controllen = self.len;
     }
 }
 
@@ -252,7 +516,7 @@ mod tests {
     use std::time::Duration;
 
     /// Receives until `want` datagrams arrived (or a second passed).
-    fn recv_n(sock: &UdpSocket, want: usize) -> Vec<(Vec<u8>, UdpRecvMeta)> {
+    fn recv_n(sock: &mut UdpSocket, want: usize) -> Vec<(Vec<u8>, UdpRecvMeta)> {
         let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::new(4096, 64)).collect();
         let mut meta = vec![UdpRecvMeta::default(); 8];
         let mut got = Vec::new();
@@ -278,10 +542,10 @@ mod tests {
 
     #[test]
     fn ike_goes_out_behind_the_non_esp_marker_with_addresses() {
-        let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let mut a = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let mut b = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         a.send_ike(b.local_addr(), b"hello ike").unwrap();
-        let got = recv_n(&b, 1);
+        let got = recv_n(&mut b, 1);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, b"\0\0\0\0hello ike");
         assert_eq!(got[0].1.src, a.local_addr());
@@ -291,8 +555,8 @@ mod tests {
 
     #[test]
     fn reuseport_group_steers_esp_by_spi_and_ike_to_the_first_socket() {
-        let first = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
-        let second = UdpSocket::bind(first.local_addr(), true).unwrap();
+        let mut first = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let mut second = UdpSocket::bind(first.local_addr(), true).unwrap();
         first.steer_by_spi(2).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for spi in [0x1001_u32, 0x1002, 0x1003, 0x1004] {
@@ -306,8 +570,8 @@ mod tests {
                 .map(|(d, _)| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
                 .collect()
         };
-        assert_eq!(spis(recv_n(&first, 3)), vec![0x1002, 0x1004, 0]);
-        assert_eq!(spis(recv_n(&second, 2)), vec![0x1001, 0x1003]);
+        assert_eq!(spis(recv_n(&mut first, 3)), vec![0x1002, 0x1004, 0]);
+        assert_eq!(spis(recv_n(&mut second, 2)), vec![0x1001, 0x1003]);
     }
 
     /// A GSO send over loopback reaches a GRO-enabled socket as one coalesced buffer
@@ -315,7 +579,7 @@ mod tests {
     /// buffer of its own.
     #[test]
     fn gro_buffers_are_split_one_datagram_per_buffer() {
-        let rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let mut rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let state = UdpSocketState::new((&tx).into()).unwrap();
         let segments: Vec<Vec<u8>> = (0..3u8)
@@ -337,7 +601,7 @@ mod tests {
                 tx.send_to(s, rx.local_addr()).unwrap();
             }
         }
-        let mut got: Vec<Vec<u8>> = recv_n(&rx, 3).into_iter().map(|(d, _)| d).collect();
+        let mut got: Vec<Vec<u8>> = recv_n(&mut rx, 3).into_iter().map(|(d, _)| d).collect();
         got.sort();
         assert_eq!(got, segments);
     }
