@@ -5,6 +5,8 @@
 #   sudo bench/tunnel-throughput.sh [SECONDS]          (default 10 s per measurement)
 #
 # Environment: WORKERS (SPU workers per endpoint, default 2), ENCAP (udp | raw, default udp),
+# REPEAT (tunnel/bare measurement pairs, default 1; the machine is shared, so compare the
+# ratio of each pair rather than absolute numbers),
 # STEERING (1: kernel steers ESP-in-UDP to the anchor by SPI; 0: flow hash + handoff),
 # OUT (results file, default /tmp/tunnel-throughput-DATE.txt), CARGO_TARGET_DIR.
 # Needs root, iproute2 and iperf3:
@@ -14,6 +16,7 @@ set -euo pipefail
 DURATION=${1:-${DURATION:-10}}
 WORKERS=${WORKERS:-2}
 STEERING=${STEERING:-1}
+REPEAT=${REPEAT:-1}
 ENCAP=${ENCAP:-udp}
 OUT=${OUT:-/tmp/tunnel-throughput-$(date +%Y%m%d-%H%M%S).txt}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,19 +84,26 @@ measure() {
         'BEGIN {printf "%s %.2f %.2f\n", m, p / hz, b / hz}'
 }
 
-echo "measuring ${DURATION} s through the tunnel (10.2.0.1, $ENCAP, $WORKERS workers) ..."
-read -r T_MBPS T_DP T_SYS < <(measure 10.2.0.1)
-echo "measuring ${DURATION} s over the bare veth (192.0.2.2) ..."
-read -r B_MBPS B_DP B_SYS < <(measure 192.0.2.2)
+ROWS=()
+for r in $(seq "$REPEAT"); do
+    echo "[$r/$REPEAT] measuring ${DURATION} s through the tunnel (10.2.0.1, $ENCAP, $WORKERS workers) ..."
+    read -r T_MBPS T_DP T_SYS < <(measure 10.2.0.1)
+    echo "[$r/$REPEAT] measuring ${DURATION} s over the bare veth (192.0.2.2) ..."
+    read -r B_MBPS B_DP B_SYS < <(measure 192.0.2.2)
+    ROWS+=("$r $T_MBPS $T_DP $T_SYS $B_MBPS $B_SYS")
+done
 
 {
-    echo "# tunnel-throughput $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) $(nproc) CPUs"
+    echo "# tunnel-throughput $(date -u +%Y-%m-%dT%H:%M:%SZ) $(uname -r) $(nproc) CPUs, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "# iperf3 TCP, ${DURATION} s each, vpnA -> vpnB; ESP AES-128-GCM, encap=$ENCAP, workers=$WORKERS, steering=$STEERING"
-    printf '%-12s %12s %22s %20s\n' path Mbit/s "dataplane CPU s" "machine CPU s"
-    printf '%-12s %12s %22s %20s\n' tunnel "$T_MBPS" "$T_DP" "$T_SYS"
-    printf '%-12s %12s %22s %20s\n' bare-veth "$B_MBPS" "-" "$B_SYS"
-    awk -v t="$T_MBPS" -v b="$B_MBPS" 'BEGIN {
-        if (b > 0) printf "ratio tunnel/bare: %.3f\n", t / b; else print "ratio tunnel/bare: n/a" }'
+    printf '%-4s %-12s %12s %22s %20s\n' run path Mbit/s "dataplane CPU s" "machine CPU s"
+    for row in "${ROWS[@]}"; do
+        read -r r T_MBPS T_DP T_SYS B_MBPS B_SYS <<<"$row"
+        printf '%-4s %-12s %12s %22s %20s\n' "$r" tunnel "$T_MBPS" "$T_DP" "$T_SYS"
+        printf '%-4s %-12s %12s %22s %20s\n' "$r" bare-veth "$B_MBPS" "-" "$B_SYS"
+        awk -v r="$r" -v t="$T_MBPS" -v b="$B_MBPS" 'BEGIN {
+            if (b > 0) printf "%-4s ratio tunnel/bare: %.3f\n", r, t / b; else print r " ratio tunnel/bare: n/a" }'
+    done
 } | tee "$OUT"
 
 kill "$IPERF_PID" 2>/dev/null || true
