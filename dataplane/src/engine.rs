@@ -105,6 +105,27 @@ pub struct UdpTransmit {
     pub ttl: u8,
     /// Outer IPv4 DF bit under the SA's df-bit policy; always false for IPv6.
     pub df: bool,
+    /// Outer IPv4 identification the complete packet would carry (for
+    /// [`UdpTransmit::push_headers`]; a UDP socket lets the kernel choose).
+    pub id: u16,
+}
+
+impl UdpTransmit {
+    /// Turns the ESP packet in `pkt` into the complete outer packet
+    /// [`Engine::outbound`] would have built (IP and UDP headers in front), for a raw
+    /// socket when the UDP socket cannot send it.
+    pub fn push_headers(&self, pkt: &mut PacketBuf) -> Result<(), DropReason> {
+        let h = ip::OuterHeader {
+            src: self.src.ip(),
+            dst: self.dst.ip(),
+            tos: self.tos,
+            ttl: self.ttl,
+            protocol: proto::UDP,
+            df: self.df,
+            id: self.id,
+        };
+        esp::push_udp_headers(pkt, &h, self.src.port(), self.dst.port())
+    }
 }
 
 /// What to do with a packet after [`Engine::outbound_udp`].
@@ -444,6 +465,7 @@ impl Engine {
                 tos: h.tos,
                 ttl: h.ttl,
                 df: h.df && h.dst.is_ipv4(),
+                id: h.id,
             }),
             None => Err(Outbound::Transmit { dst }),
         }

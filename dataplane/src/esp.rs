@@ -95,6 +95,19 @@ pub fn encapsulate_udp_payload(
     encapsulate_with(sa, pkt, inner, false)?.ok_or(DropReason::UnsupportedProtocol)
 }
 
+/// Puts in front of an ESP packet left by [`encapsulate_udp_payload`] the UDP header
+/// (ports `sport`, `dport`) and the outer IP header `h` it returned: exactly the packet
+/// [`encapsulate`] would have built, for sending it through a raw socket after all.
+pub fn push_udp_headers(
+    pkt: &mut PacketBuf,
+    h: &OuterHeader,
+    sport: u16,
+    dport: u16,
+) -> Result<(), DropReason> {
+    push_udp(pkt, h.src, h.dst, sport, dport)?;
+    push_outer(pkt, h)
+}
+
 /// [`encapsulate`], with or without the outer IP and UDP headers (tunnel mode only;
 /// transport mode always restores its header). Returns the outer header of tunnel mode.
 fn encapsulate_with(

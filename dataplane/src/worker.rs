@@ -1114,10 +1114,14 @@ impl Worker {
 
     /// Sends the queued ESP-in-UDP packets: each run of packets for the same socket and
     /// outer header, all of the first one's size except a shorter last one, with one
-    /// GSO `sendmsg`.
+    /// GSO `sendmsg`. A run the socket refuses for a reason a raw socket may not have
+    /// (a source address that is not local, a path MTU the socket learned) goes out as
+    /// complete packets through the raw socket instead, as before UDP GSO.
     fn flush_udp(&mut self) {
         let pending = &self.udp_pending;
         let mut iov = [IoSlice::new(&[]); MAX_GSO_SEGMENTS];
+        // Runs to send raw; allocated only when a send fails.
+        let mut fallback = Vec::new();
         let mut k = 0;
         while k < pending.len() {
             let (first, sock, t) = pending[k];
@@ -1127,7 +1131,7 @@ impl Worker {
             while end < pending.len() && end - k < MAX_GSO_SEGMENTS {
                 let (i, s, u) = pending[end];
                 let len = self.bufs[i].len();
-                if s != sock || u != t || len > size || bytes + len > MAX_GSO_BYTES {
+                if s != sock || !same_headers(&u, &t) || len > size || bytes + len > MAX_GSO_BYTES {
                     break;
                 }
                 iov[end - k] = IoSlice::new(self.bufs[i].data());
@@ -1143,14 +1147,26 @@ impl Worker {
                     self.counters.udp_tx += count as u64;
                     self.counters.udp_tx_calls += 1;
                 }
-                Err(e) => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     for _ in 0..count {
                         self.counters.drops.count(DropReason::TxError);
                     }
-                    tracing::debug!(worker = self.id, dst = %t.dst, error = %e, "UDP send failed");
+                    tracing::debug!(worker = self.id, dst = %t.dst, "UDP socket buffer full");
+                }
+                Err(e) => {
+                    tracing::debug!(worker = self.id, dst = %t.dst, error = %e, "UDP send failed; sending raw");
+                    fallback.push(k..end);
                 }
             }
             k = end;
+        }
+        for run in fallback {
+            for &(i, _, t) in &self.udp_pending[run] {
+                match t.push_headers(&mut self.bufs[i]) {
+                    Ok(()) => self.tx_pending.push((i, t.dst.ip())),
+                    Err(reason) => self.counters.drops.count(reason),
+                }
+            }
         }
         self.udp_pending.clear();
     }
@@ -1209,6 +1225,12 @@ fn udp_socket_for(udp: &[UdpSocket], local: SocketAddr) -> Option<usize> {
             && a.is_ipv4() == local.is_ipv4()
             && (a.ip().is_unspecified() || a.ip() == local.ip())
     })
+}
+
+/// True if two ESP-in-UDP packets may share one GSO send: the same outer header but for
+/// the IPv4 identification, which the UDP socket chooses anyway.
+fn same_headers(a: &UdpTransmit, b: &UdpTransmit) -> bool {
+    (a.src, a.dst, a.tos, a.ttl, a.df) == (b.src, b.dst, b.tos, b.ttl, b.df)
 }
 
 /// The drop reason of a super-packet that could not be segmented.

@@ -125,6 +125,10 @@ proptest! {
             prop_assert_eq!(t.df, f[6] & 0x40 != 0);
         }
         prop_assert_eq!(full_engine.stats(), udp_engine.stats());
+        // Headers put back for the raw fallback give exactly the complete packet.
+        let mut rebuilt = PacketBuf::from_slice(payload.data());
+        t.push_headers(&mut rebuilt).unwrap();
+        prop_assert_eq!(rebuilt.data(), full.data());
 
         // The peer accepts it as it arrives on its UDP socket.
         let mut peer = engine(Direction::Inbound, outer_v6, &tweak);
