@@ -19,10 +19,11 @@
 //! `recvmsg`. The outer header fields the engine decided are reproduced per call:
 //! DSCP/ECN with `IP_TOS`/`IPV6_TCLASS`, TTL with `IP_TTL`/`IPV6_HOPLIMIT`, the source
 //! address with `IP_PKTINFO`/`IPV6_PKTINFO`. IPv4 DF has no per-message option; the
-//! socket's `IP_MTU_DISCOVER` is switched between `IP_PMTUDISC_DO` (DF set) and
-//! `IP_PMTUDISC_DONT` (DF clear) whenever a send needs the other one, which honours every
-//! df-bit policy (clear, set, copy) per packet; a GSO run only holds packets with the
-//! same DF. Two differences from the raw path remain: the kernel picks the IPv4
+//! socket's `IP_MTU_DISCOVER` is switched between `IP_PMTUDISC_PROBE` (DF set, the
+//! learned path MTU ignored like on the raw path; the engine applies the SA's path MTU)
+//! and `IP_PMTUDISC_DONT` (DF clear) whenever a send needs the other one, which honours
+//! every df-bit policy (clear, set, copy) per packet; a GSO run only holds packets with
+//! the same DF. Two differences from the raw path remain: the kernel picks the IPv4
 //! identification, and the IPv4 UDP checksum is computed (RFC 3948 §2.1 says it SHOULD be
 //! zero, and receivers MUST accept either; Linux refuses `SO_NO_CHECK` with GSO). Other
 //! SAs and fragmented packets use [`super::raw::RawSender`].
@@ -147,6 +148,10 @@ impl UdpSocket {
             .map_err(|e| io::Error::new(e.kind(), format!("binding UDP {addr}: {e}")))?;
         let sock: std::net::UdpSocket = sock.into();
         let state = UdpSocketState::new((&sock).into())?;
+        // quinn-udp asks for receive timestamps, which the engine does not use: with a
+        // GRO segment size and the packet info they fill its 96-byte control buffer, and
+        // the TOS message (the outer ECN bits RFC 6040 decapsulation needs) is cut off.
+        set_int_option(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 0)?;
         let local = sock.local_addr()?;
         Ok(Self {
             sock,
@@ -258,7 +263,7 @@ impl UdpSocket {
         }
         if self.local.is_ipv4() {
             let mode = if t.df {
-                libc::IP_PMTUDISC_DO
+                libc::IP_PMTUDISC_PROBE
             } else {
                 libc::IP_PMTUDISC_DONT
             };
@@ -284,18 +289,7 @@ impl UdpSocket {
         if self.pmtudisc == Some(mode) {
             return Ok(());
         }
-        let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
-        // SAFETY: passes a pointer to a live c_int and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                self.sock.as_raw_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MTU_DISCOVER,
-                (&raw const mode).cast(),
-                len,
-            )
-        };
-        super::cvt(r)?;
+        set_int_option(&self.sock, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, mode)?;
         self.pmtudisc = Some(mode);
         Ok(())
     }
@@ -444,13 +438,33 @@ impl UdpSocket {
     /// small datagrams; `WouldBlock` is returned as is.
     pub fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) -> io::Result<usize> {
         if self.local.is_ipv4() && self.pmtudisc.is_some() {
-            // IKE keeps the kernel's default: DF with local fragmentation of what is too
-            // big for the path.
-            self.set_pmtudisc(libc::IP_PMTUDISC_WANT)?;
+            // IKE keeps the mode quinn-udp set up: DF, no local fragmentation.
+            self.set_pmtudisc(libc::IP_PMTUDISC_PROBE)?;
         }
         let parts = [IoSlice::new(&NON_ESP_MARKER), IoSlice::new(message)];
         SockRef::from(&self.sock).send_to_vectored(&parts, &SockAddr::from(dst))
     }
+}
+
+/// Sets an integer socket option.
+fn set_int_option(
+    sock: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: passes a pointer to a live c_int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            len,
+        )
+    };
+    super::cvt(r).map(|_| ())
 }
 
 /// Control-message buffer of one send, 8-byte aligned as `cmsghdr` requires: TOS, TTL
@@ -604,5 +618,53 @@ mod tests {
         let mut got: Vec<Vec<u8>> = recv_n(&mut rx, 3).into_iter().map(|(d, _)| d).collect();
         got.sort();
         assert_eq!(got, segments);
+    }
+
+    /// `send_segments` delivers a GSO run as separate datagrams in order, with the ECN
+    /// bits of the TOS it was given, from the address it was told; a receiver with
+    /// fewer buffers than the train has segments gets the rest staged, not dropped.
+    #[test]
+    fn gso_run_arrives_in_order_with_its_tos_and_nothing_is_lost() {
+        let mut rx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let mut tx = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let segments: Vec<Vec<u8>> = (0..40u8)
+            .map(|i| vec![i; if i == 39 { 77 } else { 300 }])
+            .collect();
+        for df in [true, false] {
+            let t = UdpTransmit {
+                src: tx.local_addr(),
+                dst: rx.local_addr(),
+                tos: 0xb9, // DSCP EF, ECT(1)
+                ttl: 7,
+                df,
+                id: 0,
+            };
+            let iov: Vec<IoSlice<'_>> = segments.iter().map(|s| IoSlice::new(s)).collect();
+            tx.send_segments(&t, &iov).unwrap();
+            let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::new(4096, 64)).collect();
+            let mut meta = vec![UdpRecvMeta::default(); 8];
+            let mut got = Vec::new();
+            for _ in 0..200 {
+                match rx.recv_batch(&mut bufs, &mut meta) {
+                    Ok(b) => {
+                        assert!(b.datagrams <= 8);
+                        for i in 0..b.datagrams {
+                            assert_eq!(meta[i].ecn, 1);
+                            assert_eq!(meta[i].src, tx.local_addr());
+                            got.push(bufs[i].data().to_vec());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(e) => panic!("recv_batch: {e}"),
+                }
+                if got.len() >= segments.len() {
+                    break;
+                }
+            }
+            assert_eq!(got, segments);
+            assert!(!rx.has_pending());
+        }
     }
 }
