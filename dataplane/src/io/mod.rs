@@ -4,9 +4,12 @@
 //! Everything here is synchronous and non-blocking. A worker thread owns its descriptors,
 //! waits on one [`poll::Poller`], and moves packets between these devices and caller-owned
 //! [`crate::buf::PacketBuf`]s without allocating: each call receives into or sends from
-//! buffers the worker preallocated once. Batching (`recvmmsg`/`sendmmsg`, UDP GRO) is used
-//! wherever the kernel offers it, because per-packet syscall cost, not crypto, is the
-//! ceiling of a socket-based ESP path (see the crypto-limit measurements).
+//! buffers the worker preallocated once. Batching and offloads are used wherever the
+//! kernel offers them, because per-packet syscall and skb cost, not crypto, is the ceiling
+//! of a socket-based ESP path (see the crypto-limit measurements): TUN devices with
+//! segmentation offloads move 64 KiB super-packets per read and write ([`crate::gso`]
+//! splits and coalesces them), ESP in UDP goes out in UDP GSO runs and comes in as GRO
+//! trains through `recvmmsg`, and everything else leaves in raw `sendmmsg` batches.
 //!
 //! Linux only: TUN ioctls, `IP_PKTINFO`/`IPV6_PKTINFO`, `recvmmsg`/`sendmmsg`, epoll and
 //! eventfd are all Linux interfaces.

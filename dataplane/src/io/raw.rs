@@ -1,8 +1,9 @@
 //! Raw IP sockets: sending complete outer packets, receiving ESP (50) and AH (51).
 //!
 //! Sending: the engine builds the whole outer packet (IP header, the UDP header for
-//! ESP-in-UDP, ESP/AH), so one `IPPROTO_RAW` socket per family sends every encapsulated
-//! packet whatever its protocol. IPv4 `IPPROTO_RAW` implies `IP_HDRINCL` (the kernel still
+//! ESP-in-UDP, ESP/AH), so one `IPPROTO_RAW` socket per family sends every such packet
+//! whatever its protocol: raw ESP, AH, outer fragments, bypassed packets, and ESP in UDP
+//! that does not go through the UDP sockets with GSO (see [`super::udp`]). IPv4 `IPPROTO_RAW` implies `IP_HDRINCL` (the kernel still
 //! fills in the header checksum and total length); IPv6 sets `IPV6_HDRINCL` explicitly and
 //! the kernel sends the header as given. Packets go out in `sendmmsg` batches.
 //!

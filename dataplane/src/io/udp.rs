@@ -254,7 +254,7 @@ impl UdpSocket {
     /// Sends `segments` (ESP packets, all of the first one's size except a shorter last
     /// one; at most [`MAX_GSO_SEGMENTS`] and [`MAX_GSO_BYTES`] together) as UDP datagrams
     /// from `t.src` to `t.dst` with one `sendmsg` (UDP GSO when more than one), with the
-    /// outer TOS, TTL and DF of `t`. Waits up to [`SEND_TIMEOUT`] for room in the socket
+    /// outer TOS, TTL and DF of `t`. Waits up to 10 ms for room in the socket
     /// buffer. If the kernel refuses GSO, this and later runs go out one datagram per
     /// `sendmsg`.
     pub fn send_segments(&mut self, t: &UdpTransmit, segments: &[IoSlice<'_>]) -> io::Result<()> {
