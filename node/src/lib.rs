@@ -9,3 +9,4 @@ pub mod config;
 
 pub use config::{Config, ConfigError, Diagnostic};
 pub mod runtime;
+pub mod demo;

@@ -33,6 +33,12 @@ enum Command {
     Run,
     /// Validate the configuration and exit.
     Check,
+    /// Run a two-gateway site-to-site demo in network namespaces (needs root; no --config).
+    Demo {
+        /// Tear down after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -56,6 +62,12 @@ fn real_main() -> Result<()> {
         .with_target(false)
         .init();
 
+    if let Some(Command::Demo { duration }) = args.command {
+        return node::demo::run(&node::demo::DemoOptions {
+            duration: duration.map(std::time::Duration::from_secs),
+            workers: args.workers,
+        });
+    }
     let Some(path) = &args.config else {
         bail!("no configuration: pass --config FILE (see node/tests/data/site-a.toml)");
     };
@@ -75,6 +87,7 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Command::Run => run(spec),
+        Command::Demo { .. } => unreachable!("handled before loading a configuration"),
     }
 }
 

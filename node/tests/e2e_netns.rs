@@ -1,0 +1,608 @@
+//! End to end through real `vpnd` processes in network namespaces:
+//!
+//! ```text
+//! lan-a 10.1.0.10 ── 10.1.0.1 gw-a 192.0.2.1 ── 192.0.2.2 gw-b 10.2.0.1 ── 10.2.0.10 lan-b
+//!                            (vpnd)                   (vpnd)
+//! ```
+//!
+//! Each test builds its own namespaces (named with this process's id, so concurrent
+//! runs cannot collide), writes configurations derived from the shipped examples, starts
+//! `vpnd` with `ip netns exec`, and drives traffic from the LAN hosts. Drop guards kill
+//! the daemons and delete the namespaces, also when an assertion fails.
+//!
+//! Needs root (namespaces, TUN, raw sockets) and `ip`, `ping`, `tcpdump`. Without root
+//! every `netns_` test fails with a message saying so; skip them with
+//! `cargo test -- --skip netns_`. The root tests run one at a time (a process-wide lock):
+//! they measure timing (DPD, loss during rekey), which two cores shared by parallel
+//! daemons would blur.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::{
+    LAN_A_HOST, LAN_B_HOST, Lab, OUTER_A, OUTER_B, WAN_IF, WorkDir, edit, installed_spis,
+};
+use node::config::{DEFAULT_SITE_A, DEFAULT_SITE_B};
+
+const VPND: &str = env!("CARGO_BIN_EXE_vpnd");
+const MARKER: &[u8] = b"CLEARTEXT-MARKER-vpnd-e2e";
+/// How long a fresh pair of daemons may take to bring the tunnel up.
+const ESTABLISH: Duration = Duration::from_secs(20);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Fails (never skips) without root, then takes the lock that runs root tests one at a
+/// time.
+fn root_test() -> MutexGuard<'static, ()> {
+    assert!(common::is_root(), "{}", common::ROOT_HINT);
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Namespace prefix and work directory of one test.
+fn names(tag: &str) -> (String, WorkDir) {
+    let pid = std::process::id();
+    let dir = WorkDir::create(&format!("vpnd-e2e-{pid}-{tag}")).expect("work directory");
+    (format!("e2e{pid}-{tag}"), dir)
+}
+
+fn site_to_site(tag: &str) -> Lab {
+    let (prefix, dir) = names(tag);
+    common::site_to_site(VPND, &prefix, dir).expect("building the site-to-site topology")
+}
+
+/// Knobs on top of the shipped site-a/site-b examples.
+#[derive(Debug, Clone, Copy, Default)]
+struct Site {
+    /// `dead-peer-detection = { interval, threshold }` on both sides.
+    dpd: Option<(u32, u32)>,
+    /// IPsec proposal `lifetime-seconds` on both sides.
+    child_lifetime: Option<u32>,
+    /// IPsec proposal `lifetime-kilobytes` on both sides.
+    child_kilobytes: Option<u32>,
+}
+
+/// (gw-a, gw-b) configurations: the examples, with gw-a initiating and gw-b only
+/// responding (`establish-tunnels = "on-traffic"`), so which side initiates is fixed.
+fn site_configs(site: Site) -> (String, String) {
+    let mut out = Vec::new();
+    for (text, initiate) in [(DEFAULT_SITE_A, true), (DEFAULT_SITE_B, false)] {
+        let mut t = text.to_string();
+        if !initiate {
+            t = edit(
+                &t,
+                "establish-tunnels = \"immediately\"",
+                "establish-tunnels = \"on-traffic\"",
+            )
+            .unwrap();
+        }
+        if let Some((interval, threshold)) = site.dpd {
+            t = edit(
+                &t,
+                "dead-peer-detection = { interval = 10, threshold = 5 }",
+                &format!(
+                    "dead-peer-detection = {{ interval = {interval}, threshold = {threshold} }}"
+                ),
+            )
+            .unwrap();
+        }
+        if let Some(s) = site.child_lifetime {
+            t = edit(
+                &t,
+                "lifetime-seconds = 3600",
+                &format!("lifetime-seconds = {s}"),
+            )
+            .unwrap();
+        }
+        if let Some(kb) = site.child_kilobytes {
+            t = edit(
+                &t,
+                "protocol = \"esp\"",
+                &format!("protocol = \"esp\"\nlifetime-kilobytes = {kb}"),
+            )
+            .unwrap();
+        }
+        out.push(t);
+    }
+    let b = out.pop().unwrap_or_default();
+    let a = out.pop().unwrap_or_default();
+    (a, b)
+}
+
+/// Starts gw-b (responder) then gw-a (initiator) and waits until both installed an SA
+/// pair and a ping crosses.
+fn start_site_pair(lab: &mut Lab, site: Site) {
+    let (a, b) = site_configs(site);
+    lab.start_vpnd("gw-b", &b).expect("starting vpnd in gw-b");
+    lab.start_vpnd("gw-a", &a).expect("starting vpnd in gw-a");
+    wait_tunnel(lab, 1);
+}
+
+/// Waits until both daemons logged `n` installed SA pairs and lan-a reaches lan-b.
+fn wait_tunnel(lab: &mut Lab, n: usize) {
+    for gw in ["gw-a", "gw-b"] {
+        lab.daemon(gw)
+            .wait_log(&["IPsec SA pair installed"], n, ESTABLISH)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    }
+    let lan_a = lab.ns_name("lan-a");
+    common::wait_ping(&lan_a, LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+}
+
+fn ping_ok(lab: &Lab, from: &str, to: &str, count: u32) {
+    let (stats, out) = common::ping(&lab.ns_name(from), to, count, "0.2").expect("ping");
+    assert_eq!(
+        stats.lost(),
+        0,
+        "ping {from} -> {to} lost packets:\n{out}\n{}",
+        lab.logs()
+    );
+}
+
+#[test]
+fn netns_site_to_site_ping_and_tcp() {
+    let _serial = root_test();
+    let mut lab = site_to_site("s2s");
+    let capture_path = lab.dir.path.join("gw-a-wan0.pcap");
+    let capture = common::Capture::start(&lab.ns_name("gw-a"), WAN_IF, capture_path)
+        .expect("starting the capture");
+    let t0 = Instant::now();
+    start_site_pair(&mut lab, Site::default());
+    eprintln!("tunnel up and passing traffic after {:?}", t0.elapsed());
+
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+    ping_ok(&lab, "lan-b", LAN_A_HOST, 5);
+
+    let data = common::payload(4 << 20, MARKER);
+    let server: SocketAddr = format!("{LAN_B_HOST}:5001").parse().unwrap();
+    let (got, took) = common::tcp_transfer(
+        &lab.ns_name("lan-b"),
+        &lab.ns_name("lan-a"),
+        server,
+        &data,
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|e| panic!("TCP transfer: {e:#}\n{}", lab.logs()));
+    assert_eq!(got.len(), data.len(), "TCP transfer length");
+    assert!(got == data, "TCP transfer content differs");
+    eprintln!(
+        "4 MiB lan-a -> lan-b in {took:?} ({:.1} Mbit/s)",
+        (data.len() * 8) as f64 / took.as_secs_f64() / 1e6
+    );
+
+    let frames = capture.finish().expect("capture");
+    let wire = common::summarize_outer(&frames, MARKER);
+    eprintln!(
+        "outer link gw-a {WAN_IF}: {} frames, {wire:?}",
+        frames.len()
+    );
+    assert!(
+        wire.unexpected.is_empty(),
+        "the outer link carried something other than IKE/ESP: {:#?}",
+        wire.unexpected
+    );
+    assert_eq!(
+        wire.marker_hits, 0,
+        "cleartext payload seen on the outer link"
+    );
+    assert!(
+        wire.ike >= 4,
+        "IKE exchanges not seen on the wire: {wire:?}"
+    );
+    assert!(
+        wire.esp + wire.esp_in_udp > (data.len() / 1500),
+        "too few ESP packets for the transfer: {wire:?}"
+    );
+}
+
+#[test]
+fn netns_sigterm_deletes_sa_at_peer() {
+    let _serial = root_test();
+    let mut lab = site_to_site("term");
+    start_site_pair(&mut lab, Site::default());
+
+    let gw_b = lab.ns_name("gw-b");
+    assert!(lab.ns("gw-b").has_link("st0.0"), "st0.0 missing in {gw_b}");
+    lab.daemon("gw-b").signal(libc::SIGTERM).expect("SIGTERM");
+    let t0 = Instant::now();
+    let status = lab
+        .daemon("gw-b")
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    assert!(
+        status.success(),
+        "vpnd exited with {status} on SIGTERM\n{}",
+        lab.logs()
+    );
+    lab.daemon("gw-a")
+        .wait_log(
+            &["IKE SA closed", "by_peer=true"],
+            1,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("gw-a never saw the Delete: {e:#}\n{}", lab.logs()));
+    lab.daemon("gw-a")
+        .wait_log(&["IPsec SA pair removed"], 1, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    eprintln!("peer Delete processed {:?} after SIGTERM", t0.elapsed());
+    common::wait_for("st0.0 to disappear", Duration::from_secs(5), || {
+        (!lab.ns("gw-b").has_link("st0.0")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+}
+
+/// A configuration with a problem at a known place, and the key the error must name.
+struct BadConfig {
+    what: &'static str,
+    text: String,
+    /// The text the error must point at (its first occurrence gives line and column).
+    at: &'static str,
+    key: &'static str,
+}
+
+fn line_col(text: &str, needle: &str) -> (usize, usize) {
+    let off = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in config"));
+    let before = &text[..off];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// `vpnd check` on broken configurations: non-zero exit, and `file:line:col: key: reason`
+/// for each. Needs no root, so it is not a `netns_` test.
+#[test]
+fn vpnd_check_reports_config_errors_precisely() {
+    let (_, dir) = names("check");
+    let cases = [
+        BadConfig {
+            what: "dangling reference",
+            text: edit(
+                DEFAULT_SITE_A,
+                "ike.gateway = \"gw-b\"",
+                "ike.gateway = \"gw-x\"",
+            )
+            .unwrap(),
+            at: "\"gw-x\"",
+            key: "security.ipsec.vpn.to-b.ike.gateway",
+        },
+        BadConfig {
+            what: "unknown key",
+            text: edit(
+                DEFAULT_SITE_A,
+                "nat-keepalive = 20",
+                "nat-keepalive = 20\nbogus-knob = 1",
+            )
+            .unwrap(),
+            at: "bogus-knob",
+            key: "security.ike.gateway.gw-b.bogus-knob",
+        },
+        BadConfig {
+            what: "bad prefix length",
+            text: edit(
+                DEFAULT_SITE_A,
+                "local-ip = \"10.1.0.0/16\"",
+                "local-ip = \"10.1.0.0/33\"",
+            )
+            .unwrap(),
+            at: "\"10.1.0.0/33\"",
+            key: "security.ipsec.vpn.to-b.traffic-selector.lan.local-ip",
+        },
+        BadConfig {
+            what: "prefix with host bits",
+            text: edit(
+                DEFAULT_SITE_A,
+                "[routing-options.static.route.\"10.2.0.0/16\"]",
+                "[routing-options.static.route.\"10.2.3.4/16\"]",
+            )
+            .unwrap(),
+            at: "\"10.2.3.4/16\"",
+            key: "routing-options.static.route.\"10.2.3.4/16\"",
+        },
+    ];
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let path = dir.path.join(format!("bad-{i}.toml"));
+        std::fs::write(&path, &c.text).unwrap();
+        let out = Command::new(VPND)
+            .arg("--config")
+            .arg(&path)
+            .arg("check")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running vpnd check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (line, col) = line_col(&c.text, c.at);
+        let want = format!("{}:{line}:{col}: {}: ", path.display(), c.key);
+        eprintln!("{}: {}", c.what, stderr.trim());
+        if out.status.success() {
+            failures.push(format!("{}: `vpnd check` exited 0", c.what));
+        } else if !stderr.lines().any(|l| l.contains(&want)) {
+            failures.push(format!(
+                "{}: expected a line with {want:?}, got:\n{stderr}",
+                c.what
+            ));
+        }
+    }
+    // And the unmodified example passes.
+    let good = dir.path.join("good.toml");
+    std::fs::write(&good, DEFAULT_SITE_A).unwrap();
+    let out = Command::new(VPND)
+        .arg("--config")
+        .arg(&good)
+        .arg("check")
+        .output()
+        .expect("running vpnd check");
+    if !out.status.success() {
+        failures.push(format!(
+            "the shipped example fails `vpnd check`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The manual-key VPNs of `tests/data/manual.toml` between gw-a and gw-b: the AES-GCM
+/// pair in UDP encapsulation carries the LANs on st0.0; the Junos single-SPI,
+/// single-key AES-CBC + HMAC tunnel (raw ESP) joins the st0.1 addresses.
+fn manual_config(a_side: bool) -> String {
+    let (local, remote) = if a_side {
+        (OUTER_A, OUTER_B)
+    } else {
+        (OUTER_B, OUTER_A)
+    };
+    let (k1, k2) = (
+        "000102030405060708090a0b0c0d0e0f10111213",
+        "101112131415161718191a1b1c1d1e1f20212223",
+    );
+    let (spi, remote_spi, key, remote_key) = if a_side {
+        (4096, 4097, k1, k2)
+    } else {
+        (4097, 4096, k2, k1)
+    };
+    let (lan, remote_lan, st0_0, st0_1) = if a_side {
+        (
+            "10.1.0.0/16",
+            "10.2.0.0/16",
+            "10.255.0.1/30",
+            "10.255.2.1/30",
+        )
+    } else {
+        (
+            "10.2.0.0/16",
+            "10.1.0.0/16",
+            "10.255.0.2/30",
+            "10.255.2.2/30",
+        )
+    };
+    format!(
+        r#"[security.ipsec.vpn.manual-gcm]
+bind-interface = "st0.0"
+df-bit = "clear"
+manual = {{ gateway = "{remote}", local-address = "{local}", protocol = "esp", spi = {spi}, remote-spi = {remote_spi}, udp-encapsulation = true, encryption = {{ algorithm = "aes-128-gcm", key.hexadecimal = "{key}", remote-key.hexadecimal = "{remote_key}" }} }}
+traffic-selector.lan = {{ local-ip = "{lan}", remote-ip = "{remote_lan}" }}
+
+[security.ipsec.vpn.manual-cbc]
+bind-interface = "st0.1"
+
+[security.ipsec.vpn.manual-cbc.manual]
+gateway = "{remote}"
+local-address = "{local}"
+spi = 300
+encryption = {{ algorithm = "aes-256-cbc", key.hexadecimal = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" }}
+authentication = {{ algorithm = "hmac-sha-256-128", key.ascii-text = "0123456789abcdef0123456789abcdef" }}
+
+[interfaces.st0.unit.0]
+family.inet.address = "{st0_0}"
+
+[interfaces.st0.unit.1]
+family.inet.address = "{st0_1}"
+
+[routing-options.static.route."{remote_lan}"]
+next-hop = "st0.0"
+"#
+    )
+}
+
+#[test]
+fn netns_manual_key_vpn() {
+    let _serial = root_test();
+    let mut lab = site_to_site("manual");
+    let capture = common::Capture::start(
+        &lab.ns_name("gw-a"),
+        WAN_IF,
+        lab.dir.path.join("gw-a-wan0.pcap"),
+    )
+    .expect("capture");
+    lab.start_vpnd("gw-b", &manual_config(false))
+        .expect("vpnd gw-b");
+    lab.start_vpnd("gw-a", &manual_config(true))
+        .expect("vpnd gw-a");
+    for gw in ["gw-a", "gw-b"] {
+        lab.daemon(gw)
+            .wait_log(&["manual SA pair installed"], 2, ESTABLISH)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+        lab.daemon(gw)
+            .wait_log(&["vpnd running"], 1, ESTABLISH)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    }
+    common::wait_ping(&lab.ns_name("lan-a"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("AES-GCM/UDP manual tunnel: {e:#}\n{}", lab.logs()));
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+    ping_ok(&lab, "lan-b", LAN_A_HOST, 5);
+    // The CBC tunnel: gw-a's st0.1 address to gw-b's.
+    common::wait_ping(&lab.ns_name("gw-a"), "10.255.2.2", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("AES-CBC/raw ESP manual tunnel: {e:#}\n{}", lab.logs()));
+    ping_ok(&lab, "gw-a", "10.255.2.2", 3);
+
+    let frames = capture.finish().expect("capture");
+    let wire = common::summarize_outer(&frames, b"");
+    eprintln!("outer link: {wire:?}");
+    assert!(wire.unexpected.is_empty(), "{:#?}", wire.unexpected);
+    assert!(
+        wire.esp_in_udp >= 20,
+        "GCM tunnel not in UDP 4500: {wire:?}"
+    );
+    assert!(wire.esp >= 6, "CBC tunnel not raw ESP: {wire:?}");
+    assert_eq!(wire.ike, 0, "manual keying sent IKE: {wire:?}");
+}
+
+#[test]
+fn netns_dpd_clears_dead_peer_and_reestablishes() {
+    let _serial = root_test();
+    let mut lab = site_to_site("dpd");
+    // The smallest DPD the validator accepts: interval 2 s; two tries (1 s, then 2 s).
+    let site = Site {
+        dpd: Some((2, 2)),
+        ..Site::default()
+    };
+    start_site_pair(&mut lab, site);
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 3);
+
+    lab.daemon("gw-b").signal(libc::SIGSTOP).expect("SIGSTOP");
+    let t0 = Instant::now();
+    lab.daemon("gw-a")
+        .wait_log(&["peer is dead"], 1, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("gw-a did not declare gw-b dead: {e:#}\n{}", lab.logs()));
+    lab.daemon("gw-a")
+        .wait_log(&["IPsec SA pair removed"], 1, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("SAs not removed: {e:#}\n{}", lab.logs()));
+    let dead_after = t0.elapsed();
+    eprintln!("peer declared dead and SAs removed {dead_after:?} after SIGSTOP");
+    // With the SAs gone nothing crosses (gw-b is frozen anyway).
+    let (stats, _) = common::ping(&lab.ns_name("lan-a"), LAN_B_HOST, 2, "0.2").expect("ping");
+    assert_eq!(stats.received, 0);
+
+    lab.daemon("gw-b").signal(libc::SIGCONT).expect("SIGCONT");
+    let t1 = Instant::now();
+    lab.daemon("gw-a")
+        .wait_log(&["IKE SA established"], 2, Duration::from_secs(40))
+        .unwrap_or_else(|e| panic!("tunnel not re-established: {e:#}\n{}", lab.logs()));
+    common::wait_ping(&lab.ns_name("lan-a"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    eprintln!("tunnel back {:?} after SIGCONT", t1.elapsed());
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+}
+
+/// Continuous ping at 20/s from lan-a across a child SA rekey: nothing lost, new SPIs.
+fn rekey_under_traffic(tag: &str, site: Site, rekey_within: Duration, ping_size: u32) {
+    let mut lab = site_to_site(tag);
+    start_site_pair(&mut lab, site);
+    let first = installed_spis(&lab.daemon("gw-a").log_text());
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    let mut ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns_name("lan-a"),
+            "ping",
+            "-n",
+            "-i",
+            "0.05",
+            "-W",
+            "2",
+        ])
+        .args(["-s", &ping_size.to_string(), "-c", "100000", LAN_B_HOST])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ping");
+    // Stops ping on every path out of this function (SIGINT makes it print its summary).
+    struct StopPing(Option<std::process::Child>);
+    impl Drop for StopPing {
+        fn drop(&mut self) {
+            if let Some(c) = &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let pid = libc::pid_t::try_from(ping.id()).expect("pid");
+    let stdout = ping.stdout.take();
+    let mut guard = StopPing(Some(ping));
+
+    let t0 = Instant::now();
+    for gw in ["gw-a", "gw-b"] {
+        lab.daemon(gw)
+            .wait_log(&["IPsec SA pair installed"], 2, rekey_within)
+            .unwrap_or_else(|e| panic!("no rekey: {e:#}\n{}", lab.logs()));
+    }
+    eprintln!("child SA rekeyed {:?} into the traffic", t0.elapsed());
+    for gw in ["gw-a", "gw-b"] {
+        lab.daemon(gw)
+            .wait_log(&["IPsec SA pair removed"], 1, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("old SA not removed: {e:#}\n{}", lab.logs()));
+    }
+    // Keep traffic going a little on the new SA, then stop ping and read its summary.
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill with the pid of our own child process; no pointers.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+    }
+    let mut child = guard.0.take().expect("ping child");
+    common::wait_for("ping to exit", Duration::from_secs(10), || {
+        child.try_wait().ok().flatten()
+    })
+    .expect("ping exit");
+    let mut out = String::new();
+    if let Some(mut s) = stdout {
+        use std::io::Read as _;
+        let _ = s.read_to_string(&mut out);
+    }
+    let stats = common::parse_ping(&out).unwrap_or_else(|| panic!("no ping summary: {out}"));
+    eprintln!("ping across the rekey: {stats:?}");
+    assert!(stats.transmitted >= 40, "too little traffic: {stats:?}");
+    assert_eq!(
+        stats.lost(),
+        0,
+        "packets lost across the rekey:\n{}",
+        lab.logs()
+    );
+
+    let spis = installed_spis(&lab.daemon("gw-a").log_text());
+    assert!(spis.len() >= 2, "{spis:?}");
+    assert_ne!(spis[0].0, spis[1].0, "inbound SPI unchanged by the rekey");
+    assert_ne!(spis[0].1, spis[1].1, "outbound SPI unchanged by the rekey");
+}
+
+/// Rekey by time. The validator's smallest `lifetime-seconds` is 180 (Junos' range), so
+/// the rekey comes after 146..162 s (90% of the lifetime, minus up to 10% jitter).
+#[test]
+#[ignore = "slow (~3 min): lifetime-seconds cannot go below 180 s; run with `--ignored`"]
+fn netns_child_rekey_under_traffic() {
+    let _serial = root_test();
+    rekey_under_traffic(
+        "rekey",
+        Site {
+            child_lifetime: Some(180),
+            ..Site::default()
+        },
+        Duration::from_secs(175),
+        56,
+    );
+}
+
+/// Rekey by volume: `lifetime-kilobytes = 64` (the smallest allowed) and 1000-byte
+/// pings at 20/s reach the soft limit within seconds.
+#[test]
+#[ignore = "bug: lifetime-kilobytes is never applied: runtime/mapping.rs child_sas() leaves SaConfig.lifetime UNLIMITED (GatewaySpec carries no volume lifetime), so no SoftLifetime event and no rekey"]
+fn netns_child_rekey_on_volume_under_traffic() {
+    let _serial = root_test();
+    rekey_under_traffic(
+        "rekeyvol",
+        Site {
+            child_kilobytes: Some(64),
+            ..Site::default()
+        },
+        Duration::from_secs(20),
+        1000,
+    );
+}
