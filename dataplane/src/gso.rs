@@ -164,11 +164,22 @@ fn l3(pkt: &[u8]) -> Option<L3> {
                 proto: pkt[9],
             })
         }
-        6 if pkt.len() >= 40 => Some(L3 {
-            v6: true,
-            ihl: 40,
-            proto: pkt[6],
-        }),
+        6 if pkt.len() >= 40 => {
+            // Hop-by-hop and destination options may precede TCP/UDP; they travel with
+            // every segment. Routing headers (whose final destination the pseudo-header
+            // would need) and fragments are not skipped.
+            let (mut next, mut off) = (pkt[6], 40);
+            while matches!(next, 0 | 60) {
+                let len = (usize::from(*pkt.get(off + 1)?) + 1) * 8;
+                next = *pkt.get(off)?;
+                off += len;
+            }
+            (off <= pkt.len()).then_some(L3 {
+                v6: true,
+                ihl: off,
+                proto: next,
+            })
+        }
         _ => None,
     }
 }
@@ -361,7 +372,7 @@ fn coalescable(pkt: &[u8]) -> Option<TcpSeg> {
         return None;
     }
     if l.v6 {
-        if usize::from(u16::from_be_bytes([pkt[4], pkt[5]])) + 40 != pkt.len() {
+        if l.ihl != 40 || usize::from(u16::from_be_bytes([pkt[4], pkt[5]])) + 40 != pkt.len() {
             return None;
         }
     } else if l.ihl != 20
@@ -860,6 +871,45 @@ mod tests {
             segment_count(&pkt[..10], &tso_hdr(false, 1000, 40)),
             Err(GsoError::Malformed)
         );
+    }
+
+    #[test]
+    fn ipv6_options_headers_travel_with_every_segment() {
+        let payload: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+        let f = Flags {
+            fin: false,
+            psh: false,
+            cwr: false,
+        };
+        let mut pkt = tcp_super(true, &payload, 1000, f, false);
+        // Insert an 8-byte destination options header (PadN) in front of TCP.
+        pkt.splice(40..40, [6, 0, 1, 4, 0, 0, 0, 0]);
+        pkt[6] = 60;
+        let plen = u16::from_be_bytes([pkt[4], pkt[5]]) + 8;
+        pkt[4..6].copy_from_slice(&plen.to_be_bytes());
+        let vnet = tso_hdr(true, 1400, 40 + 8 + 20);
+        let mut out = bufs(3);
+        assert_eq!(segment_into(&pkt, &vnet, &mut out, HEADROOM), Ok(3));
+        let mut joined = Vec::new();
+        for (i, b) in out.iter().enumerate() {
+            let d = b.data();
+            assert_eq!(usize::from(u16::from_be_bytes([d[4], d[5]])) + 40, d.len());
+            assert_eq!(&d[40..48], &[6, 0, 1, 4, 0, 0, 0, 0]);
+            let (tcp, data) = TcpHeader::from_slice(&d[48..]).expect("TCP");
+            let src: [u8; 16] = d[8..24].try_into().expect("src");
+            let dst: [u8; 16] = d[24..40].try_into().expect("dst");
+            let sum = tcp.calc_checksum_ipv6_raw(src, dst, data).expect("sum");
+            assert_eq!(tcp.checksum, sum);
+            assert_eq!(tcp.sequence_number, 1000 + 1400 * i as u32);
+            joined.extend_from_slice(data);
+        }
+        assert_eq!(joined, payload);
+        // Not coalesced: the GRO rules here cover IPv6 without extension headers only.
+        let mut gro = Gro::default();
+        for (i, b) in out.iter().enumerate() {
+            gro.push(i, 0, b.data());
+        }
+        assert_eq!(gro.groups().len(), 3);
     }
 
     /// Builds the byte stream a coalesced group is written as and checks it is the
