@@ -10,3 +10,5 @@ pub mod config;
 pub use config::{Config, ConfigError, Diagnostic};
 pub mod runtime;
 pub mod demo;
+pub mod mgmt;
+pub mod cli;
