@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use ike::crypto::{DhGroup, Encr, Prf, SecretBytes};
-use ike::engine::{ChildSuite, IkeConfig, IkeSa, IkeSuite, Retransmit};
+use ike::engine::{ChildSuite, IkeConfig, IkeSa, IkeSuite};
 use ike::wire::{AddrRange, Identity, IpSelector};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
@@ -21,25 +21,24 @@ fn config() -> IkeConfig {
             end: Ipv4Addr::new(10, a, 255, 255),
         })
     };
-    IkeConfig {
-        local_id: Identity::Fqdn("b.test".into()),
-        remote_id: None,
-        psk: SecretBytes::from_slice(b"fuzz"),
-        ike_suites: vec![IkeSuite {
-            encr: Encr::AesGcm16_128,
-            integ: None,
-            prf: Prf::HmacSha256,
-            dh: DhGroup::Ecp256,
-        }],
-        child_suites: vec![ChildSuite {
-            encr: Encr::AesGcm16_128,
-            integ: None,
-            esn: false,
-        }],
-        local_ts: vec![net(2)],
-        remote_ts: vec![net(1)],
-        retransmit: Retransmit::default(),
-    }
+    let mut c = IkeConfig::new(
+        Identity::Fqdn("b.test".into()),
+        SecretBytes::from_slice(b"fuzz"),
+    );
+    c.ike_suites = vec![IkeSuite {
+        encr: Encr::AesGcm16_128,
+        integ: None,
+        prf: Prf::HmacSha256,
+        dh: DhGroup::Ecp256,
+    }];
+    c.child_suites = vec![ChildSuite {
+        encr: Encr::AesGcm16_128,
+        integ: None,
+        esn: false,
+    }];
+    c.local_ts = vec![net(2)];
+    c.remote_ts = vec![net(1)];
+    c
 }
 
 fn datagrams(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -54,11 +53,18 @@ fn datagrams(mut data: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 fuzz_target!(|data: &[u8]| {
     let from = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 1), 500));
-    let mut sa = IkeSa::respond(config(), from, Box::new(ChaCha20Rng::seed_from_u64(0)));
+    let to = SocketAddr::from((Ipv4Addr::new(192, 0, 2, 2), 500));
     let mut now = Instant::now();
+    let mut sa = IkeSa::respond(
+        config(),
+        to,
+        from,
+        Box::new(ChaCha20Rng::seed_from_u64(0)),
+        now,
+    );
     let mut buf = Vec::new();
     for d in datagrams(data).take(8) {
-        let _ = sa.handle_datagram(now, from, d);
+        let _ = sa.handle_datagram(now, from, to, d);
         while sa.poll_transmit(&mut buf).is_some() {}
         while sa.poll_event().is_some() {}
         now += Duration::from_secs(1);

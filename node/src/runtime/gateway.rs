@@ -17,6 +17,8 @@ use super::spu::Spus;
 
 /// Wait before initiating again after a failure.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// How long a rekeyed IKE SA's SPI still reaches us (its Delete, retransmissions).
+const OLD_SA_GRACE: Duration = Duration::from_secs(30);
 
 /// A datagram for this gateway's IKE SA.
 #[derive(Message, Debug)]
@@ -247,11 +249,30 @@ impl Gateway {
                     new = format_args!("{:016x}/{:016x}", new_spis.0, new_spis.1),
                     "IKE SA rekeyed"
                 );
-                if let Some(sa) = &self.sa {
-                    let (i, r) = sa.spis();
-                    let ours = if sa.is_initiator() { i } else { r };
-                    self.route(Some(ours), ctx);
-                }
+                // The old IKE SA still has to answer (at least) the Delete that
+                // retires it, so its route stays for a while beside the new one.
+                // Who initiated the rekey is the new SA's initiator, so our role (and
+                // which SPI is ours) may differ between the two SAs.
+                let now_initiator = self.sa.as_ref().is_some_and(IkeSa::is_initiator);
+                let new = if now_initiator {
+                    new_spis.0
+                } else {
+                    new_spis.1
+                };
+                let old = self.our_spi.unwrap_or(old_spis.0);
+                self.our_spi = Some(new);
+                self.socket.do_send(RouteSpi {
+                    spi: new,
+                    gateway: Some(ctx.address()),
+                });
+                ctx.run_later(OLD_SA_GRACE, move |act, _| {
+                    if act.our_spi != Some(old) {
+                        act.socket.do_send(RouteSpi {
+                            spi: old,
+                            gateway: None,
+                        });
+                    }
+                });
             }
             Event::PeerAddressChanged { old, new } => {
                 tracing::info!(gateway = %name, %old, %new, "peer NAT mapping changed");
@@ -259,6 +280,20 @@ impl Gateway {
             }
             Event::AddressAssigned { address, .. } => {
                 tracing::info!(gateway = %name, %address, "internal address assigned");
+            }
+            Event::ReauthRequired => {
+                // The configuration rekeys IKE SAs in place (RFC 7296 §2.8) and never
+                // asks for reauthentication, so this only comes from a peer-imposed
+                // limit: renegotiate from scratch.
+                tracing::warn!(gateway = %name, "IKE SA reauthentication required: renegotiating");
+                if let Some(sa) = &mut self.sa {
+                    let _ = sa.delete(Instant::now());
+                }
+                self.drive(ctx);
+                self.teardown(ctx);
+                if self.spec.initiate {
+                    self.initiate(ctx);
+                }
             }
             Event::PeerDead => {
                 tracing::warn!(gateway = %name, "peer is dead (DPD): clearing its SAs");
