@@ -429,15 +429,32 @@ fn error_line(e: &anyhow::Error) -> String {
             Code::DataLoss => "event stream interrupted",
             _ => "error",
         };
-        let mut line = format!("{what}: {}", status.message());
+        let mut parts = vec![status.message().to_owned()];
         let mut source = std::error::Error::source(status);
         while let Some(s) = source {
-            line.push_str(&format!(": {s}"));
+            parts.push(s.to_string());
             source = s.source();
         }
-        return line;
+        return format!("{what}: {}", join_causes(parts));
     }
-    format!("{e:#}")
+    join_causes(e.chain().map(ToString::to_string).collect())
+}
+
+/// Joins an error chain with `: `, leaving out links already said: tonic and hyper
+/// wrap errors whose messages repeat their causes' ("transport error: transport
+/// error: tcp connect error: tcp connect error: ...").
+fn join_causes(parts: Vec<String>) -> String {
+    let mut line = String::new();
+    for part in parts {
+        if part.is_empty() || line.contains(&part) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&part);
+    }
+    line
 }
 
 fn tls_files(cli: &Cli) -> Result<TlsFiles> {
