@@ -125,7 +125,16 @@ fn demo(lab: &mut Lab, opts: &DemoOptions) -> Result<()> {
         "-- starting vpnd in {0}-gw-b and {0}-gw-a (configs: the shipped site-b/site-a examples)",
         PREFIX
     );
-    lab.start_vpnd("gw-b", crate::config::DEFAULT_SITE_B)?;
+    // gw-b only responds: when both sides initiate at the same instant the runtime
+    // does not resolve the collision (see `netns_both_sides_initiate_at_once`).
+    let site_b = lab::edit(
+        crate::config::DEFAULT_SITE_B,
+        "establish-tunnels = \"immediately\"",
+        "establish-tunnels = \"on-traffic\"",
+    )?;
+    lab.start_vpnd("gw-b", &site_b)?;
+    lab.daemon("gw-b")
+        .wait_log(&["vpnd running"], 1, Duration::from_secs(10))?;
     lab.start_vpnd("gw-a", crate::config::DEFAULT_SITE_A)?;
     for gw in ["gw-a", "gw-b"] {
         stopping()?;

@@ -117,6 +117,11 @@ fn site_configs(site: Site) -> (String, String) {
 fn start_site_pair(lab: &mut Lab, site: Site) {
     let (a, b) = site_configs(site);
     lab.start_vpnd("gw-b", &b).expect("starting vpnd in gw-b");
+    // The responder's sockets first: otherwise the first IKE_SA_INIT may meet a closed
+    // port (an ICMP error on the wire, and a retransmit a second later).
+    lab.daemon("gw-b")
+        .wait_log(&["vpnd running"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     lab.start_vpnd("gw-a", &a).expect("starting vpnd in gw-a");
     wait_tunnel(lab, 1);
 }
@@ -193,8 +198,9 @@ fn netns_site_to_site_ping_and_tcp() {
         wire.ike >= 4,
         "IKE exchanges not seen on the wire: {wire:?}"
     );
+    // A lower bound only: tcpdump may drop frames under load on a busy machine.
     assert!(
-        wire.esp + wire.esp_in_udp > (data.len() / 1500),
+        wire.esp + wire.esp_in_udp > data.len() / 1500 / 2,
         "too few ESP packets for the transfer: {wire:?}"
     );
 }
@@ -504,6 +510,9 @@ fn rekey_under_traffic(tag: &str, site: Site, rekey_within: Duration, ping_size:
             &lab.ns_name("lan-a"),
             "ping",
             "-n",
+            // Only the summary: a reply line each 50 ms would fill the unread pipe and
+            // stall ping.
+            "-q",
             "-i",
             "0.05",
             "-W",
@@ -512,7 +521,7 @@ fn rekey_under_traffic(tag: &str, site: Site, rekey_within: Duration, ping_size:
         .args(["-s", &ping_size.to_string(), "-c", "100000", LAN_B_HOST])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("ping");
     // Stops ping on every path out of this function (SIGINT makes it print its summary).
@@ -605,4 +614,253 @@ fn netns_child_rekey_on_volume_under_traffic() {
         Duration::from_secs(20),
         1000,
     );
+}
+
+/// Hub configuration: one route-based tunnel per spoke; spoke-to-spoke traffic is
+/// decrypted on one st0 unit and encrypted again on the other.
+fn hub_config() -> String {
+    let ike = DEFAULT_SITE_A
+        .split("[security.ike.gateway.gw-b]")
+        .next()
+        .unwrap_or_default()
+        .replace("host-name = \"gw-a\"", "host-name = \"hub\"");
+    let ipsec = DEFAULT_SITE_A
+        .split("[security.ipsec.proposal.esp-aes128gcm]")
+        .nth(1)
+        .and_then(|s| s.split("[security.ipsec.vpn.to-b]").next())
+        .unwrap_or_default();
+    format!(
+        r#"{ike}
+[security.ike.gateway.spoke1]
+ike-policy = "ike-pol"
+address = ["{SPOKE1_OUTER}"]
+local-address = "{HUB_OUTER1}"
+local-identity.hostname = "hub.example.net"
+remote-identity.hostname = "gw-a.example.net"
+
+[security.ike.gateway.spoke2]
+ike-policy = "ike-pol"
+address = ["{SPOKE2_OUTER}"]
+local-address = "{HUB_OUTER2}"
+local-identity.hostname = "hub.example.net"
+remote-identity.hostname = "gw-b.example.net"
+
+[security.ipsec.proposal.esp-aes128gcm]{ipsec}
+[security.ipsec.vpn.to-spoke1]
+bind-interface = "st0.0"
+ike.gateway = "spoke1"
+ike.ipsec-policy = "ipsec-pol"
+traffic-selector.lan = {{ local-ip = "10.2.0.0/16", remote-ip = "10.1.0.0/16" }}
+
+[security.ipsec.vpn.to-spoke2]
+bind-interface = "st0.1"
+ike.gateway = "spoke2"
+ike.ipsec-policy = "ipsec-pol"
+traffic-selector.lan = {{ local-ip = "10.1.0.0/16", remote-ip = "10.2.0.0/16" }}
+
+[interfaces.st0.unit.0]
+family.inet.address = "10.255.1.1/30"
+
+[interfaces.st0.unit.1]
+family.inet.address = "10.255.2.1/30"
+
+[routing-options.static.route."10.1.0.0/16"]
+next-hop = "st0.0"
+
+[routing-options.static.route."10.2.0.0/16"]
+next-hop = "st0.1"
+"#
+    )
+}
+
+const HUB_OUTER1: &str = "192.0.2.10";
+const HUB_OUTER2: &str = "198.51.100.10";
+const SPOKE1_OUTER: &str = "192.0.2.1";
+const SPOKE2_OUTER: &str = "198.51.100.2";
+
+/// spoke-1 (LAN 10.1.0.0/16) and spoke-2 (LAN 10.2.0.0/16) each have one tunnel, to the
+/// hub, on separate links (the hub has one outer address per link); returns once both
+/// spokes' tunnels are up.
+fn hub_lab(tag: &str) -> Lab {
+    let (prefix, dir) = names(tag);
+    let mut lab = Lab::new(VPND, &prefix, dir);
+    for gw in ["hub", "spoke1", "spoke2"] {
+        lab.add_router(gw).expect("namespace");
+    }
+    lab.link(
+        ("spoke1", WAN_IF, &format!("{SPOKE1_OUTER}/24")),
+        ("hub", "wan1", &format!("{HUB_OUTER1}/24")),
+    )
+    .expect("link spoke1-hub");
+    lab.link(
+        ("spoke2", WAN_IF, &format!("{SPOKE2_OUTER}/24")),
+        ("hub", "wan2", &format!("{HUB_OUTER2}/24")),
+    )
+    .expect("link spoke2-hub");
+    lab.add_host(
+        "lan1",
+        LAN_A_HOST,
+        "spoke1",
+        common::LAN_IF,
+        common::LAN_A_GW,
+    )
+    .expect("lan1");
+    lab.add_host(
+        "lan2",
+        LAN_B_HOST,
+        "spoke2",
+        common::LAN_IF,
+        common::LAN_B_GW,
+    )
+    .expect("lan2");
+    for (spoke, hub) in [("spoke1", HUB_OUTER1), ("spoke2", HUB_OUTER2)] {
+        lab.ns(spoke)
+            .exec("ping", &["-c", "1", "-w", "5", hub])
+            .expect("outer link check");
+    }
+
+    let spoke1 = [
+        (
+            "address = [\"192.0.2.2\"]",
+            format!("address = [\"{HUB_OUTER1}\"]"),
+        ),
+        (
+            "remote-identity.hostname = \"gw-b.example.net\"",
+            "remote-identity.hostname = \"hub.example.net\"".into(),
+        ),
+    ]
+    .iter()
+    .fold(DEFAULT_SITE_A.to_string(), |t, (f, to)| {
+        edit(&t, f, to).unwrap()
+    });
+    let spoke2 = [
+        (
+            "address = [\"192.0.2.1\"]",
+            format!("address = [\"{HUB_OUTER2}\"]"),
+        ),
+        (
+            "local-address = \"192.0.2.2\"",
+            format!("local-address = \"{SPOKE2_OUTER}\""),
+        ),
+        (
+            "remote-identity.hostname = \"gw-a.example.net\"",
+            "remote-identity.hostname = \"hub.example.net\"".into(),
+        ),
+    ]
+    .iter()
+    .fold(DEFAULT_SITE_B.to_string(), |t, (f, to)| {
+        edit(&t, f, to).unwrap()
+    });
+
+    lab.start_vpnd("hub", &hub_config()).expect("vpnd hub");
+    lab.daemon("hub")
+        .wait_log(&["vpnd running"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    lab.start_vpnd("spoke1", &spoke1).expect("vpnd spoke1");
+    lab.start_vpnd("spoke2", &spoke2).expect("vpnd spoke2");
+    lab.daemon("hub")
+        .wait_log(&["IPsec SA pair installed"], 2, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    for spoke in ["spoke1", "spoke2"] {
+        lab.daemon(spoke)
+            .wait_log(&["IPsec SA pair installed"], 1, ESTABLISH)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    }
+    lab
+}
+
+/// lan-1 reaches lan-2 through the hub: decrypted from one st0 unit, encrypted again on
+/// the other.
+#[test]
+fn netns_hub_and_spoke() {
+    let _serial = root_test();
+    let lab = hub_lab("hub");
+    common::wait_ping(&lab.ns_name("lan1"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("spoke-to-spoke through the hub: {e:#}\n{}", lab.logs()));
+    ping_ok(&lab, "lan1", LAN_B_HOST, 5);
+    ping_ok(&lab, "lan2", LAN_A_HOST, 5);
+    // Both hub tunnels carried the traffic.
+    for dev in ["st0.0", "st0.1"] {
+        let (rx, _, tx, _) = common::link_counters(&lab.ns_name("hub"), dev).expect("counters");
+        assert!(rx >= 10 && tx >= 10, "hub {dev}: rx {rx} tx {tx}");
+    }
+}
+
+/// `tests/data/policy-based.toml` on this topology: gw-a's side as shipped (outer
+/// addresses made IPv4), gw-b's mirrored.
+fn policy_configs() -> (String, String) {
+    let base = include_str!("data/policy-based.toml");
+    let side = |local: &str, remote: &str, lan: &str, remote_lan: &str, initiate: bool| {
+        let mut t = edit(base, "address = [\"2001:db8::2\"]", &format!("address = [\"{remote}\"]"))
+            .and_then(|t| edit(&t, "local-address = \"2001:db8::1\"", &format!("local-address = \"{local}\"")))
+            .and_then(|t| {
+                edit(
+                    &t,
+                    "match = { source-address = [\"10.1.0.0/16\"], destination-address = [\"10.2.0.0/16\", \"10.3.0.0/16\"]",
+                    &format!("match = {{ source-address = [\"{lan}\"], destination-address = [\"{remote_lan}\"]"),
+                )
+            })
+            .unwrap();
+        if initiate {
+            t = edit(
+                &t,
+                "no-anti-replay = true",
+                "no-anti-replay = true\nestablish-tunnels = \"immediately\"",
+            )
+            .unwrap();
+        }
+        t
+    };
+    (
+        side(OUTER_A, OUTER_B, "10.1.0.0/16", "10.2.0.0/16", true),
+        side(OUTER_B, OUTER_A, "10.2.0.0/16", "10.1.0.0/16", false),
+    )
+}
+
+#[test]
+#[ignore = "bug: policy-based VPNs have no data path: runtime/spec.rs NodeSpec::from_config gives a Binding::Policy VPN a gateway but installs no SPD entries and no way for cleartext traffic to reach the dataplane (security.policies are validated, never applied), so the SAs negotiate but lan-a cannot reach lan-b"]
+fn netns_policy_based_vpn() {
+    let _serial = root_test();
+    let mut lab = site_to_site("policy");
+    let (a, b) = policy_configs();
+    lab.start_vpnd("gw-b", &b).expect("vpnd gw-b");
+    lab.daemon("gw-b")
+        .wait_log(&["vpnd running"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    lab.start_vpnd("gw-a", &a).expect("vpnd gw-a");
+    wait_tunnel(&mut lab, 1);
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+    ping_ok(&lab, "lan-b", LAN_A_HOST, 5);
+}
+
+/// There is no NAT between hub and spokes, so neither spoke may detect one: each hub
+/// gateway must answer IKE from its own `local-address`.
+#[test]
+#[ignore = "bug: runtime/ike_socket.rs Handler<SendIke> sends port-500 IKE from the first socket of the destination's address family, not the one bound to the gateway's local-address: the hub answers spoke2 (local-address 198.51.100.10) from 192.0.2.10, so spoke2 detects a NAT that does not exist and floats to UDP 4500 (works only by accident of NAT-T)"]
+fn netns_hub_answers_ike_from_each_gateway_local_address() {
+    let _serial = root_test();
+    let mut lab = hub_lab("hubsrc");
+    for spoke in ["spoke1", "spoke2"] {
+        let nat = lab.daemon(spoke).log_lines(&["NAT detected"]);
+        assert!(
+            nat.is_empty(),
+            "{spoke} saw a NAT that does not exist: {nat:?}\n{}",
+            lab.logs()
+        );
+    }
+}
+
+/// The shipped examples as they are: both sides `establish-tunnels = "immediately"`,
+/// started together, so both initiate at once. Traffic must flow, and each side must end
+/// with one IKE SA carrying traffic (a collision leaves no duplicate for long).
+#[test]
+#[ignore = "bug: simultaneous initiation deadlocks for ~35 s: runtime/gateway.rs Handler<Datagram> creates a responder IkeSa only when self.sa is None, so a gateway that is itself initiating feeds the peer's IKE_SA_INIT request to its initiator SA, which drops it; both sides retransmit until 'IKE SA failed: peer did not answer' (~29 s), then retry after the fixed RETRY_AFTER (5 s, no jitter). Expected: answer the peer's IKE_SA_INIT while initiating (RFC 7296 2.8.1 keeps one of the duplicates) or at least jitter the retry"]
+fn netns_both_sides_initiate_at_once() {
+    let _serial = root_test();
+    let mut lab = site_to_site("both");
+    lab.start_vpnd("gw-a", DEFAULT_SITE_A).expect("vpnd gw-a");
+    lab.start_vpnd("gw-b", DEFAULT_SITE_B).expect("vpnd gw-b");
+    wait_tunnel(&mut lab, 1);
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+    ping_ok(&lab, "lan-b", LAN_A_HOST, 5);
 }

@@ -154,7 +154,8 @@ impl Drop for Netns {
 }
 
 /// A directory for configurations, logs and captures: removed on drop unless `keep`
-/// is set or the thread is panicking (then its path is printed for a post-mortem).
+/// is set (`VPND_E2E_KEEP=1` sets it) or the thread is panicking (then its path is
+/// printed for a post-mortem).
 #[derive(Debug)]
 pub struct WorkDir {
     pub path: PathBuf,
@@ -167,7 +168,9 @@ impl WorkDir {
         let path = std::env::temp_dir().join(name);
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(WorkDir { path, keep: false })
+        // VPND_E2E_KEEP=1 keeps every run's configurations and logs.
+        let keep = std::env::var_os("VPND_E2E_KEEP").is_some_and(|v| v == "1");
+        Ok(WorkDir { path, keep })
     }
 }
 
@@ -709,7 +712,18 @@ impl Capture {
         let path_s = path.to_string_lossy().into_owned();
         let mut child = Command::new("ip")
             .args([
-                "netns", "exec", ns, "tcpdump", "-ni", dev, "-U", "-s", "0", "-w", &path_s,
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "--immediate-mode",
+                "-ni",
+                dev,
+                "-U",
+                "-s",
+                "0",
+                "-w",
+                &path_s,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -737,8 +751,10 @@ impl Capture {
         Ok(capture)
     }
 
-    /// Stops tcpdump and returns the Ethernet frames it captured.
+    /// Stops tcpdump (after a moment for packets still in flight) and returns the
+    /// Ethernet frames it captured.
     pub fn finish(mut self) -> Result<Vec<Vec<u8>>> {
+        std::thread::sleep(Duration::from_millis(300));
         self.stop();
         let data = fs::read(&self.path).context("reading the capture")?;
         parse_pcap(&data)
