@@ -197,7 +197,7 @@ mod tests {
             b.prepend(100),
             Err(BufError::NoHeadroom {
                 need: 100,
-                have: 15
+                have: 17
             })
         );
         assert_eq!(b.trim_back(3), Err(BufError::TooShort { need: 3, len: 2 }));

@@ -20,6 +20,10 @@ struct Args {
     /// SPU worker threads.
     #[arg(long, default_value_t = 1, global = true)]
     workers: usize,
+    /// Management PKI directory (from `vpnctl pki init DIR`): serves the gRPC API on
+    /// `[services.management] listen` with mutual TLS.
+    #[arg(long, global = true)]
+    pki: Option<PathBuf>,
     /// Log filter (RUST_LOG syntax), e.g. `info` or `node=debug,ike=debug`.
     #[arg(long, default_value = "info", global = true)]
     log: String,
@@ -86,12 +90,22 @@ fn real_main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Run => run(spec),
+        Command::Run => {
+            let mgmt = match (config.services.management, &args.pki) {
+                (Some(listen), Some(dir)) => Some((listen, dir.clone())),
+                (Some(listen), None) => {
+                    tracing::warn!(%listen, "management API not started: no --pki DIR (create one with `vpnctl pki init DIR`)");
+                    None
+                }
+                (None, _) => None,
+            };
+            run(spec, mgmt)
+        }
         Command::Demo { .. } => unreachable!("handled before loading a configuration"),
     }
 }
 
-fn run(spec: NodeSpec) -> Result<()> {
+fn run(spec: NodeSpec, mgmt: Option<(std::net::SocketAddr, PathBuf)>) -> Result<()> {
     if !is_root() {
         bail!(
             "vpnd needs root (CAP_NET_ADMIN and CAP_NET_RAW): it creates TUN interfaces, \
@@ -106,8 +120,23 @@ fn run(spec: NodeSpec) -> Result<()> {
     });
     system.block_on(async move {
         let node = Node::start(spec).await.context("starting the node")?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Some((listen, dir)) = mgmt {
+            let tls = node::mgmt::TlsFiles::from_pki_dir(&dir, "server");
+            let backend: std::sync::Arc<dyn node::mgmt::Backend> = node.backend.clone();
+            tokio::spawn(async move {
+                let stopped = async {
+                    let _ = stop_rx.await;
+                };
+                if let Err(e) = node::mgmt::serve(listen, tls, backend, stopped).await {
+                    tracing::error!(error = %e, "management API stopped");
+                }
+            });
+            tracing::info!(%listen, "management API listening (mutual TLS)");
+        }
         tracing::info!("vpnd running");
         wait_for_signal().await?;
+        let _ = stop_tx.send(());
         tracing::info!("shutting down: deleting IKE SAs at their peers");
         node.shutdown().await;
         Ok(())

@@ -1,8 +1,12 @@
 //! One negotiated SA pair: installed on its anchor SPU when the actor starts, removed
 //! when it stops, so an SA can never outlive the actor that stands for it.
 
+use std::time::SystemTime;
+
 use actix::prelude::*;
+use dataplane::crypto::{EncrAlg, IntegAlg};
 use dataplane::sa::{SaConfig, SaKey};
+use dataplane::selector::Selector;
 
 use super::spu::Spus;
 
@@ -27,6 +31,16 @@ pub struct ChildSaInfo {
     pub anchor: usize,
     /// Whether the pair is installed.
     pub installed: bool,
+    /// Encryption.
+    pub encr: EncrAlg,
+    /// Integrity.
+    pub integ: IntegAlg,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// Traffic selectors (our side as source).
+    pub selectors: Vec<Selector>,
+    /// When the pair was negotiated.
+    pub created: SystemTime,
 }
 
 /// Actor of one child SA pair.
@@ -37,6 +51,9 @@ pub struct ChildSa {
     outbound: Option<SaConfig>,
     keys: (SaKey, SaKey),
     installed: bool,
+    /// What `show` prints; no keys.
+    summary: (EncrAlg, IntegAlg, bool, Vec<Selector>),
+    created: SystemTime,
 }
 
 impl std::fmt::Debug for ChildSa {
@@ -53,6 +70,12 @@ impl ChildSa {
     /// A pair to install on `anchor`.
     pub fn new(spus: Spus, anchor: usize, inbound: SaConfig, outbound: SaConfig) -> Self {
         let keys = (inbound.key(), outbound.key());
+        let summary = (
+            outbound.encr,
+            outbound.integ,
+            outbound.esn,
+            outbound.selectors.clone(),
+        );
         Self {
             spus,
             anchor,
@@ -60,6 +83,8 @@ impl ChildSa {
             outbound: Some(outbound),
             keys,
             installed: false,
+            summary,
+            created: SystemTime::now(),
         }
     }
 
@@ -112,11 +137,17 @@ impl Handler<Describe> for ChildSa {
     type Result = MessageResult<Describe>;
 
     fn handle(&mut self, _: Describe, _: &mut Context<Self>) -> Self::Result {
+        let (encr, integ, esn, selectors) = self.summary.clone();
         MessageResult(ChildSaInfo {
             inbound: self.keys.0,
             outbound: self.keys.1,
             anchor: self.anchor,
             installed: self.installed,
+            encr,
+            integ,
+            esn,
+            selectors,
+            created: self.created,
         })
     }
 }

@@ -2,18 +2,20 @@
 //! ticks, sends what it queues, and turns its events into child SA actors.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use dataplane::engine::EngineEvent;
 use dataplane::sa::UdpEncap;
 use ike::engine::{Event, IkeSa};
+use tokio::sync::broadcast;
 
 use super::GatewaySpec;
 use super::child_sa::{ChildSa, ChildSaInfo, Close, Describe};
 use super::ike_socket::{IkeSocket, RouteSpi, SendIke};
 use super::mapping;
 use super::spu::Spus;
+use crate::mgmt::backend::{EventKind, EventView};
 
 /// Wait before initiating again after a failure.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -38,6 +40,17 @@ pub struct Datagram {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Shutdown;
+
+/// Deletes the IKE SA and its children at the peer; an `immediately` VPN renegotiates
+/// afterwards (`clear security ike security-associations`).
+#[derive(Message, Debug)]
+#[rtype(result = "bool")]
+pub struct Terminate;
+
+/// Rekeys every child SA now (`request security ipsec sa rekey`).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<usize, String>")]
+pub struct RekeyChildren;
 
 /// Start negotiating now (`request security ike initiate`).
 #[derive(Message, Debug)]
@@ -64,8 +77,18 @@ pub struct Status;
 pub struct GatewayInfo {
     /// Gateway name.
     pub name: String,
+    /// VPN name.
+    pub vpn: String,
+    /// The st0 unit (or policy binding) its SAs serve.
+    pub binding: u32,
+    /// Our address and port in use.
+    pub local: SocketAddr,
     /// Peer address and port in use.
     pub remote: SocketAddr,
+    /// When the IKE SA was established.
+    pub established_at: Option<SystemTime>,
+    /// Negotiated IKE suite.
+    pub suite: Option<ike::engine::IkeSuite>,
     /// IKE SPIs (initiator, responder), if an SA exists.
     pub spis: Option<(u64, u64)>,
     /// Whether the IKE SA is established.
@@ -91,6 +114,8 @@ pub struct Gateway {
     timer: Option<SpawnHandle>,
     children: Vec<Child>,
     buf: Vec<u8>,
+    events: broadcast::Sender<EventView>,
+    established_at: Option<SystemTime>,
 }
 
 /// A child SA pair this gateway installed.
@@ -113,7 +138,12 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// A gateway actor for `spec`.
-    pub fn new(spec: GatewaySpec, socket: Addr<IkeSocket>, spus: Spus) -> Self {
+    pub fn new(
+        spec: GatewaySpec,
+        socket: Addr<IkeSocket>,
+        spus: Spus,
+        events: broadcast::Sender<EventView>,
+    ) -> Self {
         let anchor = spus.anchor_for(spec.binding);
         let remote = SocketAddr::new(spec.remote, 500);
         Self {
@@ -127,7 +157,21 @@ impl Gateway {
             timer: None,
             children: Vec::new(),
             buf: Vec::with_capacity(2048),
+            events,
+            established_at: None,
         }
+    }
+
+    /// Publishes an event on the management feed (nobody listening is fine).
+    fn publish(&self, kind: EventKind, spi: Option<u64>, message: String) {
+        let _ = self.events.send(EventView {
+            timestamp: SystemTime::now(),
+            kind,
+            gateway: Some(self.spec.name.clone()),
+            vpn: Some(self.spec.vpn.clone()),
+            spi,
+            message,
+        });
     }
 
     fn rng() -> Box<dyn rand_core::CryptoRngCore + Send> {
@@ -227,6 +271,12 @@ impl Gateway {
         let name = &self.spec.name;
         match event {
             Event::Established { spi_i, spi_r } => {
+                self.established_at = Some(SystemTime::now());
+                self.publish(
+                    EventKind::SaUp,
+                    Some(spi_i),
+                    format!("IKE SA {spi_i:016x}/{spi_r:016x} established"),
+                );
                 tracing::info!(
                     gateway = %name,
                     spi_i = format_args!("{spi_i:016x}"),
@@ -237,12 +287,38 @@ impl Gateway {
             Event::NatDetected(nat) => {
                 tracing::info!(gateway = %name, ?nat, "NAT detected: IKE and ESP move to UDP 4500");
             }
-            Event::ChildSaReady(install) => self.install_child(&install),
-            Event::ChildSaDeleted { inbound_spi, .. } => self.close_child(inbound_spi),
+            Event::ChildSaReady(install) => {
+                let (kind, what) = match install.rekeys {
+                    Some(old) => (EventKind::Rekey, format!("rekeyed from {old:#010x}")),
+                    None => (EventKind::SaUp, "up".to_string()),
+                };
+                self.publish(
+                    kind,
+                    Some(u64::from(install.inbound.spi)),
+                    format!("IPsec SA {:#010x} {what}", install.inbound.spi),
+                );
+                self.install_child(&install);
+            }
+            Event::ChildSaDeleted { inbound_spi, .. } => {
+                self.publish(
+                    EventKind::SaDown,
+                    Some(u64::from(inbound_spi)),
+                    format!("IPsec SA {inbound_spi:#010x} deleted"),
+                );
+                self.close_child(inbound_spi);
+            }
             Event::ChildSaFailed(e) => {
                 tracing::warn!(gateway = %name, error = %e, "child SA not created; IKE SA kept");
             }
             Event::IkeRekeyed { old_spis, new_spis } => {
+                self.publish(
+                    EventKind::Rekey,
+                    Some(new_spis.0),
+                    format!(
+                        "IKE SA rekeyed: {:016x}/{:016x} -> {:016x}/{:016x}",
+                        old_spis.0, old_spis.1, new_spis.0, new_spis.1
+                    ),
+                );
                 tracing::info!(
                     gateway = %name,
                     old = format_args!("{:016x}/{:016x}", old_spis.0, old_spis.1),
@@ -296,16 +372,23 @@ impl Gateway {
                 }
             }
             Event::PeerDead => {
+                self.publish(EventKind::Dpd, None, "peer dead: SAs cleared".into());
                 tracing::warn!(gateway = %name, "peer is dead (DPD): clearing its SAs");
                 self.teardown(ctx);
                 self.retry_later(ctx);
             }
             Event::Closed { by_peer } => {
+                self.publish(
+                    EventKind::SaDown,
+                    None,
+                    format!("IKE SA closed{}", if by_peer { " by peer" } else { "" }),
+                );
                 tracing::info!(gateway = %name, by_peer, "IKE SA closed");
                 self.teardown(ctx);
                 self.retry_later(ctx);
             }
             Event::Failed(e) => {
+                self.publish(EventKind::SaDown, None, format!("IKE SA failed: {e}"));
                 tracing::warn!(gateway = %name, error = %e, "IKE SA failed");
                 self.teardown(ctx);
                 self.retry_later(ctx);
@@ -347,6 +430,7 @@ impl Gateway {
 
     fn teardown(&mut self, ctx: &mut Context<Self>) {
         self.sa = None;
+        self.established_at = None;
         self.route(None, ctx);
         for c in self.children.drain(..) {
             // Stopping the actor removes its SAs from the dataplane.
@@ -454,7 +538,15 @@ impl Handler<Status> for Gateway {
         let children: Vec<_> = self.children.iter().map(|c| c.actor.clone()).collect();
         let base = GatewayInfo {
             name: self.spec.name.clone(),
+            vpn: self.spec.vpn.clone(),
+            binding: self.spec.binding,
+            local: self
+                .sa
+                .as_ref()
+                .map_or(SocketAddr::new(self.spec.local, 500), |sa| sa.addresses().0),
             remote: self.remote,
+            established_at: self.established_at,
+            suite: self.sa.as_ref().and_then(IkeSa::negotiated_suite),
             spis: self.sa.as_ref().map(IkeSa::spis),
             established: self.sa.as_ref().is_some_and(IkeSa::is_established),
             initiator: self.sa.as_ref().is_some_and(IkeSa::is_initiator),
@@ -474,5 +566,47 @@ impl Handler<Status> for Gateway {
             .into_actor(self)
             .map(move |children, _, _| GatewayInfo { children, ..base }),
         )
+    }
+}
+
+impl Handler<Terminate> for Gateway {
+    type Result = bool;
+
+    fn handle(&mut self, _: Terminate, ctx: &mut Context<Self>) -> bool {
+        let Some(sa) = &mut self.sa else {
+            return false;
+        };
+        let _ = sa.delete(Instant::now());
+        // Send the Delete, then forget the SA without waiting for the answer.
+        while let Some(t) = sa.poll_transmit(&mut self.buf) {
+            self.socket.do_send(SendIke {
+                dst: t.destination,
+                natt: t.non_esp_marker,
+                data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
+            });
+        }
+        self.publish(EventKind::SaDown, None, "IKE SA cleared by operator".into());
+        self.teardown(ctx);
+        self.retry_later(ctx);
+        true
+    }
+}
+
+impl Handler<RekeyChildren> for Gateway {
+    type Result = Result<usize, String>;
+
+    fn handle(&mut self, _: RekeyChildren, ctx: &mut Context<Self>) -> Self::Result {
+        let Some(sa) = &mut self.sa else {
+            return Err("no IKE SA".into());
+        };
+        let now = Instant::now();
+        let mut started = 0;
+        for c in &self.children {
+            sa.rekey_child(c.inbound_spi, now)
+                .map_err(|e| e.to_string())?;
+            started += 1;
+        }
+        self.drive(ctx);
+        Ok(started)
     }
 }

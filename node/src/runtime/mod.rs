@@ -11,6 +11,7 @@
 //! the configuration module resolves and validates, this module runs, and one mapping
 //! function joins them.
 
+pub mod backend;
 pub mod child_sa;
 pub mod gateway;
 pub mod ike_socket;
@@ -32,6 +33,9 @@ use dataplane::worker::{Dataplane, DataplaneConfig, DataplaneEvent, TunnelConfig
 use self::gateway::Gateway;
 use self::ike_socket::{IkeSocket, Received};
 use self::spu::Spus;
+
+/// Events the management feed buffers for a slow watcher before it must re-list.
+const EVENT_FEED_CAPACITY: usize = 1024;
 
 /// Everything the runtime needs to start a node.
 #[derive(Debug, Clone)]
@@ -171,6 +175,8 @@ pub struct Node {
     pub gateways: Vec<(String, Addr<Gateway>)>,
     /// The SPU control actors.
     pub spus: Spus,
+    /// What the management API serves.
+    pub backend: Arc<backend::RuntimeBackend>,
     stop: Arc<AtomicBool>,
     bridge: Option<JoinHandle<()>>,
 }
@@ -225,15 +231,25 @@ impl Node {
         let socket = IkeSocket::bind(&spec.ike_listen, handle.clone())
             .await?
             .start();
+        let (events, _) = tokio::sync::broadcast::channel(EVENT_FEED_CAPACITY);
         let mut gateways = Vec::new();
+        let mut handles = Vec::new();
         for g in &spec.gateways {
-            let addr = Gateway::new(g.clone(), socket.clone(), spus.clone()).start();
+            let addr =
+                Gateway::new(g.clone(), socket.clone(), spus.clone(), events.clone()).start();
             socket.do_send(ike_socket::RegisterPeer {
                 peer: g.remote,
                 gateway: addr.clone(),
             });
+            handles.push(backend::GatewayHandle {
+                name: g.name.clone(),
+                vpn: g.vpn.clone(),
+                child_lifetime: g.ike.child_lifetime.map(|l| l.hard),
+                addr: addr.clone(),
+            });
             gateways.push((g.name.clone(), addr));
         }
+        let backend = Arc::new(backend::RuntimeBackend::new(handles, spus.clone(), events));
 
         let stop = Arc::new(AtomicBool::new(false));
         let bridge = spawn_bridge(dataplane, socket.clone(), gateways.clone(), stop.clone())
@@ -242,6 +258,7 @@ impl Node {
             socket,
             gateways,
             spus,
+            backend,
             stop,
             bridge: Some(bridge),
         })

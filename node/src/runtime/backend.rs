@@ -1,0 +1,409 @@
+//! The management API's view of a running node: each call asks the actors that own the
+//! state (gateways, SPUs) and turns their answers into the API's domain types.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use dataplane::crypto::IntegAlg;
+use dataplane::sa::Direction;
+use dataplane::selector::Selector;
+use dataplane::worker::WorkerStats;
+use tokio::sync::broadcast;
+
+use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, Status, Terminate};
+use super::spu::Spus;
+use crate::mgmt::backend::{
+    Backend, BackendError, ClearScope, ConfigObjectKind, EventView, IkeRole, IkeSaState, IkeSaView,
+    IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView, StatsView, TerminateTarget,
+    TrafficSelectorView, TunnelMapEntry,
+};
+
+/// A gateway actor with the names the API knows it by.
+#[derive(Debug, Clone)]
+pub struct GatewayHandle {
+    /// Gateway name.
+    pub name: String,
+    /// VPN name.
+    pub vpn: String,
+    /// Child SA lifetime, for "remaining" figures.
+    pub child_lifetime: Option<Duration>,
+    /// The actor.
+    pub addr: Addr<Gateway>,
+}
+
+/// The [`Backend`] of a running node.
+#[derive(Debug)]
+pub struct RuntimeBackend {
+    gateways: Vec<GatewayHandle>,
+    spus: Spus,
+    events: broadcast::Sender<EventView>,
+}
+
+impl RuntimeBackend {
+    /// A backend over the node's actors.
+    pub fn new(
+        gateways: Vec<GatewayHandle>,
+        spus: Spus,
+        events: broadcast::Sender<EventView>,
+    ) -> Self {
+        Self {
+            gateways,
+            spus,
+            events,
+        }
+    }
+
+    fn by_vpn(&self, vpn: &str) -> Result<&GatewayHandle, BackendError> {
+        self.gateways
+            .iter()
+            .find(|g| g.vpn == vpn)
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "vpn".into(),
+                name: vpn.into(),
+            })
+    }
+
+    fn by_gateway(&self, name: &str) -> Result<&GatewayHandle, BackendError> {
+        self.gateways
+            .iter()
+            .find(|g| g.name == name)
+            .ok_or_else(|| BackendError::NotFound {
+                kind: "gateway".into(),
+                name: name.into(),
+            })
+    }
+
+    async fn status(&self, g: &GatewayHandle) -> Result<GatewayInfo, BackendError> {
+        g.addr
+            .send(Status)
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("gateway {}: {e}", g.name)))
+    }
+
+    async fn terminate_gateway(&self, g: &GatewayHandle) -> Result<bool, BackendError> {
+        g.addr
+            .send(Terminate)
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("gateway {}: {e}", g.name)))
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Unavailable(e.to_string())
+}
+
+/// Junos names of IKE PRFs by IANA id.
+fn prf_name(id: u16) -> String {
+    match id {
+        1 => "hmac-md5".into(),
+        2 => "hmac-sha1".into(),
+        4 => "aes-xcbc".into(),
+        5 => "hmac-sha-256".into(),
+        6 => "hmac-sha-384".into(),
+        7 => "hmac-sha-512".into(),
+        other => format!("prf-{other}"),
+    }
+}
+
+fn encr_name(id: u16, bits: Option<u16>) -> String {
+    dataplane::crypto::EncrAlg::from_iana(id, bits)
+        .map_or_else(|| format!("encr-{id}"), |e| e.name().to_string())
+}
+
+fn integ_name(id: u16) -> String {
+    IntegAlg::from_iana(id).map_or_else(|| format!("integ-{id}"), |i| i.name().to_string())
+}
+
+fn selector_views(selectors: &[Selector], local: bool) -> Vec<TrafficSelectorView> {
+    selectors
+        .iter()
+        .map(|s| {
+            let (range, ports) = if local {
+                (s.src, s.src_ports)
+            } else {
+                (s.dst, s.dst_ports)
+            };
+            TrafficSelectorView {
+                start: range.start(),
+                end: range.end(),
+                protocol: s.protocol.unwrap_or(0),
+                start_port: ports.start(),
+                end_port: ports.end(),
+            }
+        })
+        .collect()
+}
+
+fn ike_view(info: &GatewayInfo) -> Option<IkeSaView> {
+    let (spi_i, spi_r) = info.spis?;
+    let suite = info.suite;
+    Some(IkeSaView {
+        gateway: info.name.clone(),
+        remote: info.remote,
+        local: info.local,
+        spi_i,
+        spi_r,
+        state: if info.established {
+            IkeSaState::Established
+        } else {
+            IkeSaState::Connecting
+        },
+        role: if info.initiator {
+            IkeRole::Initiator
+        } else {
+            IkeRole::Responder
+        },
+        established_at: info.established_at,
+        encryption: suite.map_or_else(String::new, |s| {
+            encr_name(s.encr.iana_id(), s.encr.key_bits())
+        }),
+        integrity: suite.and_then(|s| s.integ).map(|i| integ_name(i.iana_id())),
+        prf: suite.map_or_else(String::new, |s| prf_name(s.prf.iana_id())),
+        dh_group: suite.map_or_else(String::new, |s| format!("group{}", s.dh.iana_id())),
+        anchor_spu: u32::try_from(info.anchor).unwrap_or(u32::MAX),
+    })
+}
+
+#[tonic::async_trait]
+impl Backend for RuntimeBackend {
+    async fn list_ike_sas(&self, gateway: Option<&str>) -> Result<Vec<IkeSaView>, BackendError> {
+        let mut out = Vec::new();
+        for g in &self.gateways {
+            if gateway.is_some_and(|n| n != g.name) {
+                continue;
+            }
+            out.extend(ike_view(&self.status(g).await?));
+        }
+        if let Some(name) = gateway {
+            self.by_gateway(name)?;
+        }
+        Ok(out)
+    }
+
+    async fn list_ipsec_sas(
+        &self,
+        vpn: Option<&str>,
+        gateway: Option<&str>,
+    ) -> Result<Vec<IpsecSaView>, BackendError> {
+        if let Some(v) = vpn {
+            self.by_vpn(v)?;
+        }
+        if let Some(n) = gateway {
+            self.by_gateway(n)?;
+        }
+        let stats = self.spus.stats().await;
+        let counters = |spi: u32, direction: Direction| {
+            stats
+                .iter()
+                .flat_map(|w| w.engine.sas.iter())
+                .find(|s| s.key.spi == spi && s.key.direction == direction)
+                .map(|s| s.counters)
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for g in &self.gateways {
+            if vpn.is_some_and(|v| v != g.vpn) || gateway.is_some_and(|n| n != g.name) {
+                continue;
+            }
+            let info = self.status(g).await?;
+            for c in &info.children {
+                let rx = counters(c.inbound.spi, Direction::Inbound);
+                let tx = counters(c.outbound.spi, Direction::Outbound);
+                let mut drops = BTreeMap::new();
+                for (name, n) in [
+                    ("replay", rx.replay_drops),
+                    ("icv_failure", rx.icv_drops),
+                    ("malformed", rx.malformed_drops),
+                    ("selector_mismatch", rx.selector_drops + tx.selector_drops),
+                    ("lifetime", rx.limit_drops + tx.limit_drops),
+                ] {
+                    if n > 0 {
+                        drops.insert(name.to_string(), n);
+                    }
+                }
+                let age = SystemTime::now()
+                    .duration_since(c.created)
+                    .unwrap_or_default();
+                out.push(IpsecSaView {
+                    vpn: g.vpn.clone(),
+                    gateway: Some(g.name.clone()),
+                    bind_interface: Some(format!("st0.{}", info.binding)),
+                    remote: info.remote,
+                    inbound_spi: c.inbound.spi,
+                    outbound_spi: c.outbound.spi,
+                    protocol: match c.inbound.protocol {
+                        dataplane::sa::Protocol::Esp => IpsecProtocol::Esp,
+                        dataplane::sa::Protocol::Ah => IpsecProtocol::Ah,
+                    },
+                    encryption: c.encr.name().to_string(),
+                    integrity: (c.integ != IntegAlg::None).then(|| c.integ.name().to_string()),
+                    esn: c.esn,
+                    anchor_spu: u32::try_from(c.anchor).unwrap_or(u32::MAX),
+                    packets_in: rx.packets,
+                    packets_out: tx.packets,
+                    bytes_in: rx.bytes,
+                    bytes_out: tx.bytes,
+                    drops,
+                    lifetime_remaining_seconds: g
+                        .child_lifetime
+                        .map_or(0, |l| l.saturating_sub(age).as_secs()),
+                    lifetime_remaining_kilobytes: None,
+                    local_selectors: selector_views(&c.selectors, true),
+                    remote_selectors: selector_views(&c.selectors, false),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn statistics(&self) -> Result<StatsView, BackendError> {
+        let stats = self.spus.stats().await;
+        Ok(StatsView {
+            spus: stats.iter().map(spu_view).collect(),
+        })
+    }
+
+    async fn tunnel_map(&self) -> Result<Vec<TunnelMapEntry>, BackendError> {
+        let map = self.spus.tunnel_map();
+        let mut out = Vec::new();
+        for g in &self.gateways {
+            let info = self.status(g).await?;
+            let spu = map
+                .iter()
+                .find(|(b, _)| *b == info.binding)
+                .map_or(info.anchor, |(_, s)| *s);
+            out.push(TunnelMapEntry {
+                tunnel: format!("st0.{}", info.binding),
+                gateway: g.name.clone(),
+                // One services card holds every SPU until SPCs are configurable.
+                spc: 0,
+                spu: u32::try_from(spu).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn initiate(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {
+        let g = self.by_vpn(vpn)?;
+        let info = self.status(g).await?;
+        if info.spis.is_some() {
+            return Ok(OperationOutcome::NoChange(format!(
+                "vpn {vpn}: IKE SA already {}",
+                if info.established {
+                    "established"
+                } else {
+                    "negotiating"
+                }
+            )));
+        }
+        g.addr.send(Initiate).await.map_err(unavailable)?;
+        Ok(OperationOutcome::Done(format!(
+            "vpn {vpn}: negotiation started"
+        )))
+    }
+
+    async fn terminate(&self, target: TerminateTarget) -> Result<OperationOutcome, BackendError> {
+        let g = match &target {
+            TerminateTarget::Vpn(v) => self.by_vpn(v)?,
+            TerminateTarget::Gateway(n) => self.by_gateway(n)?,
+        };
+        Ok(if self.terminate_gateway(g).await? {
+            OperationOutcome::Done(format!("gateway {}: IKE SA deleted", g.name))
+        } else {
+            OperationOutcome::NoChange(format!("gateway {}: no IKE SA", g.name))
+        })
+    }
+
+    async fn rekey(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {
+        let g = self.by_vpn(vpn)?;
+        match g.addr.send(RekeyChildren).await.map_err(unavailable)? {
+            Ok(0) => Ok(OperationOutcome::NoChange(format!(
+                "vpn {vpn}: no IPsec SA"
+            ))),
+            Ok(n) => Ok(OperationOutcome::Done(format!(
+                "vpn {vpn}: rekey of {n} IPsec SA pair(s) started"
+            ))),
+            Err(e) => Err(BackendError::FailedPrecondition(format!("vpn {vpn}: {e}"))),
+        }
+    }
+
+    async fn clear_ike_sas(&self, scope: ClearScope) -> Result<OperationOutcome, BackendError> {
+        let targets: Vec<&GatewayHandle> = match &scope {
+            ClearScope::All => self.gateways.iter().collect(),
+            ClearScope::Gateway(n) => vec![self.by_gateway(n)?],
+        };
+        let mut cleared = 0;
+        for g in targets {
+            if self.terminate_gateway(g).await? {
+                cleared += 1;
+            }
+        }
+        Ok(if cleared == 0 {
+            OperationOutcome::NoChange("no IKE SA to clear".into())
+        } else {
+            OperationOutcome::Done(format!("{cleared} IKE SA(s) cleared"))
+        })
+    }
+
+    async fn apply_config(&self, _toml_fragment: &str) -> Result<OperationOutcome, BackendError> {
+        Err(BackendError::FailedPrecondition(
+            "changing the configuration at run time is not supported by this daemon version: \
+             edit the file and restart vpnd"
+                .into(),
+        ))
+    }
+
+    async fn remove_config_object(
+        &self,
+        kind: ConfigObjectKind,
+        name: &str,
+    ) -> Result<OperationOutcome, BackendError> {
+        Err(BackendError::FailedPrecondition(format!(
+            "removing {}.{name} at run time is not supported by this daemon version",
+            kind.config_path()
+        )))
+    }
+
+    fn events(&self) -> broadcast::Receiver<EventView> {
+        self.events.subscribe()
+    }
+}
+
+fn spu_view(w: &WorkerStats) -> SpuStatsView {
+    let mut v = SpuStatsView {
+        spu: u32::try_from(w.worker).unwrap_or(u32::MAX),
+        active_sas: u32::try_from(w.engine.sas.len()).unwrap_or(u32::MAX),
+        ..SpuStatsView::default()
+    };
+    for s in &w.engine.sas {
+        match s.key.direction {
+            Direction::Inbound => {
+                v.packets_in += s.counters.packets;
+                v.bytes_in += s.counters.bytes;
+            }
+            Direction::Outbound => {
+                v.packets_out += s.counters.packets;
+                v.bytes_out += s.counters.bytes;
+            }
+        }
+    }
+    for (reason, n) in w.drops().nonzero() {
+        v.drops.insert(reason.name().to_string(), n);
+    }
+    let io = &w.io;
+    for (name, n) in [
+        ("tun_rx", io.tun_rx),
+        ("tun_tx", io.tun_tx),
+        ("udp_rx", io.udp_rx),
+        ("raw_rx", io.raw_rx),
+        ("raw_tx", io.raw_tx),
+        ("ike_rx", io.ike_rx),
+        ("handoff_out", io.handoff_out),
+        ("handoff_in", io.handoff_in),
+        ("events_lost", io.events_lost),
+    ] {
+        v.io.insert(name.to_string(), n);
+    }
+    v
+}
