@@ -8,7 +8,7 @@
 pub mod config;
 
 pub use config::{Config, ConfigError, Diagnostic};
-pub mod runtime;
+pub mod cli;
 pub mod demo;
 pub mod mgmt;
-pub mod cli;
+pub mod runtime;

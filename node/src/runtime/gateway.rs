@@ -204,7 +204,11 @@ impl Gateway {
 
     fn retry_later(&mut self, ctx: &mut Context<Self>) {
         if self.spec.initiate {
-            ctx.run_later(RETRY_AFTER, |act, ctx| act.initiate(ctx));
+            // Up to a second of jitter keeps two restarting peers from staying in step.
+            let jitter = Duration::from_millis(
+                rand_core::RngCore::next_u32(&mut rand_core::OsRng) as u64 % 1000,
+            );
+            ctx.run_later(RETRY_AFTER + jitter, |act, ctx| act.initiate(ctx));
         }
     }
 
@@ -240,6 +244,7 @@ impl Gateway {
             while let Some(t) = sa.poll_transmit(&mut self.buf) {
                 self.remote = t.destination;
                 self.socket.do_send(SendIke {
+                    src: t.local,
                     dst: t.destination,
                     natt: t.non_esp_marker,
                     data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
@@ -456,6 +461,22 @@ impl Handler<Datagram> for Gateway {
     type Result = ();
 
     fn handle(&mut self, msg: Datagram, ctx: &mut Context<Self>) {
+        // Both ends initiating at once: exactly one of the two IKE_SA_INITs must win, or
+        // each drops the other's request and both time out. The end with the higher
+        // address yields and answers; the other ignores the request and keeps its own.
+        let crossing = is_init_request(&msg.data)
+            && self
+                .sa
+                .as_ref()
+                .is_some_and(|sa| sa.is_initiator() && !sa.is_established());
+        if crossing {
+            if self.spec.local > self.spec.remote {
+                tracing::info!(gateway = %self.spec.name, "simultaneous initiation: yielding to the peer");
+                self.teardown(ctx);
+            } else {
+                return;
+            }
+        }
         if self.sa.is_none() {
             let sa = IkeSa::respond(
                 self.spec.ike.clone(),
@@ -494,6 +515,7 @@ impl Handler<Shutdown> for Gateway {
             // Flush the Delete before the SA goes away.
             while let Some(t) = sa.poll_transmit(&mut self.buf) {
                 self.socket.do_send(SendIke {
+                    src: t.local,
                     dst: t.destination,
                     natt: t.non_esp_marker,
                     data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
@@ -580,6 +602,7 @@ impl Handler<Terminate> for Gateway {
         // Send the Delete, then forget the SA without waiting for the answer.
         while let Some(t) = sa.poll_transmit(&mut self.buf) {
             self.socket.do_send(SendIke {
+                src: t.local,
                 dst: t.destination,
                 natt: t.non_esp_marker,
                 data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
@@ -609,4 +632,13 @@ impl Handler<RekeyChildren> for Gateway {
         self.drive(ctx);
         Ok(started)
     }
+}
+
+/// True for an IKE_SA_INIT request (exchange 34, initiator flag, no responder SPI).
+fn is_init_request(data: &[u8]) -> bool {
+    data.len() >= 28
+        && data[8..16].iter().all(|b| *b == 0)
+        && data[18] == 34
+        && data[19] & 0x20 == 0
+        && data[19] & 0x08 != 0
 }

@@ -43,6 +43,9 @@ pub struct Received {
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct SendIke {
+    /// Our address the SA uses: port 500 datagrams leave from the socket bound to it,
+    /// so the peer's NAT detection sees the address it expects.
+    pub src: SocketAddr,
     /// Destination.
     pub dst: SocketAddr,
     /// Through the NAT-T port (the marker is added there).

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use dataplane::crypto::{EncrAlg, IntegAlg};
-use dataplane::sa::{Direction, SaConfig, UdpEncap};
+use dataplane::sa::{Direction, Lifetime, SaConfig, UdpEncap};
 use dataplane::selector::{IpRange, PortRange, Selector};
 use ike::engine::ChildSaInstall;
 use ike::wire::{AddrRange, IpSelector};
@@ -46,6 +46,11 @@ pub fn child_sas(
         c.df_bit = spec.esp.df_bit;
         c.copy_dscp = spec.esp.copy_dscp;
         c.path_mtu = spec.esp.path_mtu;
+        c.lifetime = Lifetime {
+            soft_bytes: spec.esp.lifetime_bytes.map(|b| b / 10 * 9),
+            hard_bytes: spec.esp.lifetime_bytes,
+            ..Lifetime::UNLIMITED
+        };
         c.binding = spec.binding;
         c.udp_encap = udp_encap;
         c.selectors = selectors.clone();

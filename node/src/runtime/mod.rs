@@ -85,6 +85,9 @@ pub struct EspOptions {
     pub copy_dscp: bool,
     /// Path MTU towards the peer.
     pub path_mtu: u16,
+    /// Hard volume lifetime in bytes (Junos `lifetime-kilobytes`); the SA is rekeyed at
+    /// 90% of it.
+    pub lifetime_bytes: Option<u64>,
 }
 
 impl Default for EspOptions {
@@ -94,6 +97,7 @@ impl Default for EspOptions {
             df_bit: DfBit::Clear,
             copy_dscp: true,
             path_mtu: 1500,
+            lifetime_bytes: None,
         }
     }
 }

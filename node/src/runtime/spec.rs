@@ -264,6 +264,11 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
             replay_window: vpn.options.anti_replay.unwrap_or(0),
             df_bit: vpn.options.df_bit,
             copy_dscp: vpn.options.copy_outer_dscp,
+            lifetime_bytes: vpn
+                .ipsec_proposals
+                .first()
+                .and_then(|p| p.lifetime_kilobytes)
+                .map(|kb| kb.saturating_mul(1024)),
             ..EspOptions::default()
         },
     })
