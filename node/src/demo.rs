@@ -125,14 +125,13 @@ fn demo(lab: &mut Lab, opts: &DemoOptions) -> Result<()> {
         "-- starting vpnd in {0}-gw-b and {0}-gw-a (configs: the shipped site-b/site-a examples)",
         PREFIX
     );
-    // gw-b only responds: when both sides initiate at the same instant the runtime
-    // does not resolve the collision (see `netns_both_sides_initiate_at_once`).
-    let site_b = lab::edit(
-        crate::config::DEFAULT_SITE_B,
-        "establish-tunnels = \"immediately\"",
-        "establish-tunnels = \"on-traffic\"",
-    )?;
-    lab.start_vpnd("gw-b", &site_b)?;
+    // Both examples establish immediately; started together, the runtime resolves the
+    // crossing IKE_SA_INITs (see `netns_both_sides_initiate_at_once`).
+    let site_b = crate::config::DEFAULT_SITE_B;
+    let pki = lab.dir.path.join("pki");
+    crate::mgmt::pki::init(&pki, &[], true).context("creating the management PKI")?;
+    lab.daemon_args = vec!["--pki".into(), pki.display().to_string()];
+    lab.start_vpnd("gw-b", site_b)?;
     lab.daemon("gw-b")
         .wait_log(&["vpnd running"], 1, Duration::from_secs(10))?;
     lab.start_vpnd("gw-a", crate::config::DEFAULT_SITE_A)?;
@@ -200,7 +199,8 @@ fn demo(lab: &mut Lab, opts: &DemoOptions) -> Result<()> {
     );
 
     print_counters(lab);
-    print_tour(lab);
+    print_api_view(lab, &pki);
+    print_tour(lab, &pki);
 
     match opts.duration {
         Some(d) => println!("-- running for {} s (Ctrl-C stops earlier)", d.as_secs()),
@@ -241,14 +241,64 @@ fn print_counters(lab: &mut Lab) {
             }
         }
     }
-    println!(
-        "   (per-SA packet/byte counters come from the management API; until vpnctl is \
-         available they are not exported by vpnd)"
-    );
+}
+
+/// The SAs as the management API reports them: what `vpnctl show security ipsec
+/// security-associations` asks. The API listens on 127.0.0.1 inside the gateway's
+/// namespace, so the query runs on a thread that enters it.
+fn print_api_view(lab: &Lab, pki: &std::path::Path) {
+    println!("-- the management API (mutual TLS) of gw-a: IPsec SAs with their counters");
+    let ns = lab.ns_name("gw-a");
+    let tls = crate::mgmt::TlsFiles::from_pki_dir(pki, "operator");
+    let query = std::thread::spawn(move || -> Result<Vec<vpn_proto::v1::IpsecSa>> {
+        dataplane::io::netns::enter(&ns).with_context(|| format!("entering {ns}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let mut client = crate::mgmt::connect("127.0.0.1:50051", &tls).await?;
+            let sas = client
+                .list_ipsec_sas(vpn_proto::v1::ListIpsecSasRequest::default())
+                .await?
+                .into_inner()
+                .sas;
+            Ok(sas)
+        })
+    });
+    match query.join() {
+        Ok(Ok(sas)) => {
+            println!(
+                "   {:8} {:>10} {:>10} {:18} {:>9} {:>9} {:>11} {:>11}",
+                "VPN",
+                "In SPI",
+                "Out SPI",
+                "Algorithm",
+                "Pkts in",
+                "Pkts out",
+                "Bytes in",
+                "Bytes out"
+            );
+            for sa in sas {
+                println!(
+                    "   {:8} {:>10} {:>10} {:18} {:>9} {:>9} {:>11} {:>11}",
+                    sa.vpn,
+                    format!("{:08x}", sa.inbound_spi),
+                    format!("{:08x}", sa.outbound_spi),
+                    format!("ESP:{}", sa.encryption),
+                    sa.packets_in,
+                    sa.packets_out,
+                    sa.bytes_in,
+                    sa.bytes_out
+                );
+            }
+        }
+        Ok(Err(e)) => println!("   management API query failed: {e:#}"),
+        Err(_) => println!("   management API query thread panicked"),
+    }
 }
 
 /// How to look around while the demo runs.
-fn print_tour(lab: &Lab) {
+fn print_tour(lab: &Lab, pki: &std::path::Path) {
     let d = lab.dir.path.display();
     println!("-- look around (in another terminal, as root):");
     println!("   ip netns exec {PREFIX}-lan-a ping {LAN_B_HOST}");
@@ -264,10 +314,22 @@ fn print_tour(lab: &Lab) {
     println!("   tail -f {d}/gw-a.log {d}/gw-b.log");
     println!("   configurations: {d}/gw-a.toml, {d}/gw-b.toml");
     let vpnctl = lab.vpnd.with_file_name("vpnctl");
-    if vpnctl.exists() {
+    let vpnctl = if vpnctl.exists() {
+        vpnctl.display().to_string()
+    } else {
+        "vpnctl".to_string()
+    };
+    println!("   management CLI (build it with `cargo build --release -p node --bin vpnctl`):");
+    for cmd in [
+        "show security ike security-associations",
+        "show security ipsec security-associations detail",
+        "show security ipsec statistics",
+        "show security ike tunnel-map",
+        "monitor security events",
+    ] {
         println!(
-            "   ip netns exec {PREFIX}-gw-a {} --help   (management CLI)",
-            vpnctl.display()
+            "   ip netns exec {PREFIX}-gw-a {vpnctl} --pki {} {cmd}",
+            pki.display()
         );
     }
 }
