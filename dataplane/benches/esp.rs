@@ -181,7 +181,7 @@ fn report() {
     );
     for (encr, integ) in SUITES {
         let name = suite_name(encr, integ);
-        let group = format!("esp_{}", name.replace('+', "_"));
+        let group = format!("esp_{name}");
         for size in SIZES {
             let ours = estimate_ns(&group, &format!("encap+decap/{size}"));
             let raw = estimate_ns(&group, &format!("ring-seal+open/{size}"));
