@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::Criterion;
 use ike::crypto::{DhGroup, DhSecret, Encr, Prf, SecretBytes};
@@ -58,15 +58,16 @@ fn setup(ci: &IkeConfig, cr: &IkeConfig, seed: u64, buf: &mut Vec<u8>) -> usize 
     let a = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 500);
     let b = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 500);
     let now = Instant::now();
+    let wall = SystemTime::now();
     let rng = |s| Box::new(ChaCha20Rng::seed_from_u64(s));
     let mut i = IkeSa::initiate(ci.clone(), a, b, rng(seed), now).expect("initiate");
     let mut r = IkeSa::respond(cr.clone(), b, a, rng(!seed), now);
     for _ in 0..2 {
         while let Some(t) = i.poll_transmit(buf) {
-            let _ = r.handle_datagram(now, t.local, t.destination, buf);
+            let _ = r.handle_datagram(now, wall, t.local, t.destination, buf);
         }
         while let Some(t) = r.poll_transmit(buf) {
-            let _ = i.handle_datagram(now, t.local, t.destination, buf);
+            let _ = i.handle_datagram(now, wall, t.local, t.destination, buf);
         }
     }
     let children = std::iter::from_fn(|| i.poll_event())

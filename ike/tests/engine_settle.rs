@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ike::crypto::{DhGroup, Encr, Prf, SecretBytes};
 use ike::engine::{ChildSuite, Event, IkeConfig, IkeSa, IkeSuite, Retransmit};
@@ -114,7 +114,7 @@ struct Net {
 
 impl Net {
     fn deliver(&mut self, to: usize, data: &[u8], src: SocketAddr, dst: SocketAddr) {
-        let _ = self.sides[to].handle_datagram(self.now, src, dst, data);
+        let _ = self.sides[to].handle_datagram(self.now, SystemTime::UNIX_EPOCH, src, dst, data);
     }
 
     fn flush(&mut self) -> bool {

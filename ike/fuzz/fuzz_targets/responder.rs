@@ -5,7 +5,7 @@
 #![no_main]
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ike::crypto::{DhGroup, Encr, Prf, SecretBytes};
 use ike::engine::{ChildSuite, IkeConfig, IkeSa, IkeSuite};
@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     );
     let mut buf = Vec::new();
     for d in datagrams(data).take(8) {
-        let _ = sa.handle_datagram(now, from, to, d);
+        let _ = sa.handle_datagram(now, SystemTime::UNIX_EPOCH, from, to, d);
         while sa.poll_transmit(&mut buf).is_some() {}
         while sa.poll_event().is_some() {}
         now += Duration::from_secs(1);

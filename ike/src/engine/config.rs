@@ -1,11 +1,56 @@
-//! What one IKE SA negotiates: identities, PSK, proposals, traffic selectors, and the
-//! timers and options of an established SA (NAT-T, DPD, fragmentation, lifetimes, CP).
+//! What one IKE SA negotiates: identities, authentication (PSK or certificates),
+//! proposals, traffic selectors, and the timers and options of an established SA
+//! (NAT-T, DPD, fragmentation, lifetimes, CP).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::pool::SharedPool;
+use crate::cert::{Credential, TrustStore};
 use crate::crypto::{DhGroup, Encr, Integ, Prf, SecretBytes};
 use crate::wire::{Identity, IpSelector};
+
+/// How we prove our identity in IKE_AUTH.
+#[derive(Clone)]
+pub enum LocalAuth {
+    /// AUTH method 2 (shared key MIC) with this key.
+    Psk(SecretBytes),
+    /// CERT payloads with our chain and a signature AUTH: method 14 (RFC 7427) with a
+    /// hash from the peer's SIGNATURE_HASH_ALGORITHMS, or the legacy ECDSA methods 9/10
+    /// towards a peer that sent no such notify.
+    Certificate(Arc<Credential>),
+}
+
+/// How we check the peer's IKE_AUTH. Independent of [`LocalAuth`]: each direction is
+/// authenticated on its own (RFC 7296 §2.15), so a PSK one way and certificates the
+/// other is a valid configuration.
+#[derive(Clone)]
+pub enum PeerAuth {
+    /// The peer must send AUTH method 2 made with this key.
+    Psk(SecretBytes),
+    /// The peer must send a certificate chain ending at one of these CAs and a
+    /// signature AUTH made with its key. We send CERTREQ for these CAs and announce
+    /// the hashes we verify in SIGNATURE_HASH_ALGORITHMS.
+    Certificate(Arc<TrustStore>),
+}
+
+impl std::fmt::Debug for LocalAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalAuth::Psk(_) => f.write_str("Psk(<redacted>)"),
+            LocalAuth::Certificate(c) => write!(f, "Certificate({:?})", c.key().kind()),
+        }
+    }
+}
+
+impl std::fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerAuth::Psk(_) => f.write_str("Psk(<redacted>)"),
+            PeerAuth::Certificate(s) => write!(f, "Certificate({} CAs)", s.len()),
+        }
+    }
+}
 
 /// One IKE SA proposal: a single transform of each type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,9 +112,15 @@ pub struct ChildConfig {
 #[derive(Clone)]
 pub struct IkeConfig {
     pub local_id: Identity,
-    /// The identity the peer must present; `None` accepts any.
+    /// The identity the peer must present; `None` accepts any (with certificates: any
+    /// identity its certificate names). Distinguished names are compared as names
+    /// (attribute by attribute, ignoring string types, case and extra spaces), other
+    /// types exactly.
     pub remote_id: Option<Identity>,
-    pub psk: SecretBytes,
+    /// How we authenticate ourselves.
+    pub auth: LocalAuth,
+    /// How the peer must authenticate itself.
+    pub peer_auth: PeerAuth,
     /// In order of preference; the initiator's KE uses the first suite's group.
     pub ike_suites: Vec<IkeSuite>,
     pub child_suites: Vec<ChildSuite>,
@@ -112,13 +163,34 @@ pub struct IkeConfig {
 }
 
 impl IkeConfig {
-    /// A configuration with the given identity and key and every option at its default:
-    /// no proposals or selectors yet, no DPD, no lifetimes, fragmentation offered.
+    /// A configuration with the given identity and pre-shared key (both directions)
+    /// and every option at its default: no proposals or selectors yet, no DPD, no
+    /// lifetimes, fragmentation offered.
     pub fn new(local_id: Identity, psk: SecretBytes) -> Self {
+        Self::with_auth(local_id, LocalAuth::Psk(psk.clone()), PeerAuth::Psk(psk))
+    }
+
+    /// Like [`Self::new`], with certificate authentication both ways: we sign with
+    /// `credential`, the peer's chain must end at a CA of `trusted`.
+    pub fn with_certificate(
+        local_id: Identity,
+        credential: Arc<Credential>,
+        trusted: Arc<TrustStore>,
+    ) -> Self {
+        Self::with_auth(
+            local_id,
+            LocalAuth::Certificate(credential),
+            PeerAuth::Certificate(trusted),
+        )
+    }
+
+    /// Like [`Self::new`], with each direction's authentication chosen separately.
+    pub fn with_auth(local_id: Identity, auth: LocalAuth, peer_auth: PeerAuth) -> Self {
         IkeConfig {
             local_id,
             remote_id: None,
-            psk,
+            auth,
+            peer_auth,
             ike_suites: Vec::new(),
             child_suites: Vec::new(),
             local_ts: Vec::new(),
@@ -156,6 +228,8 @@ impl std::fmt::Debug for IkeConfig {
         f.debug_struct("IkeConfig")
             .field("local_id", &self.local_id)
             .field("remote_id", &self.remote_id)
+            .field("auth", &self.auth)
+            .field("peer_auth", &self.peer_auth)
             .field("ike_suites", &self.ike_suites)
             .field("child_suites", &self.child_suites)
             .field("local_ts", &self.local_ts)

@@ -1,9 +1,44 @@
 //! Errors of the IKE SA state machine, each mapped to the notify that reports it.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
+use crate::cert::{CertError, KeyKind};
 use crate::crypto::CryptoError;
-use crate::wire::{EncodeError, NotifyType, ParseError};
+use crate::wire::{AuthMethod, EncodeError, NotifyType, ParseError};
+
+/// A [`CertError`] inside an [`IkeError`]: shared so the error stays `Clone`, and
+/// compared by its message (`CertError` itself is not `PartialEq`).
+#[derive(Debug, Clone)]
+pub struct CertFailure(Arc<CertError>);
+
+impl CertFailure {
+    /// Why the certificate, key or signature was rejected.
+    pub fn error(&self) -> &CertError {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for CertFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl PartialEq for CertFailure {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for CertFailure {}
+
+impl From<CertError> for IkeError {
+    fn from(e: CertError) -> Self {
+        IkeError::Certificate(CertFailure(Arc::new(e)))
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -21,6 +56,19 @@ pub enum IkeError {
     InvalidKePayload { group: u16 },
     #[error("authentication failed")]
     AuthenticationFailed,
+    /// Certificate authentication failed: the peer's chain, ID or signature (reported
+    /// to the peer as AUTHENTICATION_FAILED), or our own key could not sign.
+    #[error("certificate authentication: {0}")]
+    Certificate(CertFailure),
+    /// The peer's AUTH uses a method the configuration does not accept from it (a PSK
+    /// where we want a certificate signature, or the reverse).
+    #[error("peer used AUTH method {0:?}, which is not the configured one")]
+    UnexpectedAuthMethod(AuthMethod),
+    /// We cannot sign for this peer: its SIGNATURE_HASH_ALGORITHMS names no hash our
+    /// key signs with, or it sent none and our key has no legacy AUTH method we can
+    /// produce (RSA would need SHA-1, which ring does not sign with; Ed25519 has none).
+    #[error("no signature the peer accepts can be made with our {0:?} key")]
+    NoSignatureHash(KeyKind),
     #[error("traffic selectors unacceptable")]
     TsUnacceptable,
     /// A payload required by the exchange is missing or duplicated.
@@ -60,9 +108,11 @@ impl IkeError {
             IkeError::Parse(e) => e.notify_type(),
             IkeError::NoProposalChosen => NotifyType::NoProposalChosen,
             IkeError::InvalidKePayload { .. } => NotifyType::InvalidKePayload,
-            IkeError::AuthenticationFailed | IkeError::EapNotSupported => {
-                NotifyType::AuthenticationFailed
-            }
+            IkeError::AuthenticationFailed
+            | IkeError::EapNotSupported
+            | IkeError::Certificate(_)
+            | IkeError::UnexpectedAuthMethod(_)
+            | IkeError::NoSignatureHash(_) => NotifyType::AuthenticationFailed,
             IkeError::TsUnacceptable => NotifyType::TsUnacceptable,
             IkeError::TemporaryFailure => NotifyType::TemporaryFailure,
             IkeError::ChildSaNotFound => NotifyType::ChildSaNotFound,

@@ -282,6 +282,17 @@ impl IkeSa {
                 Payload::Notify(n) if n.notify_type == NotifyType::Cookie2 => {
                     answer.push(Payload::Notify(n.clone()));
                 }
+                Payload::Notify(n) if n.notify_type == NotifyType::AuthenticationFailed => {
+                    // RFC 7296 §2.21.2: the initiator could not authenticate us (our
+                    // certificate, ID or AUTH) and tells us in its own INFORMATIONAL.
+                    if current {
+                        self.deferred.push(Deferred::Close {
+                            by_peer: true,
+                            dead: false,
+                        });
+                    }
+                    return Vec::new();
+                }
                 _ => {}
             }
         }

@@ -1,12 +1,19 @@
 //! IKE_SA_INIT and IKE_AUTH in both roles (RFC 7296 §1.2), with COOKIE and
-//! INVALID_KE_PAYLOAD retries, NAT detection, fragmentation negotiation and the
-//! configuration payload.
+//! INVALID_KE_PAYLOAD retries, NAT detection, fragmentation negotiation, the
+//! configuration payload, and PSK or certificate authentication.
+//!
+//! Certificates (RFC 7296 §3.6, §3.7, RFC 7427): when we authenticate the peer by
+//! certificate we announce SIGNATURE_HASH_ALGORITHMS in IKE_SA_INIT and send CERTREQ
+//! for our CAs, in the IKE_SA_INIT response as a responder and in the IKE_AUTH request
+//! as an initiator (where RFC 7296 §1.2 puts it). When we authenticate by certificate we
+//! send our chain in CERT payloads, end-entity first, in IKE_AUTH, whether or not the
+//! peer asked for it.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use super::auth::{matches, psk_auth};
-use super::config::ChildConfig;
+use super::auth::{AuthInput, identity_matches, make_auth, verify_peer_auth};
+use super::config::{ChildConfig, LocalAuth, PeerAuth};
 use super::error::IkeError;
 use super::keys::{ChildParams, InitTranscript, Keyed, child_install, derive};
 use super::natt::{NAT_T_PORT, NatStatus, natd_payloads};
@@ -19,10 +26,11 @@ use super::sa::{
     error_payload, find, nonce, notify_of, ts_pair, wanted_group,
 };
 use super::ts;
-use crate::crypto::{DhGroup, DhSecret, SecretBytes};
+use crate::cert::{certreq_hashes, supported_hashes};
+use crate::crypto::{DhGroup, DhSecret};
 use crate::wire::{
-    AddrRange, AuthMethod, AuthPayload, CfgAttrType, CfgAttribute, CfgType, CpPayload,
-    ExchangeType, Flags, Header, Identity, IpSelector, KePayload, Message, NoncePayload,
+    AddrRange, AuthPayload, CertEncoding, CertReqPayload, CfgAttrType, CfgAttribute, CfgType,
+    CpPayload, ExchangeType, Flags, Header, IpSelector, KePayload, Message, NoncePayload,
     NotifyPayload, NotifyType, Payload,
 };
 
@@ -83,6 +91,7 @@ impl IkeSa {
                 vec![],
             )));
         }
+        payloads.extend(self.hash_algorithms_notify());
         let request = Message {
             header: self.init_header(false),
             payloads,
@@ -248,27 +257,71 @@ impl IkeSa {
         }
         self.fragmentation = self.config.fragmentation
             && notify_of(payloads, NotifyType::Ikev2FragmentationSupported).is_some();
+        self.peer_hashes = notify_of(payloads, NotifyType::SignatureHashAlgorithms).map(|n| {
+            n.data
+                .chunks_exact(2)
+                .map(|h| u16::from_be_bytes([h[0], h[1]]))
+                .collect()
+        });
+    }
+
+    /// SIGNATURE_HASH_ALGORITHMS (RFC 7427 §4): the hashes we verify signatures with,
+    /// announced when we authenticate the peer by certificate.
+    fn hash_algorithms_notify(&self) -> Option<Payload> {
+        matches!(self.config.peer_auth, PeerAuth::Certificate(_)).then(|| {
+            let data = supported_hashes()
+                .iter()
+                .flat_map(|h| h.to_be_bytes())
+                .collect();
+            Payload::Notify(NotifyPayload::new(
+                NotifyType::SignatureHashAlgorithms,
+                data,
+            ))
+        })
+    }
+
+    /// CERTREQ naming our CAs by the SHA-1 of their public keys (RFC 7296 §3.7), when
+    /// we authenticate the peer by certificate.
+    fn certreq(&self) -> Option<Payload> {
+        match &self.config.peer_auth {
+            PeerAuth::Certificate(store) => Some(Payload::CertReq(CertReqPayload {
+                encoding: CertEncoding::X509Signature,
+                authorities: certreq_hashes(store),
+            })),
+            PeerAuth::Psk(_) => None,
+        }
+    }
+
+    /// Our CERT payloads, end-entity first, when we authenticate by certificate.
+    fn cert_payloads(&self) -> Vec<Payload> {
+        match &self.config.auth {
+            LocalAuth::Certificate(c) => c.cert_payloads().into_iter().map(Payload::Cert).collect(),
+            LocalAuth::Psk(_) => Vec::new(),
+        }
     }
 
     fn send_auth(&mut self, sess: &mut Session, now: Instant) -> Result<(), IkeError> {
         let child_spi = child_spi(self.rng.as_mut());
         let keyed = &sess.keyed;
-        let auth = psk_auth(
-            keyed.suite.prf,
-            &self.config.psk,
-            &keyed.init_request,
-            &keyed.nr,
-            &keyed.keys.sk_pi,
-            &self.config.local_id,
+        let auth = make_auth(
+            &self.config.auth,
+            &AuthInput {
+                prf: keyed.suite.prf,
+                real_message: &keyed.init_request,
+                nonce: &keyed.nr,
+                sk_p: &keyed.keys.sk_pi,
+                id: &self.config.local_id,
+            },
+            self.peer_hashes.as_deref(),
         )?;
+        // RFC 7296 §1.2: IDi, [CERT,] [CERTREQ,] [IDr,] AUTH.
         let mut payloads = vec![Payload::IdI(self.config.local_id.clone())];
+        payloads.extend(self.cert_payloads());
+        payloads.extend(self.certreq());
         if let Some(r) = &self.config.remote_id {
             payloads.push(Payload::IdR(r.clone()));
         }
-        payloads.push(Payload::Auth(AuthPayload {
-            method: AuthMethod::SharedKeyMic,
-            data: auth.as_bytes().to_vec(),
-        }));
+        payloads.push(Payload::Auth(auth));
         if self.config.request_address {
             payloads.push(Payload::Cp(CpPayload {
                 cfg_type: CfgType::Request,
@@ -370,6 +423,7 @@ impl IkeSa {
             }),
             Payload::Nonce(NoncePayload { data: nr.clone() }),
         ];
+        payloads.extend(self.certreq());
         if notify_of(&msg.payloads, NotifyType::NatDetectionSourceIp).is_some() {
             payloads.extend(natd_payloads(
                 (self.spi_i, self.spi_r),
@@ -385,6 +439,7 @@ impl IkeSa {
                 vec![],
             )));
         }
+        payloads.extend(self.hash_algorithms_notify());
         let response = Message {
             header: self.init_header(true),
             payloads,
@@ -438,29 +493,28 @@ impl IkeSa {
             self.deferred.push(Deferred::Fail(e.clone()));
             return (vec![error_payload(&e)], Some(e));
         }
-        let auth = psk_auth(
-            sess.keyed.suite.prf,
-            &self.config.psk,
-            &sess.keyed.init_response,
-            &sess.keyed.ni,
-            &sess.keyed.keys.sk_pr,
-            &self.config.local_id,
+        let auth = make_auth(
+            &self.config.auth,
+            &AuthInput {
+                prf: sess.keyed.suite.prf,
+                real_message: &sess.keyed.init_response,
+                nonce: &sess.keyed.ni,
+                sk_p: &sess.keyed.keys.sk_pr,
+                id: &self.config.local_id,
+            },
+            self.peer_hashes.as_deref(),
         );
         let auth = match auth {
             Ok(a) => a,
             Err(e) => {
-                let e = IkeError::from(e);
                 self.deferred.push(Deferred::Fail(e.clone()));
                 return (vec![error_payload(&e)], Some(e));
             }
         };
-        let mut answer = vec![
-            Payload::IdR(self.config.local_id.clone()),
-            Payload::Auth(AuthPayload {
-                method: AuthMethod::SharedKeyMic,
-                data: auth.as_bytes().to_vec(),
-            }),
-        ];
+        // RFC 7296 §1.2: IDr, [CERT,] AUTH.
+        let mut answer = vec![Payload::IdR(self.config.local_id.clone())];
+        answer.extend(self.cert_payloads());
+        answer.push(Payload::Auth(auth));
         self.phase = Phase::Established;
         self.events.push_back(Event::Established {
             spi_i: sess.spi_i,
@@ -492,12 +546,15 @@ impl IkeSa {
         // No AUTH payload means the initiator asks for EAP (RFC 7296 §2.16).
         let auth = auth.ok_or(IkeError::EapNotSupported)?;
         self.check_peer(
-            id_i,
+            payloads,
             auth,
-            keyed,
-            &keyed.init_request,
-            &keyed.nr,
-            &keyed.keys.sk_pi,
+            &AuthInput {
+                prf: keyed.suite.prf,
+                real_message: &keyed.init_request,
+                nonce: &keyed.nr,
+                sk_p: &keyed.keys.sk_pi,
+                id: id_i,
+            },
         )
     }
 
@@ -591,38 +648,23 @@ impl IkeSa {
         Ok((more, install, config))
     }
 
+    /// The peer's ID must be the configured one (if any), then its AUTH (and
+    /// certificates, which must name that ID) must verify.
     fn check_peer(
         &self,
-        id: &Identity,
+        payloads: &[Payload],
         auth: &AuthPayload,
-        keyed: &Keyed,
-        real_message: &[u8],
-        our_nonce: &[u8],
-        sk_p: &SecretBytes,
+        input: &AuthInput<'_>,
     ) -> Result<(), IkeError> {
         if self
             .config
             .remote_id
             .as_ref()
-            .is_some_and(|want| want != id)
+            .is_some_and(|want| !identity_matches(want, input.id))
         {
             return Err(IkeError::AuthenticationFailed);
         }
-        if auth.method != AuthMethod::SharedKeyMic {
-            return Err(IkeError::AuthenticationFailed);
-        }
-        let expected = psk_auth(
-            keyed.suite.prf,
-            &self.config.psk,
-            real_message,
-            our_nonce,
-            sk_p,
-            id,
-        )?;
-        if !matches(&expected, &auth.data) {
-            return Err(IkeError::AuthenticationFailed);
-        }
-        Ok(())
+        verify_peer_auth(&self.config.peer_auth, input, auth, payloads, self.wall)
     }
 
     /// Initiator, IKE_AUTH response: authenticate the responder and take its choice.
@@ -649,16 +691,34 @@ impl IkeSa {
                 Payload::Auth(a) => Some(a),
                 _ => None,
             })?;
+            let keyed = &sess.keyed;
             self.check_peer(
-                id_r,
+                payloads,
                 auth,
-                &sess.keyed,
-                &sess.keyed.init_response,
-                &sess.keyed.ni,
-                &sess.keyed.keys.sk_pr,
+                &AuthInput {
+                    prf: keyed.suite.prf,
+                    real_message: &keyed.init_response,
+                    nonce: &keyed.ni,
+                    sk_p: &keyed.keys.sk_pr,
+                    id: id_r,
+                },
             )
         })();
         if let Err(e) = authenticated {
+            if e.notify_type() == Some(NotifyType::AuthenticationFailed) {
+                // RFC 7296 §2.21.2: tell the responder, which already considers the SA
+                // up, in an INFORMATIONAL of its own. Sent once: the SA is closed next,
+                // so nothing retransmits it and no answer is awaited.
+                let n =
+                    Payload::Notify(NotifyPayload::new(NotifyType::AuthenticationFailed, vec![]));
+                let _ = self.send_request(
+                    sess,
+                    ExchangeType::Informational,
+                    &[n],
+                    ActiveKind::Dpd,
+                    now,
+                );
+            }
             return Err(self.fail(e));
         }
         self.phase = Phase::Established;

@@ -2,14 +2,16 @@
 //! ticks, emitting datagrams and events.
 //!
 //! Covered: IKE_SA_INIT (INVALID_KE_PAYLOAD retry, COOKIE, NAT detection and the float
-//! to UDP 4500, fragmentation negotiation), IKE_AUTH with a pre-shared key (and a
-//! configuration payload for remote access), INFORMATIONAL (liveness, DPD, Delete),
+//! to UDP 4500, fragmentation negotiation), IKE_AUTH with a pre-shared key or
+//! certificates (RFC 7427 signatures, either way independently; and a configuration
+//! payload for remote access), INFORMATIONAL (liveness, DPD, Delete),
 //! CREATE_CHILD_SA (new child, child rekey, IKE rekey, with collision handling),
 //! lifetimes, and SKF fragmentation (RFC 7383). [`CookieResponder`] runs before any
 //! `IkeSa` exists.
 //!
 //! What the daemon does around an [`IkeSa`]:
-//! - passes every datagram with the address it came from and the one it arrived at;
+//! - passes every datagram with the address it came from and the one it arrived at,
+//!   and the wall-clock time (certificates are checked against it);
 //!   on UDP 4500 it strips the non-ESP marker first, and adds it back when a
 //!   [`Transmit`] says `non_esp_marker` (sending from `Transmit::local`);
 //! - routes by IKE SPIs, adding the new pair on [`Event::IkeRekeyed`] and keeping the old
@@ -38,9 +40,12 @@ mod ts;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ChildConfig, ChildLifetime, ChildSuite, IkeConfig, IkeSuite, Retransmit};
+pub use auth::identity_matches;
+pub use config::{
+    ChildConfig, ChildLifetime, ChildSuite, IkeConfig, IkeSuite, LocalAuth, PeerAuth, Retransmit,
+};
 pub use cookie::{CookieResponder, Decision};
-pub use error::IkeError;
+pub use error::{CertFailure, IkeError};
 pub use natt::{NAT_T_PORT, NatStatus};
 pub use pool::{AddressPool, SharedPool};
 pub use sa::{ChildSaInstall, ChildSaKeys, Event, IkeSa, Transmit};

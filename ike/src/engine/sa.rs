@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::CryptoRngCore;
 
@@ -329,6 +329,12 @@ pub struct IkeSa {
     pub(super) last_seen: Instant,
     pub(super) ike_rekey_at: Option<Instant>,
     pub(super) lease: Option<Lease>,
+    /// The peer's SIGNATURE_HASH_ALGORITHMS from IKE_SA_INIT (RFC 7427 §4); `None` if
+    /// it sent none.
+    pub(super) peer_hashes: Option<Vec<u16>>,
+    /// Wall-clock time given with the datagram being processed: what peer certificates
+    /// must be valid at.
+    pub(super) wall: SystemTime,
 }
 
 impl std::fmt::Debug for IkeSa {
@@ -451,6 +457,8 @@ impl IkeSa {
             last_seen: now,
             ike_rekey_at: None,
             lease: None,
+            peer_hashes: None,
+            wall: SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -931,9 +939,14 @@ impl IkeSa {
     /// Processes one datagram (without the UDP 4500 non-ESP marker) that arrived from
     /// `from` at our address `to`. An `Err` means the datagram was dropped, or, if
     /// [`Self::is_closed`] now holds, that the SA died.
+    ///
+    /// `now` drives the timers; `wall` is the calendar time, against which a peer's
+    /// certificates are checked (the engine reads no clock: tests pass any time they
+    /// like, the daemon passes `SystemTime::now()`).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
+        wall: SystemTime,
         from: SocketAddr,
         to: SocketAddr,
         data: &[u8],
@@ -941,6 +954,7 @@ impl IkeSa {
         if self.is_closed() {
             return Err(IkeError::Unexpected("SA is closed"));
         }
+        self.wall = wall;
         let h = Header::parse(data)?.header;
         if h.exchange == ExchangeType::IkeSaInit {
             let r = self.handle_init(now, from, to, data, h);

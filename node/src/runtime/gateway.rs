@@ -489,7 +489,13 @@ impl Handler<Datagram> for Gateway {
             self.set_sa(sa, ctx);
         }
         if let Some(sa) = &mut self.sa
-            && let Err(e) = sa.handle_datagram(Instant::now(), msg.from, msg.local, &msg.data)
+            && let Err(e) = sa.handle_datagram(
+                Instant::now(),
+                SystemTime::now(),
+                msg.from,
+                msg.local,
+                &msg.data,
+            )
         {
             tracing::debug!(gateway = %self.spec.name, error = %e, "IKE datagram not accepted");
         }

@@ -47,7 +47,7 @@ fn strongswan_no_additional_addresses_gets_an_empty_answer() {
     );
     let (ai, ar) = (addr(IP_I, 500), addr(IP_R, 500));
     pair.initiator
-        .handle_datagram(pair.now, ar, ai, &req)
+        .handle_datagram(pair.now, pair.wall, ar, ai, &req)
         .unwrap();
     let mut buf = Vec::new();
     pair.initiator.poll_transmit(&mut buf).unwrap();
@@ -62,14 +62,14 @@ fn strongswan_no_additional_addresses_gets_an_empty_answer() {
     assert!(payloads.is_empty());
     // A retransmission gets the same answer; the next request id is now 1.
     pair.initiator
-        .handle_datagram(pair.now, ar, ai, &req)
+        .handle_datagram(pair.now, pair.wall, ar, ai, &req)
         .unwrap();
     let mut again = Vec::new();
     pair.initiator.poll_transmit(&mut again).unwrap();
     assert_eq!(again, buf);
     let liveness = forge_from_responder(&pair, 1, &[]);
     pair.initiator
-        .handle_datagram(pair.now, ar, ai, &liveness)
+        .handle_datagram(pair.now, pair.wall, ar, ai, &liveness)
         .unwrap();
     pair.initiator.poll_transmit(&mut buf).unwrap();
     let (h, payloads) = pair
@@ -90,7 +90,7 @@ fn strongswan_no_additional_addresses_gets_an_empty_answer() {
         ],
     );
     pair.initiator
-        .handle_datagram(pair.now, ar, ai, &update)
+        .handle_datagram(pair.now, pair.wall, ar, ai, &update)
         .unwrap();
     pair.initiator.poll_transmit(&mut buf).unwrap();
     let (_, payloads) = pair

@@ -3,7 +3,7 @@
 //! front of the initiator.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -12,6 +12,7 @@ use super::*;
 use crate::crypto::{DhGroup, Encr, Prf, SecretBytes};
 use crate::wire::{AddrRange, Identity, IpSelector};
 
+mod certs;
 mod collision;
 mod exchanges;
 mod natt;
@@ -23,6 +24,11 @@ pub(super) const IP_R: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 /// The initiator's NAT: its public address, and ports shifted by this much.
 pub(super) const IP_NAT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 pub(super) const NAT_SHIFT: u16 = 40000;
+
+/// 2030-01-01T00:00:00Z: inside the validity of the test certificates (2025..2035).
+pub(super) fn wall() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000)
+}
 
 pub(super) fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(ip), port)
@@ -90,6 +96,8 @@ type Schedule = Box<dyn FnMut(usize, bool, &[u8]) -> Fate>;
 
 pub(super) struct Pair {
     pub now: Instant,
+    /// The calendar time both sides are told (certificates are checked against it).
+    pub wall: SystemTime,
     pub initiator: IkeSa,
     pub responder: IkeSa,
     /// Datagrams put on the wire, `true` for the initiator's, for inspection.
@@ -115,6 +123,7 @@ impl Pair {
         let now = Instant::now();
         Pair {
             now,
+            wall: wall(),
             initiator: IkeSa::initiate(ci, addr(IP_I, 500), addr(IP_R, 500), rng(si), now).unwrap(),
             responder: IkeSa::respond(cr, addr(IP_R, 500), addr(IP_I, 500), rng(sr), now),
             log: Vec::new(),
@@ -144,7 +153,7 @@ impl Pair {
         } else {
             &mut self.initiator
         };
-        let _ = sa.handle_datagram(self.now, from, to, data);
+        let _ = sa.handle_datagram(self.now, self.wall, from, to, data);
     }
 
     /// Puts every queued datagram of one side on the wire; true if any moved.

@@ -101,7 +101,7 @@ fn invalid_ke_payload_retry() {
 #[test]
 fn wrong_psk_fails_both_sides() {
     let mut ci = config(true);
-    ci.psk = SecretBytes::from_slice(b"not the key");
+    ci.auth = LocalAuth::Psk(SecretBytes::from_slice(b"not the key"));
     let mut pair = Pair::new(ci, config(false));
     pair.drive();
     assert!(pair.initiator.is_failed() && pair.responder.is_failed());
@@ -207,11 +207,11 @@ fn through_init(pair: &mut Pair) -> Vec<u8> {
     let mut buf = Vec::new();
     pair.initiator.poll_transmit(&mut buf).unwrap();
     pair.responder
-        .handle_datagram(pair.now, ai, ar, &buf)
+        .handle_datagram(pair.now, pair.wall, ai, ar, &buf)
         .unwrap();
     pair.responder.poll_transmit(&mut buf).unwrap();
     pair.initiator
-        .handle_datagram(pair.now, ar, ai, &buf)
+        .handle_datagram(pair.now, pair.wall, ar, ai, &buf)
         .unwrap();
     pair.initiator.poll_transmit(&mut buf).unwrap();
     buf
@@ -227,12 +227,12 @@ fn tampered_auth_is_dropped_then_recovered() {
     bad[last] ^= 1;
     assert!(
         pair.responder
-            .handle_datagram(pair.now, ai, ar, &bad)
+            .handle_datagram(pair.now, pair.wall, ai, ar, &bad)
             .is_err()
     );
     assert!(!pair.responder.is_failed());
     pair.responder
-        .handle_datagram(pair.now, ai, ar, &auth)
+        .handle_datagram(pair.now, pair.wall, ai, ar, &auth)
         .unwrap();
     pair.drive();
     assert!(pair.initiator.is_established() && pair.responder.is_established());
@@ -275,13 +275,14 @@ fn eap_request_is_refused() {
         )
         .unwrap();
     assert_eq!(
-        pair.responder.handle_datagram(pair.now, ai, ar, &forged),
+        pair.responder
+            .handle_datagram(pair.now, pair.wall, ai, ar, &forged),
         Err(IkeError::EapNotSupported)
     );
     let mut buf = Vec::new();
     pair.responder.poll_transmit(&mut buf).unwrap();
     pair.initiator
-        .handle_datagram(pair.now, ar, ai, &buf)
+        .handle_datagram(pair.now, pair.wall, ar, ai, &buf)
         .unwrap_err();
     assert_eq!(
         pair.initiator.poll_event(),

@@ -39,14 +39,14 @@ fn requests_outside_the_window_and_stray_responses_are_ignored() {
     let stray = forge(&pair, true, 5);
     assert!(
         pair.initiator
-            .handle_datagram(pair.now, ar, ai, &stray)
+            .handle_datagram(pair.now, pair.wall, ar, ai, &stray)
             .is_err()
     );
     // A request from the future (the window is 1: only id 0 is expected).
     let ahead = forge(&pair, false, 1);
     assert!(
         pair.initiator
-            .handle_datagram(pair.now, ar, ai, &ahead)
+            .handle_datagram(pair.now, pair.wall, ar, ai, &ahead)
             .is_err()
     );
     assert!(pair.initiator.poll_transmit(&mut buf).is_none());
@@ -55,14 +55,14 @@ fn requests_outside_the_window_and_stray_responses_are_ignored() {
     for id in 0..2 {
         let req = forge(&pair, false, id);
         pair.initiator
-            .handle_datagram(pair.now, ar, ai, &req)
+            .handle_datagram(pair.now, pair.wall, ar, ai, &req)
             .unwrap();
         assert!(pair.initiator.poll_transmit(&mut buf).is_some());
     }
     let old = forge(&pair, false, 0);
     assert!(
         pair.initiator
-            .handle_datagram(pair.now, ar, ai, &old)
+            .handle_datagram(pair.now, pair.wall, ar, ai, &old)
             .is_err()
     );
     assert!(pair.initiator.poll_transmit(&mut buf).is_none());
@@ -82,7 +82,7 @@ fn cookie_challenge_round_trip() {
     let m = Message::parse(&challenge).unwrap();
     assert!(m.header.flags.response() && m.header.spi_r == 0);
     pair.initiator
-        .handle_datagram(pair.now, ar, ai, &challenge)
+        .handle_datagram(pair.now, pair.wall, ar, ai, &challenge)
         .unwrap();
     let mut second = Vec::new();
     pair.initiator.poll_transmit(&mut second).unwrap();
@@ -108,7 +108,7 @@ fn cookie_challenge_round_trip() {
     ));
     assert_eq!(cookies.check_or_challenge(&[1, 2, 3], ai), Decision::Drop);
     pair.responder
-        .handle_datagram(pair.now, ai, ar, &second)
+        .handle_datagram(pair.now, pair.wall, ai, ar, &second)
         .unwrap();
     pair.drive();
     assert!(pair.initiator.is_established() && pair.responder.is_established());
