@@ -8,7 +8,7 @@
 
 use crate::buf::PacketBuf;
 use crate::drop::DropReason;
-use crate::esp::{next_seq, outer_df};
+use crate::esp::{finish_tunnel, next_seq, outer_df};
 use crate::ip::{self, InnerInfo, OuterHeader, proto};
 use crate::sa::{InboundSa, Mode, OutboundSa, SaTransform};
 
@@ -317,32 +317,9 @@ pub fn decapsulate(sa: &mut InboundSa, pkt: &mut PacketBuf, hlen: usize) -> Resu
     let outer_tos = ip::inner_info(data).map_or(0, |i| i.tos);
     match sa.common.config.mode {
         Mode::Tunnel => {
-            let expect = match next_header {
-                proto::IPV4 => 4,
-                proto::IPV6 => 6,
-                _ => {
-                    counters.malformed_drops += 1;
-                    return Err(DropReason::BadNextHeader);
-                }
-            };
             pkt.trim_front(hlen + len)
                 .map_err(|_| DropReason::Truncated)?;
-            let Some(info) = ip::inner_info(pkt.data()).filter(|i| i.version == expect) else {
-                counters.malformed_drops += 1;
-                return Err(DropReason::BadNextHeader);
-            };
-            if info.total_len > pkt.len() {
-                counters.malformed_drops += 1;
-                return Err(DropReason::BadLength);
-            }
-            pkt.truncate(info.total_len);
-            match ip::ecn_decap(info.tos, outer_tos) {
-                ip::EcnDecap::Forward(e) if e != info.tos & 0b11 => {
-                    ip::set_tos(pkt.data_mut(), (info.tos & 0xfc) | e);
-                }
-                ip::EcnDecap::Forward(_) => {}
-                ip::EcnDecap::Drop => return Err(DropReason::EcnDrop),
-            }
+            finish_tunnel(pkt, next_header, outer_tos, counters)?;
         }
         Mode::Transport => {
             header[..hlen].copy_from_slice(&data[..hlen]);

@@ -402,31 +402,7 @@ pub fn decapsulate(
     }
     match sa.common.config.mode {
         Mode::Tunnel => {
-            let expect = match next_header {
-                proto::IPV4 => 4,
-                proto::IPV6 => 6,
-                _ => {
-                    counters.malformed_drops += 1;
-                    return Err(DropReason::BadNextHeader);
-                }
-            };
-            let Some(info) = ip::inner_info(pkt.data()).filter(|i| i.version == expect) else {
-                counters.malformed_drops += 1;
-                return Err(DropReason::BadNextHeader);
-            };
-            // Anything past the inner length is TFC padding (RFC 4303 §2.4).
-            if info.total_len > pkt.len() {
-                counters.malformed_drops += 1;
-                return Err(DropReason::BadLength);
-            }
-            pkt.truncate(info.total_len);
-            match ip::ecn_decap(info.tos, outer.tos) {
-                ip::EcnDecap::Forward(e) if e != info.tos & 0b11 => {
-                    ip::set_tos(pkt.data_mut(), (info.tos & 0xfc) | e);
-                }
-                ip::EcnDecap::Forward(_) => {}
-                ip::EcnDecap::Drop => return Err(DropReason::EcnDrop),
-            }
+            finish_tunnel(pkt, next_header, outer.tos, counters)?;
             Ok(Decapsulated::Packet)
         }
         Mode::Transport => {
@@ -452,4 +428,41 @@ pub fn decapsulate(
             Ok(Decapsulated::Packet)
         }
     }
+}
+
+/// The end of tunnel-mode decapsulation, shared by ESP and AH: `pkt` holds what the
+/// protocol carried; checks it is the IP packet `next_header` announces, drops what
+/// lies past its length (TFC padding, RFC 4303 §2.4) and combines the outer ECN field
+/// into it (RFC 6040 §4.2).
+pub(crate) fn finish_tunnel(
+    pkt: &mut PacketBuf,
+    next_header: u8,
+    outer_tos: u8,
+    counters: &mut crate::sa::SaCounters,
+) -> Result<(), DropReason> {
+    let expect = match next_header {
+        proto::IPV4 => 4,
+        proto::IPV6 => 6,
+        _ => {
+            counters.malformed_drops += 1;
+            return Err(DropReason::BadNextHeader);
+        }
+    };
+    let Some(info) = ip::inner_info(pkt.data()).filter(|i| i.version == expect) else {
+        counters.malformed_drops += 1;
+        return Err(DropReason::BadNextHeader);
+    };
+    if info.total_len > pkt.len() {
+        counters.malformed_drops += 1;
+        return Err(DropReason::BadLength);
+    }
+    pkt.truncate(info.total_len);
+    match ip::ecn_decap(info.tos, outer_tos) {
+        ip::EcnDecap::Forward(e) if e != info.tos & 0b11 => {
+            ip::set_tos(pkt.data_mut(), (info.tos & 0xfc) | e);
+        }
+        ip::EcnDecap::Forward(_) => {}
+        ip::EcnDecap::Drop => return Err(DropReason::EcnDrop),
+    }
+    Ok(())
 }

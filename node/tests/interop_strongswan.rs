@@ -337,18 +337,24 @@ secrets {{
 
 impl Drop for Charon {
     fn drop(&mut self) {
-        // SAFETY: kill with a PID we spawned; the worst case is ESRCH.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// SIGTERM, a bounded wait for a clean exit (charon and vpnd both send Deletes), then
+/// SIGKILL.
+fn stop(child: &mut Child) {
+    // SAFETY: kill with a PID we spawned; the worst case is ESRCH.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `vpnd` in namespace `a`.
@@ -447,17 +453,7 @@ next-hop = \"st0.0\"
 
 impl Drop for Vpnd {
     fn drop(&mut self) {
-        // SAFETY: kill with a PID we spawned.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
 
