@@ -3,10 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 
+use ike::cert::{Credential, KeyKind, PrivateKey, TrustStore, certs_from_pem};
 use ike::crypto::{DhGroup, Encr, Integ, Prf, SecretBytes};
-use ike::engine::{ChildLifetime, ChildSuite, IkeConfig, IkeSuite, Retransmit};
+use ike::engine::{
+    ChildLifetime, ChildSuite, IkeConfig, IkeSuite, LocalAuth, PeerAuth, Retransmit,
+    identity_matches,
+};
 use ike::wire::{AddrRange, Identity, IpSelector};
+use ring::rand::SystemRandom;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use zeroize::Zeroizing;
 
 use super::{EspOptions, GatewaySpec, ManualSpec, NodeSpec, TunnelSpec};
 use crate::config::model::{self, Auth, Binding, Config, Establish, NextHop, Remote};
@@ -134,13 +143,19 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
             "local-address is required (the address IKE and ESP are sent from)",
         )
     })?;
-    let psk = match &g.auth {
-        Auth::Psk(p) => SecretBytes::from_slice(p.expose()),
-        Auth::Certificate(_) => {
-            return Err(err(
-                &gpath,
-                "certificate authentication is not supported by this daemon version",
-            ));
+    let (auth, peer_auth, subject) = match &g.auth {
+        Auth::Psk(p) => {
+            let psk = SecretBytes::from_slice(p.expose());
+            (LocalAuth::Psk(psk.clone()), PeerAuth::Psk(psk), None)
+        }
+        Auth::Certificate(paths) => {
+            let (credential, trusted, subject) = load_certificates(paths, &gpath)?;
+            check_auth_methods(g, credential.key().kind(), &gpath)?;
+            (
+                LocalAuth::Certificate(Arc::new(credential)),
+                PeerAuth::Certificate(Arc::new(trusted)),
+                Some(subject),
+            )
         }
     };
     let ike_suites = g
@@ -219,11 +234,40 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
                 .collect(),
         )
     };
-    let local_id = match &g.local_id {
-        Some(id) => identity(id, &gpath)?,
-        None => address_identity(local),
+    let local_id = match (&g.local_id, subject) {
+        // With a certificate the wire ID is the subject's DER as the certificate holds
+        // it; a configured DN only has to name the same subject.
+        (Some(model::Identity::DistinguishedName(dn)), Some(subject)) => {
+            let want = Identity::DerAsn1Dn(
+                dn_der(dn)
+                    .map_err(|e| err(&gpath, format!("local-identity distinguished-name: {e}")))?,
+            );
+            let have = Identity::DerAsn1Dn(subject.der);
+            if !identity_matches(&want, &have) {
+                return Err(err(
+                    &gpath,
+                    format!(
+                        "local-identity distinguished-name \"{dn}\" is not the subject of \
+                         the local certificate (\"{}\")",
+                        subject.text
+                    ),
+                ));
+            }
+            have
+        }
+        (Some(model::Identity::DistinguishedName(_)), None) => {
+            return Err(err(
+                &gpath,
+                "a distinguished-name local-identity needs certificate authentication \
+                 (its wire form is the DER of the certificate's subject)",
+            ));
+        }
+        (Some(id), _) => identity(id, &gpath)?,
+        // Junos: with a certificate, the local identity defaults to its subject DN.
+        (None, Some(subject)) => Identity::DerAsn1Dn(subject.der),
+        (None, None) => address_identity(local),
     };
-    let mut ike = IkeConfig::new(local_id, psk);
+    let mut ike = IkeConfig::with_auth(local_id, auth, peer_auth);
     ike.remote_id = g
         .remote_id
         .as_ref()
@@ -288,13 +332,421 @@ fn identity(id: &model::Identity, path: &str) -> Result<Identity, SpecError> {
         model::Identity::Hostname(h) => Identity::Fqdn(h.clone()),
         model::Identity::UserAtHostname(u) => Identity::Rfc822(u.clone()),
         model::Identity::KeyId(k) => Identity::KeyId(k.clone()),
-        // The wire form is the DER of the name, which only a certificate gives exactly.
-        model::Identity::DistinguishedName(_) => {
+        // Our own encoding of the name: the engine compares DNs as names, not octets,
+        // so it matches the peer's DER whatever string types its CA chose.
+        model::Identity::DistinguishedName(dn) => Identity::DerAsn1Dn(
+            dn_der(dn).map_err(|e| err(path, format!("distinguished-name: {e}")))?,
+        ),
+    })
+}
+
+/// The local certificate's subject: DER for the wire, text for messages.
+struct Subject {
+    der: Vec<u8>,
+    text: String,
+}
+
+/// Loads `certificate.*`: our key and chain (end entity first, then any
+/// intermediates of the same file), and the CAs peers must chain to. Errors name the
+/// file. Key bytes are wiped after parsing.
+fn load_certificates(
+    paths: &model::CertificatePaths,
+    gpath: &str,
+) -> Result<(Credential, TrustStore, Subject), SpecError> {
+    let read = |key: &str, path: &Path| {
+        std::fs::read(path)
+            .map(Zeroizing::new)
+            .map_err(|e| err(gpath, format!("certificate.{key} {}: {e}", path.display())))
+    };
+    let bad = |key: &str, path: &Path, e: &dyn std::fmt::Display| {
+        err(gpath, format!("certificate.{key} {}: {e}", path.display()))
+    };
+    let (cert_path, key_path) = (&paths.local_certificate, &paths.private_key);
+    let chain = certs_from_pem(&read("local-certificate", cert_path)?)
+        .map_err(|e| bad("local-certificate", cert_path, &e))?;
+    let subject = chain
+        .first()
+        .and_then(|der| match X509Certificate::from_der(der) {
+            Ok((_, c)) => Some(Subject {
+                der: c.subject().as_raw().to_vec(),
+                text: c.subject().to_string(),
+            }),
+            Err(_) => None,
+        })
+        .ok_or_else(|| bad("local-certificate", cert_path, &"not an X.509 certificate"))?;
+    let key = PrivateKey::from_pem(&read("private-key", key_path)?, &SystemRandom::new())
+        .map_err(|e| bad("private-key", key_path, &e))?;
+    let credential = Credential::new(key, chain).map_err(|e| {
+        err(
+            gpath,
+            format!(
+                "certificate.private-key {} and certificate.local-certificate {}: {e}",
+                key_path.display(),
+                cert_path.display()
+            ),
+        )
+    })?;
+    let mut trusted = TrustStore::new();
+    for ca in &paths.trusted_ca {
+        trusted
+            .add_ca_pem(&read("trusted-ca", ca)?)
+            .map_err(|e| bad("trusted-ca", ca, &e))?;
+    }
+    Ok((credential, trusted, subject))
+}
+
+/// The proposals' `authentication-method` must fit the key: the engine signs with
+/// RFC 7427 (or RFC 4754 towards old peers) using whatever key it is given, so a
+/// mismatch would silently sign with a method the administrator did not choose.
+fn check_auth_methods(g: &model::Gateway, key: KeyKind, gpath: &str) -> Result<(), SpecError> {
+    use model::AuthMethod as M;
+    for p in &g.ike_proposals {
+        let fits = match p.auth_method {
+            M::PreSharedKeys => false,
+            M::RsaSignatures => key == KeyKind::Rsa,
+            M::EcdsaSignatures256 => key == KeyKind::EcdsaP256,
+            M::EcdsaSignatures384 => key == KeyKind::EcdsaP384,
+        };
+        if !fits {
             return Err(err(
-                path,
-                "distinguished-name identities need certificate authentication, \
-                 which this daemon version does not run yet",
+                format!("{gpath} (proposal {})", p.name),
+                format!(
+                    "authentication-method {:?} does not fit the {key:?} private key",
+                    p.auth_method
+                ),
             ));
         }
-    })
+    }
+    Ok(())
+}
+
+/// DER of a distinguished name written as `C=US, O=Example, CN=gw.example.net`.
+///
+/// The order is the DER order, outermost first, as strongSwan and `openssl x509
+/// -subject` write it (not RFC 4514's reversed order). Commas and plus signs inside a
+/// value are escaped with a backslash; attributes are the usual short names. Values
+/// are encoded as UTF8String (PrintableString for C): the engine compares DNs by
+/// attribute and value, not by string type, so this need not match the CA's choices.
+fn dn_der(text: &str) -> Result<Vec<u8>, String> {
+    const ATTRS: &[(&str, &[u8])] = &[
+        ("CN", &[0x55, 0x04, 0x03]),
+        ("SN", &[0x55, 0x04, 0x04]),
+        ("SERIALNUMBER", &[0x55, 0x04, 0x05]),
+        ("C", &[0x55, 0x04, 0x06]),
+        ("L", &[0x55, 0x04, 0x07]),
+        ("ST", &[0x55, 0x04, 0x08]),
+        ("STREET", &[0x55, 0x04, 0x09]),
+        ("O", &[0x55, 0x04, 0x0a]),
+        ("OU", &[0x55, 0x04, 0x0b]),
+        ("T", &[0x55, 0x04, 0x0c]),
+        ("TITLE", &[0x55, 0x04, 0x0c]),
+        ("GN", &[0x55, 0x04, 0x2a]),
+        (
+            "DC",
+            &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19],
+        ),
+        (
+            "UID",
+            &[0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01],
+        ),
+        ("E", &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01]),
+        (
+            "EMAILADDRESS",
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01],
+        ),
+    ];
+    let mut rdns = Vec::new();
+    for rdn in split_unescaped(text, ',') {
+        let mut set = Vec::new();
+        for atv in split_unescaped(&rdn, '+') {
+            let (key, value) = atv
+                .split_once('=')
+                .ok_or_else(|| format!("\"{}\" is not ATTRIBUTE=value", atv.trim()))?;
+            let key = key.trim().to_ascii_uppercase();
+            let oid = ATTRS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, oid)| *oid)
+                .ok_or_else(|| format!("unknown attribute \"{key}\""))?;
+            let value = unescape(value.trim());
+            if value.is_empty() {
+                return Err(format!("{key} has an empty value"));
+            }
+            let string_tag = if key == "C" { 0x13 } else { 0x0c };
+            let mut body = der_tlv(0x06, oid);
+            body.extend(der_tlv(string_tag, value.as_bytes()));
+            set.extend(der_tlv(0x30, &body));
+        }
+        rdns.extend(der_tlv(0x31, &set));
+    }
+    if rdns.is_empty() {
+        return Err("empty name".into());
+    }
+    Ok(der_tlv(0x30, &rdns))
+}
+
+/// Splits at `sep` where it is not escaped with a backslash (escapes are kept).
+fn split_unescaped(s: &str, sep: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut escaped = false;
+    for c in s.chars() {
+        if c == sep && !escaped {
+            parts.push(String::new());
+            continue;
+        }
+        escaped = c == '\\' && !escaped;
+        if let Some(last) = parts.last_mut() {
+            last.push(c);
+        }
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    parts
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn der_tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = body.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let octets: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|&b| b == 0)
+            .collect();
+        out.push(0x80 | octets.len() as u8);
+        out.extend(octets);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
+        PKCS_ECDSA_P384_SHA384, SanType,
+    };
+
+    use super::*;
+
+    /// A CA and a P-256 (or P-384) certificate for a.test with subject
+    /// `C=US, O=Example Corp, CN=a.test`, written as PEM files under a fresh directory.
+    fn pki(tag: &str, p384: bool) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("spec-cert-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name.push(DnType::CommonName, "Spec CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let alg = if p384 {
+            &PKCS_ECDSA_P384_SHA384
+        } else {
+            &PKCS_ECDSA_P256_SHA256
+        };
+        let key = KeyPair::generate_for(alg).unwrap();
+        let mut leaf = CertificateParams::new(vec!["a.test".into()]).unwrap();
+        leaf.distinguished_name = rcgen::DistinguishedName::new();
+        leaf.distinguished_name.push(DnType::CountryName, "US");
+        leaf.distinguished_name
+            .push(DnType::OrganizationName, "Example Corp");
+        leaf.distinguished_name.push(DnType::CommonName, "a.test");
+        leaf.subject_alt_names = vec![SanType::DnsName("a.test".try_into().unwrap())];
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.join("a.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+        dir
+    }
+
+    fn config(dir: &Path, method: &str, identities: &str) -> Result<NodeSpec, SpecError> {
+        let d = dir.display();
+        let text = format!(
+            "[security.ike.proposal.p1]
+authentication-method = \"{method}\"
+dh-group = \"group19\"
+encryption-algorithm = \"aes-128-gcm\"
+authentication-algorithm = \"sha-256\"
+
+[security.ike.policy.pol]
+proposals = [\"p1\"]
+certificate.local-certificate = \"{d}/a.pem\"
+certificate.private-key = \"{d}/a.key\"
+certificate.trusted-ca = [\"{d}/ca.pem\"]
+
+[security.ike.gateway.gw]
+ike-policy = \"pol\"
+address = [\"192.0.2.2\"]
+local-address = \"192.0.2.1\"
+version = \"v2-only\"
+{identities}
+
+[security.ipsec.proposal.esp1]
+protocol = \"esp\"
+encryption-algorithm = \"aes-128-gcm\"
+
+[security.ipsec.policy.ipol]
+proposals = [\"esp1\"]
+
+[security.ipsec.vpn.v]
+bind-interface = \"st0.0\"
+ike.gateway = \"gw\"
+ike.ipsec-policy = \"ipol\"
+
+[interfaces.st0.unit.0]
+family.inet.address = \"10.255.0.1/30\"
+"
+        );
+        let cfg = Config::parse(&text, "test.toml").unwrap();
+        NodeSpec::from_config(&cfg, 1)
+    }
+
+    fn subject_of(dir: &Path) -> Vec<u8> {
+        let chain = certs_from_pem(&std::fs::read(dir.join("a.pem")).unwrap()).unwrap();
+        let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
+        cert.subject().as_raw().to_vec()
+    }
+
+    #[test]
+    fn certificate_policy_maps_to_certificate_auth_with_the_subject_as_id() {
+        let dir = pki("map", false);
+        let spec = config(
+            &dir,
+            "ecdsa-signatures-256",
+            "remote-identity.distinguished-name = \"C=US, O=Other Corp, CN=b.test\"",
+        )
+        .unwrap();
+        let ike = &spec.gateways[0].ike;
+        assert!(
+            matches!(&ike.auth, LocalAuth::Certificate(c) if c.key().kind() == KeyKind::EcdsaP256)
+        );
+        assert!(matches!(&ike.peer_auth, PeerAuth::Certificate(s) if s.len() == 1));
+        // No local-identity: the certificate's subject, as its DER.
+        assert_eq!(ike.local_id, Identity::DerAsn1Dn(subject_of(&dir)));
+        let Some(Identity::DerAsn1Dn(remote)) = &ike.remote_id else {
+            panic!("remote DN expected: {:?}", ike.remote_id);
+        };
+        let (_, name) = x509_parser::x509::X509Name::from_der(remote).unwrap();
+        assert_eq!(name.to_string(), "C=US, O=Other Corp, CN=b.test");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn configured_local_dn_must_name_the_certificate_subject() {
+        let dir = pki("localdn", false);
+        // Same name in other spacing and case: accepted, and the wire ID is the
+        // certificate's own DER.
+        let spec = config(
+            &dir,
+            "ecdsa-signatures-256",
+            "local-identity.distinguished-name = \"c=US,o=example  corp, cn=A.test\"",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.gateways[0].ike.local_id,
+            Identity::DerAsn1Dn(subject_of(&dir))
+        );
+        let e = config(
+            &dir,
+            "ecdsa-signatures-256",
+            "local-identity.distinguished-name = \"C=US, O=Example Corp, CN=b.test\"",
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("is not the subject"), "{e}");
+        assert!(e.reason.contains("CN=a.test"), "{e}");
+        // Other identity types are sent as configured (the peer checks them against
+        // the certificate's SANs).
+        let spec = config(
+            &dir,
+            "ecdsa-signatures-256",
+            "local-identity.hostname = \"a.test\"",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.gateways[0].ike.local_id,
+            Identity::Fqdn("a.test".into())
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn authentication_method_must_fit_the_key() {
+        let dir = pki("method", true);
+        config(&dir, "ecdsa-signatures-384", "").unwrap();
+        for method in ["ecdsa-signatures-256", "rsa-signatures"] {
+            let e = config(&dir, method, "").unwrap_err();
+            assert!(e.object.contains("proposal p1"), "{e}");
+            assert!(e.reason.contains("EcdsaP384"), "{e}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn certificate_errors_name_the_file() {
+        let dir = pki("errors", false);
+        let key = dir.join("a.key");
+        let good_key = std::fs::read(&key).unwrap();
+        std::fs::write(&key, "not a key").unwrap();
+        let e = config(&dir, "ecdsa-signatures-256", "").unwrap_err();
+        assert!(
+            e.reason.starts_with("certificate.private-key ") && e.reason.contains("a.key"),
+            "{e}"
+        );
+        // A key that is not the certificate's.
+        let other = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(&key, other.serialize_pem()).unwrap();
+        let e = config(&dir, "ecdsa-signatures-256", "").unwrap_err();
+        assert!(e.reason.contains("does not match"), "{e}");
+        std::fs::write(&key, good_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+        let e = config(&dir, "ecdsa-signatures-256", "").unwrap_err();
+        assert!(
+            e.reason.starts_with("certificate.trusted-ca ") && e.reason.contains("ca.pem"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.join("a.pem")).unwrap();
+        let e = config(&dir, "ecdsa-signatures-256", "").unwrap_err();
+        assert!(
+            e.reason.starts_with("certificate.local-certificate ") && e.reason.contains("a.pem"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn dn_text_to_der() {
+        let der = dn_der("C=US, O=Example\\, Inc., CN=gw+SERIALNUMBER=7").unwrap();
+        let (rest, name) = x509_parser::x509::X509Name::from_der(&der).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(name.iter().count(), 3);
+        assert_eq!(
+            name.to_string(),
+            "C=US, O=Example, Inc., CN=gw + serialNumber=7"
+        );
+        for bad in ["", "CN", "XX=1", "CN="] {
+            assert!(dn_der(bad).is_err(), "{bad}");
+        }
+        let long = format!("CN={}", "x".repeat(300));
+        let der = dn_der(&long).unwrap();
+        assert_eq!(&der[..2], &[0x30, 0x82]);
+        X509Certificate::from_der(&der).unwrap_err();
+        x509_parser::x509::X509Name::from_der(&der).unwrap();
+    }
 }
