@@ -589,3 +589,344 @@ fn netns_interop_rekeys_under_traffic() {
     let sas = charon.list_sas();
     assert_eq!(sas.matches("INSTALLED").count(), 1, "{sas}");
 }
+
+// ------------------------------------------------------------------ certificates
+
+/// A CA and one ECDSA P-256 certificate each for vpnd (`a.test`) and charon
+/// (`b.test`): subject `C=US, O=Interop, CN=<name>`, dNSName SAN `<name>`, keys as
+/// PKCS#8 PEM. Generated at test time with rcgen.
+struct CertFiles {
+    ca: PathBuf,
+    a_cert: PathBuf,
+    a_key: PathBuf,
+    b_cert: PathBuf,
+    b_key: PathBuf,
+}
+
+fn make_certs(dir: &Path) -> CertFiles {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+        KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
+    };
+    let dir = dir.join("pki");
+    std::fs::create_dir_all(&dir).expect("pki dir");
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("CA key");
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::CountryName, "US");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "Interop");
+    ca.distinguished_name.push(DnType::CommonName, "Interop CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca, ca_key);
+    let files = CertFiles {
+        ca: dir.join("ca.pem"),
+        a_cert: dir.join("a.pem"),
+        a_key: dir.join("a.key"),
+        b_cert: dir.join("b.pem"),
+        b_key: dir.join("b.key"),
+    };
+    std::fs::write(&files.ca, ca_cert.pem()).expect("ca.pem");
+    for (name, cert, key) in [
+        ("a.test", &files.a_cert, &files.a_key),
+        ("b.test", &files.b_cert, &files.b_key),
+    ] {
+        let k = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CountryName, "US");
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Interop");
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.subject_alt_names = vec![SanType::DnsName(name.try_into().expect("dNSName"))];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let c = p.signed_by(&k, &issuer).expect("certificate");
+        std::fs::write(cert, c.pem()).expect("certificate file");
+        std::fs::write(key, k.serialize_pem()).expect("key file");
+    }
+    files
+}
+
+/// charon in namespace `b` authenticating with its certificate (`auth = pubkey`) and
+/// requiring one from vpnd, credentials loaded from its own swanctl directory. With
+/// `dn_ids` both sides use their subject DNs as IKE identities, else the FQDNs.
+fn start_cert_charon(topo: &Topology, files: &CertFiles, dn_ids: bool) -> Charon {
+    let dir = topo.dir.join("charon");
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["run", "x509", "x509ca", "private"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("charon dir");
+    }
+    std::fs::copy(&files.ca, dir.join("x509ca/ca.pem")).expect("CA");
+    std::fs::copy(&files.b_cert, dir.join("x509/b.pem")).expect("certificate");
+    std::fs::copy(&files.b_key, dir.join("private/b.key")).expect("key");
+    let d = dir.display().to_string();
+    std::fs::write(
+        dir.join("strongswan.conf"),
+        format!(
+            "charon {{
+    load_modular = no
+    load = random nonce openssl aes sha1 sha2 hmac gcm curve25519 gmp kdf pem pkcs1 pkcs8 pubkey x509 kernel-libipsec kernel-netlink socket-default vici
+    port = 500
+    port_nat_t = 4500
+    send_vendor_id = no
+    retransmit_tries = 3
+    retransmit_timeout = 2.0
+    plugins {{
+        vici {{
+            socket = unix://{d}/run/charon.vici
+        }}
+    }}
+    filelog {{
+        main {{
+            path = {d}/charon.log
+            time_format = %H:%M:%S
+            flush_line = yes
+            default = 1
+            ike = 2
+            cfg = 2
+        }}
+    }}
+}}
+swanctl {{
+    socket = unix://{d}/run/charon.vici
+}}
+"
+        ),
+    )
+    .expect("strongswan.conf");
+    let (local_id, remote_id) = if dn_ids {
+        (
+            "\"C=US, O=Interop, CN=b.test\"",
+            "\"C=US, O=Interop, CN=a.test\"",
+        )
+    } else {
+        ("b.test", "a.test")
+    };
+    std::fs::write(
+        dir.join("swanctl.conf"),
+        format!(
+            "connections {{
+    peer {{
+        version = 2
+        local_addrs = 192.0.2.2
+        remote_addrs = 192.0.2.1
+        proposals = {ike}
+        encap = yes
+        mobike = no
+        unique = never
+        local {{
+            auth = pubkey
+            certs = b.pem
+            id = {local_id}
+        }}
+        remote {{
+            auth = pubkey
+            id = {remote_id}
+        }}
+        children {{
+            net {{
+                local_ts = 10.2.0.0/16
+                remote_ts = 10.1.0.0/16
+                mode = tunnel
+                esp_proposals = {esp}
+                start_action = none
+                dpd_action = clear
+            }}
+        }}
+    }}
+}}
+",
+            ike = GCM_ECP256.ike,
+            esp = GCM_ECP256.esp,
+        ),
+    )
+    .expect("swanctl.conf");
+    let script = format!(
+        "mount --bind '{d}/run' /run && exec env STRONGSWAN_CONF='{d}/strongswan.conf' {CHARON}"
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", &topo.b, "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting charon");
+    let charon = Charon { child, dir };
+    let vici = charon.dir.join("run/charon.vici");
+    wait_for("charon's vici socket", Duration::from_secs(10), || {
+        vici.exists()
+    });
+    let out = Command::new("timeout")
+        .args(["60", "swanctl", "--load-all", "--file"])
+        .arg(charon.dir.join("swanctl.conf"))
+        .args(["--uri", &format!("unix://{d}/run/charon.vici")])
+        .env("STRONGSWAN_CONF", charon.dir.join("strongswan.conf"))
+        .env("SWANCTL_DIR", &charon.dir)
+        .output()
+        .expect("running swanctl");
+    let loaded = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && loaded.contains("loaded ECDSA key"),
+        "swanctl --load-all: {loaded}"
+    );
+    charon
+}
+
+/// vpnd in namespace `a` with a certificate policy and `ecdsa-signatures-256`.
+fn start_cert_vpnd(topo: &Topology, files: &CertFiles, dn_ids: bool, initiate: bool) -> Vpnd {
+    let identities = if dn_ids {
+        // No local-identity: the certificate's subject DN.
+        "remote-identity.distinguished-name = \"C=US, O=Interop, CN=b.test\""
+    } else {
+        "local-identity.hostname = \"a.test\"\nremote-identity.hostname = \"b.test\""
+    };
+    let cfg = format!(
+        "[security.ike.proposal.p1]
+authentication-method = \"ecdsa-signatures-256\"
+dh-group = \"{dh}\"
+encryption-algorithm = \"{encr}\"
+authentication-algorithm = \"{auth}\"
+lifetime-seconds = 28800
+
+[security.ike.policy.pol]
+proposals = [\"p1\"]
+certificate.local-certificate = \"{a_cert}\"
+certificate.private-key = \"{a_key}\"
+certificate.trusted-ca = [\"{ca}\"]
+
+[security.ike.gateway.charon]
+ike-policy = \"pol\"
+address = [\"192.0.2.2\"]
+local-address = \"192.0.2.1\"
+{identities}
+version = \"v2-only\"
+
+[security.ipsec.proposal.esp1]
+protocol = \"esp\"
+encryption-algorithm = \"{encr}\"
+lifetime-seconds = 3600
+
+[security.ipsec.policy.ipol]
+proposals = [\"esp1\"]
+
+[security.ipsec.vpn.to-charon]
+bind-interface = \"st0.0\"
+ike.gateway = \"charon\"
+ike.ipsec-policy = \"ipol\"
+establish-tunnels = \"{establish}\"
+traffic-selector.lan = {{ local-ip = \"10.1.0.0/16\", remote-ip = \"10.2.0.0/16\" }}
+
+[interfaces.st0.unit.0]
+family.inet.address = \"10.255.0.1/30\"
+
+[routing-options.static.route.\"10.2.0.0/16\"]
+next-hop = \"st0.0\"
+",
+        dh = GCM_ECP256.dh,
+        encr = GCM_ECP256.encr,
+        auth = GCM_ECP256.ike_auth,
+        a_cert = files.a_cert.display(),
+        a_key = files.a_key.display(),
+        ca = files.ca.display(),
+        establish = if initiate {
+            "immediately"
+        } else {
+            "on-traffic"
+        },
+    );
+    let path = topo.dir.join("vpnd.toml");
+    std::fs::write(&path, cfg).expect("vpnd config");
+    let log = topo.dir.join("vpnd.log");
+    let out = std::fs::File::create(&log).expect("vpnd log");
+    let err = out.try_clone().expect("vpnd log");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &topo.a,
+            env!("CARGO_BIN_EXE_vpnd"),
+            "--config",
+        ])
+        .arg(&path)
+        .args(["--log", "info,ike=debug"])
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("starting vpnd");
+    Vpnd { child, log }
+}
+
+/// One certificate-authenticated tunnel: up, traffic both ways, and charon's log
+/// shows it verified vpnd's certificate signature.
+fn establish_with_certificates(topo: &Topology, vpnd_initiates: bool, dn_ids: bool) {
+    let files = make_certs(&topo.dir);
+    let charon = start_cert_charon(topo, &files, dn_ids);
+    let vpnd = start_cert_vpnd(topo, &files, dn_ids, vpnd_initiates);
+    if !vpnd_initiates {
+        wait_for("vpnd to listen", Duration::from_secs(10), || {
+            vpnd.log().contains("vpnd running")
+        });
+        let out = charon.swanctl(&["--initiate", "--child", "net", "--ike", "peer"]);
+        assert!(
+            out.status.success(),
+            "charon could not initiate: {}\nvpnd log:\n{}\ncharon log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            vpnd.log(),
+            charon.log()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(vpnd.log().contains("IPsec SA pair installed")
+        && charon.list_sas().contains("INSTALLED"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no child SA with certificates (vpnd initiates: {vpnd_initiates}, DN IDs: \
+             {dn_ids})\nvpnd log:\n{}\ncharon log:\n{}",
+            vpnd.log(),
+            charon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = charon.log();
+    let peer = if dn_ids {
+        "C=US, O=Interop, CN=a.test"
+    } else {
+        "a.test"
+    };
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("authentication of '{peer}' with"))
+                && l.contains("successful")),
+        "charon did not verify vpnd's signature:\n{log}"
+    );
+    assert!(
+        log.contains("received end entity cert"),
+        "vpnd sent no CERT payload:\n{log}"
+    );
+    for from_a in [true, false] {
+        let (tx, rx) = topo.ping(from_a, 5, "0.2");
+        assert_eq!(
+            (tx, rx),
+            (5, 5),
+            "ping {} lost packets\ncharon:\n{}\nvpnd:\n{}",
+            if from_a {
+                "vpnd->charon"
+            } else {
+                "charon->vpnd"
+            },
+            charon.list_sas(),
+            vpnd.log()
+        );
+    }
+}
+
+#[test]
+fn netns_interop_certificates() {
+    require_environment();
+    let topo = Topology::new("cert");
+    // vpnd initiates with FQDN identities; charon initiates with subject DNs.
+    establish_with_certificates(&topo, true, false);
+    establish_with_certificates(&topo, false, true);
+}

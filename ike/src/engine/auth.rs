@@ -202,7 +202,17 @@ pub(crate) fn verify_peer_auth(
                 })
                 .collect();
             let peer = verify_peer(&chain, store, wall)?;
-            check_id(&peer, input.id)?;
+            // A DN ID names the certificate when it is the subject as a name (RFC 5280
+            // §7.1); check_id compares octets, and peers encode their ID from text in
+            // their own string types (strongSwan: PrintableString where it can), not
+            // always as the CA wrote the subject. The AUTH signature still covers the
+            // ID as received.
+            let subject = Identity::DerAsn1Dn(peer.subject_dn().to_vec());
+            let id = match input.id {
+                Identity::DerAsn1Dn(_) if identity_matches(&subject, input.id) => &subject,
+                other => other,
+            };
+            check_id(&peer, id)?;
             let octets = signed_octets(
                 input.prf,
                 input.real_message,

@@ -770,3 +770,39 @@ fn cert_error_is_reported_precisely_and_compares() {
         "certificate authentication: certificate issued by an unknown CA"
     );
 }
+
+/// `SEQUENCE { SET { SEQUENCE { id-at-commonName, PrintableString cn } } }`: the name
+/// rcgen writes as a UTF8String, in another string type, as a peer encoding its ID from
+/// text may send it.
+fn printable_cn(cn: &str) -> Identity {
+    let mut atv = vec![0x06, 0x03, 0x55, 0x04, 0x03, 0x13, cn.len() as u8];
+    atv.extend(cn.as_bytes());
+    let mut set = vec![0x30, atv.len() as u8];
+    set.extend(atv);
+    let mut rdn = vec![0x31, set.len() as u8];
+    rdn.extend(set);
+    let mut name = vec![0x30, rdn.len() as u8];
+    name.extend(rdn);
+    Identity::DerAsn1Dn(name)
+}
+
+#[test]
+fn dn_ids_match_the_subject_as_a_name() {
+    let ca = Ca::new("Test CA");
+    let mut ci = cert_config(true, &ca, Kind::P256, &ca);
+    ci.local_id = printable_cn("a.test");
+    let mut cr = cert_config(false, &ca, Kind::P256, &ca);
+    cr.remote_id = Some(printable_cn("A.TEST"));
+    let mut pair = Pair::new(ci.clone(), cr.clone());
+    pair.drive();
+    assert!(pair.initiator.is_established() && pair.responder.is_established());
+    // A DN that is not the subject, even if the configuration accepts any ID.
+    ci.local_id = printable_cn("b.test");
+    cr.remote_id = None;
+    let pair = outcome(Pair::new(ci, cr));
+    let e = assert_responder_refused(&pair);
+    assert!(
+        matches!(e, CertError::IdMismatch { id_type: 9, .. }),
+        "{e:?}"
+    );
+}
