@@ -202,41 +202,8 @@ impl Charon {
         let dir = topo.dir.join("charon");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("run")).expect("charon dir");
+        write_strongswan_conf(&dir);
         let d = dir.display().to_string();
-        std::fs::write(
-            dir.join("strongswan.conf"),
-            format!(
-                "charon {{
-    load_modular = no
-    load = random nonce openssl aes sha1 sha2 hmac gcm curve25519 gmp kdf pem pkcs1 pubkey x509 kernel-libipsec kernel-netlink socket-default vici
-    port = 500
-    port_nat_t = 4500
-    send_vendor_id = no
-    retransmit_tries = 3
-    retransmit_timeout = 2.0
-    plugins {{
-        vici {{
-            socket = unix://{d}/run/charon.vici
-        }}
-    }}
-    filelog {{
-        main {{
-            path = {d}/charon.log
-            time_format = %H:%M:%S
-            flush_line = yes
-            default = 1
-            ike = 2
-            cfg = 2
-        }}
-    }}
-}}
-swanctl {{
-    socket = unix://{d}/run/charon.vici
-}}
-"
-            ),
-        )
-        .expect("strongswan.conf");
         std::fs::write(
             dir.join("swanctl.conf"),
             format!(
@@ -661,41 +628,8 @@ fn start_cert_charon(topo: &Topology, files: &CertFiles, dn_ids: bool) -> Charon
     std::fs::copy(&files.ca, dir.join("x509ca/ca.pem")).expect("CA");
     std::fs::copy(&files.b_cert, dir.join("x509/b.pem")).expect("certificate");
     std::fs::copy(&files.b_key, dir.join("private/b.key")).expect("key");
+    write_strongswan_conf(&dir);
     let d = dir.display().to_string();
-    std::fs::write(
-        dir.join("strongswan.conf"),
-        format!(
-            "charon {{
-    load_modular = no
-    load = random nonce openssl aes sha1 sha2 hmac gcm curve25519 gmp kdf pem pkcs1 pkcs8 pubkey x509 kernel-libipsec kernel-netlink socket-default vici
-    port = 500
-    port_nat_t = 4500
-    send_vendor_id = no
-    retransmit_tries = 3
-    retransmit_timeout = 2.0
-    plugins {{
-        vici {{
-            socket = unix://{d}/run/charon.vici
-        }}
-    }}
-    filelog {{
-        main {{
-            path = {d}/charon.log
-            time_format = %H:%M:%S
-            flush_line = yes
-            default = 1
-            ike = 2
-            cfg = 2
-        }}
-    }}
-}}
-swanctl {{
-    socket = unix://{d}/run/charon.vici
-}}
-"
-        ),
-    )
-    .expect("strongswan.conf");
     let (local_id, remote_id) = if dn_ids {
         (
             "\"C=US, O=Interop, CN=b.test\"",
@@ -929,4 +863,44 @@ fn netns_interop_certificates() {
     // vpnd initiates with FQDN identities; charon initiates with subject DNs.
     establish_with_certificates(&topo, true, false);
     establish_with_certificates(&topo, false, true);
+}
+
+/// charon's settings: kernel-libipsec (this kernel has no XFRM), its own vici socket and
+/// a flushed log in `dir`, short retransmissions so failures show quickly.
+fn write_strongswan_conf(dir: &Path) {
+    let d = dir.display();
+    std::fs::write(
+        dir.join("strongswan.conf"),
+        format!(
+            "charon {{
+    load_modular = no
+    load = random nonce openssl aes sha1 sha2 hmac gcm curve25519 gmp kdf pem pkcs1 pkcs8 pubkey x509 kernel-libipsec kernel-netlink socket-default vici
+    port = 500
+    port_nat_t = 4500
+    send_vendor_id = no
+    retransmit_tries = 3
+    retransmit_timeout = 2.0
+    plugins {{
+        vici {{
+            socket = unix://{d}/run/charon.vici
+        }}
+    }}
+    filelog {{
+        main {{
+            path = {d}/charon.log
+            time_format = %H:%M:%S
+            flush_line = yes
+            default = 1
+            ike = 2
+            cfg = 2
+        }}
+    }}
+}}
+swanctl {{
+    socket = unix://{d}/run/charon.vici
+}}
+"
+        ),
+    )
+    .expect("strongswan.conf");
 }
