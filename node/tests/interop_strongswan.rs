@@ -391,6 +391,17 @@ next-hop = \"st0.0\"
                 "on-traffic"
             },
         );
+        Vpnd::spawn(topo, &cfg)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Vpnd {
+    /// Writes `cfg` and starts vpnd with it in namespace `a`, logging to the work dir.
+    fn spawn(topo: &Topology, cfg: &str) -> Vpnd {
         let path = topo.dir.join("vpnd.toml");
         std::fs::write(&path, cfg).expect("vpnd config");
         let log = topo.dir.join("vpnd.log");
@@ -411,10 +422,6 @@ next-hop = \"st0.0\"
             .spawn()
             .expect("starting vpnd");
         Vpnd { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -769,26 +776,7 @@ next-hop = \"st0.0\"
             "on-traffic"
         },
     );
-    let path = topo.dir.join("vpnd.toml");
-    std::fs::write(&path, cfg).expect("vpnd config");
-    let log = topo.dir.join("vpnd.log");
-    let out = std::fs::File::create(&log).expect("vpnd log");
-    let err = out.try_clone().expect("vpnd log");
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &topo.a,
-            env!("CARGO_BIN_EXE_vpnd"),
-            "--config",
-        ])
-        .arg(&path)
-        .args(["--log", "info,ike=debug"])
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("starting vpnd");
-    Vpnd { child, log }
+    Vpnd::spawn(topo, &cfg)
 }
 
 /// One certificate-authenticated tunnel: up, traffic both ways, and charon's log
