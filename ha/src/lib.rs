@@ -1,0 +1,1 @@
+//! Chassis cluster logic.
