@@ -264,4 +264,5 @@ impl ClusterState {
 }
 
 #[cfg(test)]
+#[path = "state_tests.rs"]
 mod tests;
