@@ -5,3 +5,6 @@
 pub mod config;
 
 pub use config::{ClusterConfig, GroupConfig, IpMonitor, WEIGHT_THRESHOLD};
+pub mod group;
+
+pub use group::{GroupFsm, GroupRole, PeerView};
