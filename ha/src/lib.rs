@@ -3,8 +3,9 @@
 //! weights; sizing of outbound sequence reservations.
 
 pub mod config;
+pub mod group;
+pub mod reserve;
 
 pub use config::{ClusterConfig, GroupConfig, IpMonitor, WEIGHT_THRESHOLD};
-pub mod group;
-
 pub use group::{GroupFsm, GroupRole, PeerView};
+pub use reserve::{RateMeter, ReservePolicy};
