@@ -1,6 +1,8 @@
 //! Key bytes that are wiped on drop and never printed.
 
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// Secret key material (SKEYSEED, SK_*, KEYMAT, DH shared secrets).
 ///
@@ -44,6 +46,48 @@ impl SecretBytes {
 impl std::fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SecretBytes(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// Serialized as a plain byte string, so IKE SA snapshots can carry keys to another
+/// cluster node; the encoded buffer belongs to the caller, who wipes it.
+impl Serialize for SecretBytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_byte_buf(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+impl<'de> Visitor<'de> for SecretVisitor {
+    type Value = SecretBytes;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("key bytes")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<SecretBytes, E> {
+        Ok(SecretBytes::from_slice(v))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<SecretBytes, E> {
+        Ok(SecretBytes(v))
+    }
+
+    /// Formats without a byte-string type send a sequence; the buffer it grows in is
+    /// wiped, whatever happens to the rest of the input.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SecretBytes, A::Error> {
+        let mut out = Zeroizing::new(Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024)));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(SecretBytes::from_slice(&out))
     }
 }
 

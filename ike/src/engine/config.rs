@@ -99,7 +99,7 @@ pub struct ChildLifetime {
 
 /// What a child SA asks for: used by [`crate::engine::IkeSa::create_child`] and kept
 /// with the child so that its rekey proposes the same.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChildConfig {
     pub suites: Vec<ChildSuite>,
     /// Our side (TSi when we initiate the exchange).

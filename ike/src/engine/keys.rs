@@ -21,7 +21,9 @@ pub(super) struct Keyed {
     pub(super) init_response: Vec<u8>,
 }
 
-/// What IKE_SA_INIT leaves behind for key derivation and AUTH.
+/// What IKE_SA_INIT leaves behind for key derivation and AUTH (empty for an SA
+/// restored from a snapshot, whose IKE_AUTH is long done).
+#[derive(Default)]
 pub(super) struct InitTranscript {
     pub(super) ni: Vec<u8>,
     pub(super) nr: Vec<u8>,
@@ -37,44 +39,51 @@ pub(super) fn keyed_from_seed(
     (spi_i, spi_r): (u64, u64),
     t: InitTranscript,
 ) -> Result<Keyed, IkeError> {
-    let InitTranscript {
-        ni,
-        nr,
-        request: init_request,
-        response: init_response,
-    } = t;
     let lengths = IkeKeyLengths {
         integ: suite.integ.map_or(0, Integ::key_len),
         encr: suite.encr.key_material_len(),
     };
-    let keys = ike_sa_keys(suite.prf, seed, &ni, &nr, spi_i, spi_r, lengths)?;
-    let cipher_i = SkCipher::new(
-        suite.encr,
-        suite.integ,
-        keys.sk_ei.clone(),
-        keys.sk_ai.clone(),
-    )?;
-    let cipher_r = SkCipher::new(
-        suite.encr,
-        suite.integ,
-        keys.sk_er.clone(),
-        keys.sk_ar.clone(),
-    )?;
-    let (send, recv) = if initiator {
-        (cipher_i, cipher_r)
-    } else {
-        (cipher_r, cipher_i)
-    };
-    Ok(Keyed {
-        suite,
-        keys,
-        send,
-        recv,
-        ni,
-        nr,
-        init_request,
-        init_response,
-    })
+    let keys = ike_sa_keys(suite.prf, seed, &t.ni, &t.nr, spi_i, spi_r, lengths)?;
+    Keyed::new(suite, initiator, keys, t)
+}
+
+impl Keyed {
+    /// The two SK ciphers from the seven keys; `initiator` says which direction we send
+    /// in. Fails if a key does not have the size the suite needs.
+    pub(super) fn new(
+        suite: IkeSuite,
+        initiator: bool,
+        keys: IkeSaKeys,
+        t: InitTranscript,
+    ) -> Result<Keyed, IkeError> {
+        let cipher_i = SkCipher::new(
+            suite.encr,
+            suite.integ,
+            keys.sk_ei.clone(),
+            keys.sk_ai.clone(),
+        )?;
+        let cipher_r = SkCipher::new(
+            suite.encr,
+            suite.integ,
+            keys.sk_er.clone(),
+            keys.sk_ar.clone(),
+        )?;
+        let (send, recv) = if initiator {
+            (cipher_i, cipher_r)
+        } else {
+            (cipher_r, cipher_i)
+        };
+        Ok(Keyed {
+            suite,
+            keys,
+            send,
+            recv,
+            ni: t.ni,
+            nr: t.nr,
+            init_request: t.request,
+            init_response: t.response,
+        })
+    }
 }
 
 /// SKEYSEED, the seven keys and the two SK ciphers of a fresh IKE SA.

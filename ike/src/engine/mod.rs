@@ -21,7 +21,10 @@
 //!   them on [`Event::PeerAddressChanged`];
 //! - calls [`IkeSa::note_inbound_traffic`] when ESP arrives, so DPD stays quiet, sends
 //!   NAT keepalives every [`IkeSa::nat_keepalive`], and calls [`IkeSa::rekey_child`]
-//!   when a byte or packet soft lifetime expires in the data plane.
+//!   when a byte or packet soft lifetime expires in the data plane;
+//! - in a cluster, replicates an [`IkeSaSnapshot`] whenever [`IkeSa::state_version`]
+//!   changes, before sending, so that a standby takes the SA over with
+//!   [`IkeSa::restore`].
 
 mod auth;
 mod config;
@@ -34,8 +37,11 @@ mod keys;
 mod natt;
 mod pool;
 mod proposal;
+mod restore;
 mod sa;
+mod snapshot;
 mod ts;
+mod version;
 
 #[cfg(test)]
 mod tests;
@@ -48,4 +54,6 @@ pub use cookie::{CookieResponder, Decision};
 pub use error::{CertFailure, IkeError};
 pub use natt::{NAT_T_PORT, NatStatus};
 pub use pool::{AddressPool, SharedPool};
+pub use restore::RestoreError;
 pub use sa::{ChildSaInstall, ChildSaKeys, Event, IkeSa, Transmit};
+pub use snapshot::{IkeSaSnapshot, SnapshotError};

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use rand_core::CryptoRngCore;
 use ring::digest;
+use serde::{Deserialize, Serialize};
 
 use crate::wire::{NotifyPayload, NotifyType, Payload};
 
@@ -50,7 +51,7 @@ pub(crate) fn natd_payloads(
 }
 
 /// What the NAT-D notifies of a received IKE_SA_INIT message say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct NatStatus {
     /// Our address as the peer saw it differs from ours: we are behind a NAT.
     pub local_behind: bool,

@@ -41,6 +41,13 @@ impl AddressPool {
         Some(free.into())
     }
 
+    /// Takes this particular address, if it is in the range and free: a node taking
+    /// over an IKE SA claims the address the SA already assigned.
+    pub fn reserve(&mut self, addr: Ipv4Addr) -> bool {
+        let a = u32::from(addr);
+        (self.first..=self.last).contains(&a) && self.in_use.insert(a)
+    }
+
     pub fn release(&mut self, addr: Ipv4Addr) {
         self.in_use.remove(&u32::from(addr));
     }
@@ -62,6 +69,14 @@ impl Lease {
     pub(crate) fn take(pool: &SharedPool) -> Option<Lease> {
         let address = pool.lock().ok()?.allocate()?;
         Some(Lease {
+            pool: Arc::clone(pool),
+            address,
+        })
+    }
+
+    /// The lease of an SA restored from a snapshot: the address it already holds.
+    pub(crate) fn claim(pool: &SharedPool, address: Ipv4Addr) -> Option<Lease> {
+        pool.lock().ok()?.reserve(address).then(|| Lease {
             pool: Arc::clone(pool),
             address,
         })
@@ -100,5 +115,11 @@ mod tests {
             Some(Ipv4Addr::new(10, 9, 0, 1))
         );
         assert_eq!(pool.lock().unwrap().in_use(), 1);
+        // Claiming a given address: only a free one inside the range.
+        assert!(Lease::claim(&pool, b.address).is_none());
+        assert!(Lease::claim(&pool, Ipv4Addr::new(10, 9, 0, 3)).is_none());
+        let c = Lease::claim(&pool, Ipv4Addr::new(10, 9, 0, 1)).unwrap();
+        assert_eq!(c.address, Ipv4Addr::new(10, 9, 0, 1));
+        assert_eq!(pool.lock().unwrap().in_use(), 2);
     }
 }

@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
 
 use super::config::{ChildConfig, IkeConfig, IkeSuite};
 use super::error::IkeError;
@@ -23,6 +24,7 @@ use super::frag::{self, Bounds, Reassembly};
 use super::keys::Keyed;
 use super::natt::{NAT_T_PORT, NatStatus};
 use super::pool::Lease;
+use super::version::StateVersion;
 use crate::crypto::{DhGroup, DhSecret, SecretBytes};
 use crate::wire::{
     ExchangeType, Flags, Header, IpSelector, NotifyPayload, NotifyType, Payload, ProtocolId,
@@ -46,7 +48,7 @@ pub struct Transmit {
 }
 
 /// One direction of a child SA, as the data plane installs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildSaKeys {
     pub spi: u32,
     pub encr_key: SecretBytes,
@@ -54,7 +56,11 @@ pub struct ChildSaKeys {
 }
 
 /// Everything the data plane needs for an ESP SA pair, in IANA numbers and key bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Serializable so that the cluster node can keep it as the record of an installed pair
+/// and replicate it; the keys are [`SecretBytes`], wiped on drop and never printed.
+/// Always tunnel mode: the engine negotiates no other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildSaInstall {
     pub protocol: ProtocolId,
     /// IANA ENCR id and Key Length attribute (bits), if the cipher has one.
@@ -118,9 +124,11 @@ pub enum Event {
 pub(super) struct Active {
     pub(super) id: u32,
     pub(super) kind: ActiveKind,
-    datagrams: Vec<Vec<u8>>,
-    tries: u32,
-    at: Instant,
+    /// The request exactly as first sent: retransmissions repeat these bytes.
+    pub(super) datagrams: Vec<Vec<u8>>,
+    pub(super) tries: u32,
+    /// When the next retransmission is due.
+    pub(super) at: Instant,
 }
 
 pub(super) enum ActiveKind {
@@ -164,7 +172,8 @@ pub(super) struct Session {
     pub(super) keyed: Box<Keyed>,
     pub(super) next_id: u32,
     pub(super) peer_next: u32,
-    last_response: Option<(u32, Vec<Vec<u8>>)>,
+    /// Our answer to the peer's last request, for its retransmissions.
+    pub(super) last_response: Option<(u32, Vec<Vec<u8>>)>,
     pub(super) active: Option<Active>,
     frags: Option<Reassembly>,
     /// A retiring SA is dropped at this time at the latest.
@@ -206,7 +215,7 @@ impl Session {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(super) enum ChildState {
     Installed,
     /// Replaced by a rekey; deleted by the rekey initiator.
@@ -226,10 +235,13 @@ pub(super) struct Child {
     pub(super) installed: bool,
     pub(super) rekey_at: Option<Instant>,
     pub(super) expire_at: Option<Instant>,
+    /// Keys and parameters as handed to the data plane (or, if not `installed`, as they
+    /// would have been): a snapshot carries them to the node that takes the SA over.
+    pub(super) install: ChildSaInstall,
 }
 
 /// Local requests waiting for the SA to be free, served by priority.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Task {
     DeleteIke,
     DeleteChild(u32),
@@ -335,6 +347,8 @@ pub struct IkeSa {
     /// Wall-clock time given with the datagram being processed: what peer certificates
     /// must be valid at.
     pub(super) wall: SystemTime,
+    /// Behind [`IkeSa::state_version`].
+    pub(super) version: StateVersion,
 }
 
 impl std::fmt::Debug for IkeSa {
@@ -425,7 +439,7 @@ fn first_or_whole(data: &[u8]) -> bool {
 }
 
 impl IkeSa {
-    fn blank(
+    pub(super) fn blank(
         config: IkeConfig,
         local: SocketAddr,
         remote: SocketAddr,
@@ -459,6 +473,7 @@ impl IkeSa {
             lease: None,
             peer_hashes: None,
             wall: SystemTime::UNIX_EPOCH,
+            version: StateVersion::default(),
         }
     }
 
@@ -1223,6 +1238,7 @@ impl IkeSa {
             installed: announce,
             rekey_at: rekey_at.filter(|_| announce),
             expire_at: expire_at.filter(|_| announce),
+            install: install.clone(),
         });
         if announce {
             self.events.push_back(Event::ChildSaReady(install));

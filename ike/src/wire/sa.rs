@@ -6,6 +6,9 @@ use super::reader::{LenPatch, Reader, len_u8};
 
 iana_enum! {
     /// Protocol of an SA, Notify or Delete (IANA "IKEv2 Security Protocol Identifiers").
+    /// Serialized as its number, like on the wire.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    #[serde(from = "u8", into = "u8")]
     pub enum ProtocolId: u8 {
         Ike = 1,
         Ah = 2,

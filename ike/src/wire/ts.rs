@@ -2,6 +2,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use serde::{Deserialize, Serialize};
+
 use super::error::{EncodeError, ParseError};
 use super::reader::{LenPatch, Reader, len_u8};
 
@@ -9,14 +11,14 @@ pub const TS_IPV4_ADDR_RANGE: u8 = 7;
 pub const TS_IPV6_ADDR_RANGE: u8 = 8;
 
 /// An inclusive address range of one family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AddrRange {
     V4 { start: Ipv4Addr, end: Ipv4Addr },
     V6 { start: Ipv6Addr, end: Ipv6Addr },
 }
 
 /// An address-range selector: IP protocol (0 = any) and inclusive port range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IpSelector {
     pub protocol: u8,
     pub start_port: u16,

@@ -31,6 +31,13 @@ impl X25519Secret {
         Ok(s)
     }
 
+    pub(crate) fn private_bytes(&self) -> SecretBytes {
+        let mut bytes = self.0.to_bytes();
+        let out = SecretBytes::from_slice(&bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        out
+    }
+
     pub(crate) fn public_value(&self) -> Vec<u8> {
         PublicKey::from(&self.0).as_bytes().to_vec()
     }

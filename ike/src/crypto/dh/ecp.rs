@@ -57,6 +57,14 @@ where
         Ok(EcpSecret { key, group })
     }
 
+    /// The big-endian scalar, at the field size ([`Self::from_bytes`] takes it back).
+    pub(crate) fn private_bytes(&self) -> SecretBytes {
+        let mut bytes = self.key.to_bytes();
+        let out = SecretBytes::from_slice(&bytes);
+        zeroize::Zeroize::zeroize(bytes.as_mut_slice());
+        out
+    }
+
     /// x | y, each coordinate at the field length (RFC 5903 §7).
     pub(crate) fn public_value(&self) -> Vec<u8> {
         let point = self.key.public_key().to_encoded_point(false);

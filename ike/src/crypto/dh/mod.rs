@@ -176,6 +176,18 @@ impl DhSecret {
         self.group
     }
 
+    /// The private value in the form [`Self::from_private_bytes`] takes back: an IKE SA
+    /// snapshot carries it so that another process can finish an exchange in flight.
+    pub fn private_bytes(&self) -> SecretBytes {
+        match &self.private {
+            Private::Modp(s) => s.private_bytes(),
+            Private::P256(s) => s.private_bytes(),
+            Private::P384(s) => s.private_bytes(),
+            Private::P521(s) => s.private_bytes(),
+            Private::X25519(s) => s.private_bytes(),
+        }
+    }
+
     /// The KE payload data.
     pub fn public_value(&self) -> &[u8] {
         &self.public

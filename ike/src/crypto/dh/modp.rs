@@ -196,6 +196,16 @@ impl ModpSecret {
         })
     }
 
+    /// The exponent's low `bits` as big-endian bytes: [`Self::from_be_bytes`] of them
+    /// gives back the same exponent and the same exponentiation length.
+    pub(crate) fn private_bytes(&self) -> SecretBytes {
+        let mut all = be_bytes(&self.x);
+        let start = all.len().saturating_sub(self.bits.div_ceil(8));
+        let out = SecretBytes::from_slice(all.get(start..).unwrap_or_default());
+        all.zeroize();
+        out
+    }
+
     pub(crate) fn public_value(&self) -> Vec<u8> {
         with_params!(self.group, prm => {
             let params = DynResidueParams::new(&prm.p);

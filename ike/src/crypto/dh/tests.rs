@@ -298,6 +298,26 @@ fn iana_ids_round_trip_and_debug_is_redacted() {
     assert_eq!(format!("{s:?}"), "DhSecret { group: Curve25519, .. }");
 }
 
+#[test]
+fn private_values_export_and_import_to_the_same_key() {
+    // What a snapshot of an exchange in flight relies on: the same public value, and
+    // the same g^ir with the peer.
+    for id in [1, 2, 5, 14, 15, 16, 19, 20, 21, 24, 31] {
+        let group = DhGroup::from_iana(id).unwrap();
+        let mut r = rng();
+        let ours = DhSecret::generate(group, &mut r).unwrap();
+        let peer = DhSecret::generate(group, &mut r).unwrap();
+        let again = DhSecret::from_private_bytes(group, ours.private_bytes().as_bytes()).unwrap();
+        assert_eq!(again.public_value(), ours.public_value(), "group {id}");
+        assert_eq!(
+            again.agree(peer.public_value()).unwrap(),
+            ours.agree(peer.public_value()).unwrap(),
+            "group {id}"
+        );
+        assert_eq!(again.private_bytes(), ours.private_bytes(), "group {id}");
+    }
+}
+
 const KAT_1_PUB: &str = concat!(
     "d2a41c3798374c4598f9b8b55b0e59880ac8705f62cadb28f9ee5b0f023ab629",
     "25bc3463646f52ac5ec6fbc094cb412d3b4759c60cd83431a6bedf0a6b91390b",

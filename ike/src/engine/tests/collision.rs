@@ -5,23 +5,6 @@
 use super::*;
 use crate::wire::NotifyType;
 
-/// No orphans: every record is a live pair, and what the events told the data plane
-/// matches.
-fn settled(pair: &Pair) -> Vec<(u32, u32)> {
-    let live = pair.agreed_children();
-    assert_eq!(pair.initiator.child_records(), live.len());
-    assert_eq!(pair.responder.child_records(), live.len());
-    let mut ours: Vec<u32> = live.iter().map(|c| c.0).collect();
-    ours.sort_unstable();
-    let mut theirs: Vec<u32> = live.iter().map(|c| c.1).collect();
-    theirs.sort_unstable();
-    assert_eq!(live_from_events(&pair.events_i), ours);
-    assert_eq!(live_from_events(&pair.events_r), theirs);
-    assert_eq!(pair.initiator.retiring_count(), 0);
-    assert_eq!(pair.responder.retiring_count(), 0);
-    live
-}
-
 #[test]
 fn simultaneous_child_rekeys_leave_one_pair() {
     let mut winners = [0usize; 2];

@@ -1,6 +1,7 @@
 //! Two IKE SAs talking through in-memory queues with a virtual clock, in the manner of
-//! quinn-proto's `Pair`, with knobs for loss, duplication, reordering and a NAT in
-//! front of the initiator.
+//! quinn-proto's `Pair`, with knobs for loss, duplication, reordering, a NAT in
+//! front of the initiator, and the write-ahead replication and failover of one side
+//! that a cluster node performs.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +16,9 @@ use crate::wire::{AddrRange, Identity, IpSelector};
 mod certs;
 mod collision;
 mod exchanges;
+mod failover;
 mod natt;
+mod restore;
 mod setup;
 mod window;
 
@@ -94,6 +97,60 @@ pub(super) enum Fate {
 
 type Schedule = Box<dyn FnMut(usize, bool, &[u8]) -> Fate>;
 
+/// One side replicated as the cluster node does it: a snapshot whenever its state
+/// version changes, taken before it sends anything.
+pub(super) struct Replica {
+    /// The initiator's side when true.
+    pub initiator: bool,
+    /// What the side's standby is restored with.
+    pub config: IkeConfig,
+    /// The last snapshot, as bincode 2 put it on the cluster link, with the virtual
+    /// time it was taken at.
+    pub bytes: Vec<u8>,
+    pub taken: Instant,
+    pub version: u64,
+    /// The last snapshot with its timers and retransmission counts cleared: when this
+    /// changes, the version must have changed too.
+    state: Vec<u8>,
+    pub failovers: usize,
+}
+
+pub(super) fn encode(snapshot: &IkeSaSnapshot) -> Vec<u8> {
+    bincode::serde::encode_to_vec(snapshot, bincode::config::standard()).unwrap()
+}
+
+/// Decodes as the node should: bounded, since the bytes come from the network.
+pub(super) fn decode(bytes: &[u8]) -> Option<IkeSaSnapshot> {
+    let config = bincode::config::standard().with_limit::<{ 1 << 20 }>();
+    bincode::serde::decode_from_slice(bytes, config)
+        .ok()
+        .map(|(s, _)| s)
+}
+
+/// The snapshot without what `state_version` deliberately ignores.
+fn timeless(mut s: IkeSaSnapshot) -> Vec<u8> {
+    fn session(s: &mut super::snapshot::SessionSnapshot) {
+        s.retire_in = None;
+        if let Some(a) = &mut s.active {
+            a.tries = 0;
+            a.retransmit_in = Duration::ZERO;
+        }
+    }
+    s.state_version = 0;
+    s.since_last_seen = Duration::ZERO;
+    s.ike_rekey_in = None;
+    session(&mut s.session);
+    s.retiring.iter_mut().for_each(session);
+    if let Some((c, _)) = &mut s.ike_collision {
+        session(c);
+    }
+    for c in &mut s.children {
+        c.rekey_in = None;
+        c.expire_in = None;
+    }
+    encode(&s)
+}
+
 pub(super) struct Pair {
     pub now: Instant,
     /// The calendar time both sides are told (certificates are checked against it).
@@ -109,9 +166,16 @@ pub(super) struct Pair {
     pub nat: Option<u16>,
     held: Vec<(bool, Vec<u8>, SocketAddr, SocketAddr)>,
     sent: usize,
-    /// Events drained so far, per side.
+    /// Events drained so far, per side. After a failover, the new side's list starts
+    /// with a `ChildSaReady` for each pair its node installs from the snapshot.
     pub events_i: Vec<Event>,
     pub events_r: Vec<Event>,
+    pub replica: Option<Replica>,
+    /// Fail the replicated side over when this many datagrams have been sent...
+    pub fail_over_at: Option<usize>,
+    /// ...once it has replicated its state (the next datagram is lost with it), or
+    /// before.
+    pub crash_after_replicating: bool,
 }
 
 impl Pair {
@@ -134,6 +198,75 @@ impl Pair {
             sent: 0,
             events_i: Vec::new(),
             events_r: Vec::new(),
+            replica: None,
+            fail_over_at: None,
+            crash_after_replicating: false,
+        }
+    }
+
+    /// Starts replicating one side (its first snapshot is taken now).
+    pub fn replicate_side(&mut self, initiator: bool, config: IkeConfig) {
+        self.replica = Some(Replica {
+            initiator,
+            config,
+            bytes: Vec::new(),
+            taken: self.now,
+            version: 0,
+            state: Vec::new(),
+            failovers: 0,
+        });
+        self.replicate();
+    }
+
+    /// The node's rule, applied before the replicated side sends anything: a new
+    /// snapshot if the state version moved. Also checks that it moves exactly when
+    /// the snapshot (timers aside) changes.
+    pub fn replicate(&mut self) {
+        let Some(r) = &mut self.replica else {
+            return;
+        };
+        let sa = if r.initiator {
+            &self.initiator
+        } else {
+            &self.responder
+        };
+        let version = sa.state_version();
+        let Ok(snapshot) = sa.snapshot(self.now) else {
+            return;
+        };
+        let state = timeless(snapshot.clone());
+        assert!(version >= r.version, "the state version went back");
+        if version == r.version {
+            assert!(state == r.state, "the state changed but not its version");
+            return;
+        }
+        r.bytes = encode(&snapshot);
+        r.state = state;
+        r.taken = self.now;
+        r.version = version;
+    }
+
+    /// The replicated side's node dies (with whatever it had not sent) and its standby
+    /// restores the last snapshot, anchored at the instant it was taken.
+    pub fn fail_over(&mut self) {
+        let Some(r) = &mut self.replica else {
+            return;
+        };
+        let snapshot = decode(&r.bytes).expect("the replicated snapshot decodes");
+        let installed: Vec<Event> = snapshot
+            .child_installs()
+            .cloned()
+            .map(Event::ChildSaReady)
+            .collect();
+        let seed = 1000 + r.failovers as u64;
+        let standby = IkeSa::restore(r.config.clone(), snapshot, rng(seed), r.taken).unwrap();
+        r.failovers += 1;
+        if r.initiator {
+            self.initiator = standby;
+            self.events_i = installed;
+        } else {
+            self.responder = standby;
+            self.events_r = installed;
         }
     }
 
@@ -161,6 +294,20 @@ impl Pair {
         let mut buf = Vec::new();
         let mut moved = false;
         loop {
+            let replicated = self
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.initiator == from_initiator);
+            if replicated && self.crash_after_replicating {
+                self.replicate();
+            }
+            if self.fail_over_at == Some(self.sent) {
+                self.fail_over_at = None;
+                self.fail_over();
+            }
+            if replicated {
+                self.replicate();
+            }
             let sa = if from_initiator {
                 &mut self.initiator
             } else {
@@ -276,6 +423,23 @@ impl Pair {
         assert_eq!(sorted, cr, "the two ends disagree about live child SAs");
         ci
     }
+}
+
+/// No orphans: every record is a live pair, what the events told the data plane
+/// matches, and no old IKE SA is left. Returns the live pairs.
+pub(super) fn settled(pair: &Pair) -> Vec<(u32, u32)> {
+    let live = pair.agreed_children();
+    assert_eq!(pair.initiator.child_records(), live.len());
+    assert_eq!(pair.responder.child_records(), live.len());
+    let mut ours: Vec<u32> = live.iter().map(|c| c.0).collect();
+    ours.sort_unstable();
+    let mut theirs: Vec<u32> = live.iter().map(|c| c.1).collect();
+    theirs.sort_unstable();
+    assert_eq!(live_from_events(&pair.events_i), ours);
+    assert_eq!(live_from_events(&pair.events_r), theirs);
+    assert_eq!(pair.initiator.retiring_count(), 0);
+    assert_eq!(pair.responder.retiring_count(), 0);
+    live
 }
 
 pub(super) fn installs(events: &[Event]) -> Vec<&ChildSaInstall> {
