@@ -52,11 +52,15 @@ pub enum DropReason {
     QueueFull,
     /// Sending on a socket or device failed.
     TxError,
+    /// ESP/AH traffic while the forwarding fence has passed: a cluster node whose lease
+    /// ran out must not forward, even with its control plane frozen (see
+    /// [`crate::worker::DataplaneHandle::set_fence`]).
+    Fenced,
 }
 
 impl DropReason {
     /// Every reason, in display order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Truncated,
         DropReason::BadIpHeader,
         DropReason::UnknownSpi,
@@ -79,6 +83,7 @@ impl DropReason {
         DropReason::UnsupportedProtocol,
         DropReason::QueueFull,
         DropReason::TxError,
+        DropReason::Fenced,
     ];
 
     /// Stable snake-case name for APIs, metrics and logs.
@@ -106,6 +111,7 @@ impl DropReason {
             DropReason::UnsupportedProtocol => "unsupported_protocol",
             DropReason::QueueFull => "queue_full",
             DropReason::TxError => "tx_error",
+            DropReason::Fenced => "fenced",
         }
     }
 }

@@ -2,16 +2,17 @@
 //!
 //! # Threads and ownership
 //!
-//! [`Dataplane::start`] opens every descriptor on the calling thread (so errors come back
-//! synchronously, and a caller that entered a network namespace gets everything inside
-//! it), then spawns `workers` threads named `spu-N`. Worker N owns:
-//! - queue N of every TUN device (multi-queue when there is more than one worker; the
-//!   kernel spreads inner flows over the queues),
+//! [`Dataplane::start`] starts `workers` threads named `spu-N`, one after the other; each
+//! opens its own descriptors before the next starts (so errors come back synchronously,
+//! the kernel numbers the UDP sockets in worker order, and a caller that entered a
+//! network namespace gets everything inside it). Worker N owns:
+//! - queue N of every TUN device (always multi-queue, so queues can be added at run time;
+//!   the kernel spreads inner flows over the queues),
 //! - its own UDP NAT-T sockets, bound with `SO_REUSEPORT` (the kernel spreads peers over
 //!   the workers by flow hash),
 //! - its own raw send sockets,
-//! - for worker 0 only, the raw ESP/AH receive sockets (every raw socket receives its own
-//!   copy of each packet, so there must be exactly one per protocol),
+//! - for one worker only (the first), the raw ESP/AH receive sockets (every raw socket
+//!   receives its own copy of each packet, so there must be exactly one per protocol),
 //! - an eventfd for wakeups and its `Engine`, built on the thread itself.
 //!
 //! # SA anchors and handoff
@@ -36,6 +37,28 @@
 //! Packets that carry no SPI (IKE, keepalives, non-first fragments) or whose SPI or tunnel
 //! is unknown are processed where they were read; the engine then counts them.
 //!
+//! # Failure and addition of workers
+//!
+//! An SPU can fail ([`DataplaneHandle::fail_worker`], or its thread panics, which is
+//! caught and counts the same) and SPUs can be added ([`DataplaneHandle::add_worker`])
+//! while traffic flows. A failed worker's SAs go with it (its engine is dropped, keys
+//! zeroized); the control plane, which holds the `SaConfig`s, installs them again on
+//! survivors, with `initial_seq` above the marks it replicated
+//! ([`DataplaneHandle::seq_marks`]). At the failure the other workers forget every
+//! route to it, its TUN queues close (the kernel moves their flows to the remaining
+//! queues), its raw receive sockets move to a survivor, and the UDP steering program is
+//! replaced so that nothing is steered to its socket; the event channel reports
+//! [`DataplaneEvent::WorkerFailed`]. Worker indices are never reused: a new worker gets
+//! the next one, its own TUN queues and UDP sockets, and a copy of the routes.
+//!
+//! # Forwarding fence
+//!
+//! [`DataplaneHandle::set_fence`] sets an instant after which no worker forwards ESP or
+//! AH (see `fence`): the check is made by the workers against the monotonic clock, at
+//! each batch and before each send, so a node whose cluster lease ended stops forwarding
+//! on time even if its control plane is frozen. Fenced packets are counted as
+//! [`DropReason::Fenced`]; IKE on the NAT-T port still reaches the control plane.
+//!
 //! # The loop
 //!
 //! Run to completion: wait on epoll; drain control commands; then for each ready source
@@ -57,32 +80,33 @@
 //! ([`Engine::outbound_udp`]) and runs of equal-sized ones to the same peer go out with
 //! one `sendmsg` (see [`crate::io::udp`]).
 
-use std::collections::HashMap;
-use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+mod control;
+mod fence;
 
-use crossbeam_queue::ArrayQueue;
+use std::collections::HashMap;
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::time::{Duration, Instant};
 
 use crate::buf::{DEFAULT_HEADROOM, PacketBuf};
 use crate::drop::{DropCounters, DropReason};
-use std::io::IoSlice;
-
 use crate::engine::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineStats, Inbound, Outbound, OutboundUdp,
-    UdpMeta, UdpTransmit,
+    SeqMark, UdpMeta, UdpTransmit,
 };
 use crate::gso::{self, Gro, VNET_F_NEEDS_CSUM, VNET_GSO_NONE};
-use crate::io::poll::{EventFd, Poller};
+use crate::io::poll::Poller;
 use crate::io::raw::{IPPROTO_AH, IPPROTO_ESP, RawReceiver, RawSender};
 use crate::io::tun::{MAX_GSO_PARTS, Tun, TunError};
-use crate::io::udp::{MAX_GSO_BYTES, MAX_GSO_SEGMENTS, UdpRecvMeta, UdpSocket};
-use crate::ip;
+use crate::io::udp::{GroupMember, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, UdpRecvMeta, UdpSocket};
 use crate::sa::{Direction, SaConfig, SaKey, TunnelId};
+use crate::{ip, udp_encap};
+use control::{Peer, Routes, Shared};
+use fence::Deadline;
 
 /// How long control calls wait for a worker's reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,6 +121,9 @@ const WAKE_TOKEN: u64 = 0;
 /// reading on (sending in between) saves epoll round trips without starving other
 /// sources for long.
 const TUN_BATCHES_PER_WAKEUP: usize = 4;
+/// Raw receive sockets a worker may own (ESP and AH, IPv4 and IPv6): room in its epoll
+/// set for those it adopts from a failed worker.
+const MAX_RAW_RECEIVERS: usize = 4;
 
 /// One route-based tunnel: a TUN device and the binding its SAs carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +139,14 @@ pub struct TunnelConfig {
 /// What [`Dataplane::start`] sets up.
 #[derive(Debug, Clone)]
 pub struct DataplaneConfig {
-    /// Number of SPU worker threads (at least 1).
+    /// Number of SPU worker threads at start (at least 1; more can be added later).
     pub workers: usize,
     /// TUN devices to create (one queue per worker each).
     pub tunnels: Vec<TunnelConfig>,
     /// Addresses of the UDP encapsulation sockets (usually `0.0.0.0:4500` and
-    /// `[::]:4500`); each worker binds its own with `SO_REUSEPORT`. Empty: no ESP-in-UDP.
+    /// `[::]:4500`); each worker binds its own with `SO_REUSEPORT` (also a single
+    /// worker, so that workers can be added), at the port the first one got if 0 is
+    /// given. Empty: no ESP-in-UDP.
     pub udp_bind: Vec<SocketAddr>,
     /// Receive raw ESP (IP protocol 50).
     pub raw_esp: bool,
@@ -129,6 +158,8 @@ pub struct DataplaneConfig {
     /// [`spi_for_worker`]). Without it the kernel spreads peers by flow hash and the
     /// receiving worker hands packets to their anchor, which pipelines one busy tunnel
     /// over two threads (receive, then crypto) at the cost of a queue hop per packet.
+    /// Once a worker has failed, steering is on either way: the flow hash would still
+    /// pick the failed worker's socket.
     pub udp_spi_steering: bool,
     /// Settings of every worker's engine.
     pub engine: EngineConfig,
@@ -170,7 +201,7 @@ impl Default for DataplaneConfig {
     }
 }
 
-/// Why the dataplane did not start.
+/// Why the dataplane (or a worker added later) did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// `workers` was 0 or `batch` was 0.
@@ -208,6 +239,19 @@ pub enum ControlError {
     /// The engine refused the SA.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The worker has failed (see [`DataplaneHandle::fail_worker`]); its SAs are gone.
+    #[error("worker {0} has failed")]
+    WorkerFailed(usize),
+    /// Failing this worker would leave none running: the TUN devices would disappear
+    /// with their last queue. A node in that state fails over instead.
+    #[error("worker {0} is the last one running")]
+    LastWorker(usize),
+    /// A new worker could not open its devices and sockets.
+    #[error("starting a worker: {0}")]
+    Start(#[source] StartError),
+    /// The dataplane has been shut down, or no worker is left running.
+    #[error("the dataplane has stopped")]
+    Stopped,
 }
 
 /// Something the control plane must handle.
@@ -228,6 +272,14 @@ pub enum DataplaneEvent {
         dst: SocketAddr,
         /// The IKE message.
         message: Vec<u8>,
+    },
+    /// A worker failed: [`DataplaneHandle::fail_worker`] was called, its thread
+    /// panicked, or its event loop broke. Its SAs are gone and nothing is routed or
+    /// steered to it any more; the control plane installs its SAs on live workers.
+    /// Raised once per worker.
+    WorkerFailed {
+        /// The worker's index (never reused).
+        worker: usize,
     },
 }
 
@@ -293,13 +345,32 @@ enum Route {
     Tunnel(TunnelId, Option<usize>),
 }
 
+impl Route {
+    /// The worker this route points to, if any.
+    fn target(self) -> Option<usize> {
+        match self {
+            Route::Spi(_, w) | Route::Tunnel(_, w) => w,
+        }
+    }
+}
+
 enum Command {
     InstallSa(Box<SaConfig>, SyncSender<Result<(), EngineError>>),
     RemoveSa(SaKey, SyncSender<bool>),
     ExtendReservation(SaKey, u64, SyncSender<bool>),
     Route(Route),
     Stats(SyncSender<WorkerStats>),
+    SeqMarks(SyncSender<Vec<SeqMark>>),
     SendIke(SocketAddr, Vec<u8>),
+    /// A worker was added: its wakeup and handoff queue, at the next index.
+    AddPeer(Arc<Peer>),
+    /// A worker failed: forget every route to it.
+    WorkerDown(usize),
+    /// Raw receive sockets of a failed worker, to read from now on.
+    AdoptRaw(Vec<RawReceiver>),
+    /// Panics on the worker thread, as a bug would.
+    #[cfg(test)]
+    Panic,
 }
 
 /// A packet moved between workers, with what is needed to process it.
@@ -320,37 +391,24 @@ enum Slot {
     Ip,
 }
 
-/// What workers share: wakeups, handoff queues and the spare-buffer list.
-#[derive(Debug)]
-struct Shared {
-    wake: Vec<EventFd>,
-    handoff: Vec<ArrayQueue<Handoff>>,
-    free: ArrayQueue<PacketBuf>,
-    stop: AtomicBool,
-}
-
-/// Control handle: install and remove SAs, read counters, send IKE messages, without
-/// stopping traffic. Commands are applied by the worker between batches.
+/// Control handle: install and remove SAs, read counters, send IKE messages, fence,
+/// fail and add workers, without stopping traffic. Per-worker commands are applied by
+/// the worker between batches. Cheap to clone, usable from any thread.
 #[derive(Debug, Clone)]
 pub struct DataplaneHandle {
-    commands: Vec<Sender<Command>>,
     shared: Arc<Shared>,
 }
 
 impl DataplaneHandle {
-    /// Number of workers.
+    /// Number of worker indices handed out so far, failed workers included: workers are
+    /// `0..workers()`, and this is the `workers` to give [`spi_for_worker`].
     pub fn workers(&self) -> usize {
-        self.commands.len()
+        self.shared.worker_count()
     }
 
-    fn send(&self, worker: usize, cmd: Command) -> Result<(), ControlError> {
-        let tx = self
-            .commands
-            .get(worker)
-            .ok_or(ControlError::NoSuchWorker(worker))?;
-        tx.send(cmd).map_err(|_| ControlError::WorkerGone(worker))?;
-        self.shared.wake[worker].wake();
-        Ok(())
+    /// The workers that are running, in index order: where SAs can be installed.
+    pub fn live_workers(&self) -> Vec<usize> {
+        self.shared.live_workers()
     }
 
     fn call<T>(
@@ -359,47 +417,49 @@ impl DataplaneHandle {
         make: impl FnOnce(SyncSender<T>) -> Command,
     ) -> Result<T, ControlError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(worker, make(tx))?;
+        self.shared.send(worker, make(tx))?;
         rx.recv_timeout(REPLY_TIMEOUT).map_err(|e| match e {
             mpsc::RecvTimeoutError::Timeout => ControlError::Timeout(worker),
+            // The worker ended with the command queued or half done.
+            mpsc::RecvTimeoutError::Disconnected if self.shared.is_failed(worker) => {
+                ControlError::WorkerFailed(worker)
+            }
             mpsc::RecvTimeoutError::Disconnected => ControlError::WorkerGone(worker),
         })
     }
 
-    fn broadcast(&self, route: Route) -> Result<(), ControlError> {
-        (0..self.workers()).try_for_each(|w| self.send(w, Command::Route(route)))
-    }
-
     /// Installs `sa` on worker `worker`, which becomes its anchor, then tells every worker
     /// to hand that SA's packets (inbound: by SPI; outbound: by tunnel binding) to it.
+    /// An error for a failed worker.
     pub fn install_sa(&self, worker: usize, sa: SaConfig) -> Result<(), ControlError> {
         let route = match sa.direction {
             Direction::Inbound => Route::Spi(sa.spi, Some(worker)),
             Direction::Outbound => Route::Tunnel(sa.binding, Some(worker)),
         };
         self.call(worker, |tx| Command::InstallSa(Box::new(sa), tx))??;
-        self.broadcast(route)
+        self.shared.broadcast(route)
     }
 
     /// Removes an SA from its anchor `worker`; true if it was installed there. The anchor
-    /// route is withdrawn for inbound SAs; for outbound ones it stays, since a rekeyed SA
-    /// of the same tunnel normally takes over on the same anchor.
+    /// route is withdrawn for inbound SAs unless it already points to another worker (an
+    /// SA moved by installing it there first); for outbound ones it stays, since a
+    /// rekeyed SA of the same tunnel normally takes over on the same anchor.
     pub fn remove_sa(&self, worker: usize, key: SaKey) -> Result<bool, ControlError> {
         let removed = self.call(worker, |tx| Command::RemoveSa(key, tx))?;
         if removed && key.direction == Direction::Inbound {
-            self.broadcast(Route::Spi(key.spi, None))?;
+            self.shared.withdraw_spi(key.spi, worker);
         }
         Ok(removed)
     }
 
     /// Moves the routing of `tunnel`'s outbound packets to `worker` (or back to whichever
-    /// worker reads them, with `None`).
+    /// worker reads them, with `None`). An error for a failed worker.
     pub fn route_tunnel(
         &self,
         tunnel: TunnelId,
         worker: Option<usize>,
     ) -> Result<(), ControlError> {
-        self.broadcast(Route::Tunnel(tunnel, worker))
+        self.shared.broadcast(Route::Tunnel(tunnel, worker))
     }
 
     /// Raises an outbound SA's sequence reservation (cluster mode).
@@ -417,15 +477,71 @@ impl DataplaneHandle {
         self.call(worker, Command::Stats)
     }
 
-    /// Counters of every worker.
+    /// Counters of every live worker (a failed worker's counters went with it).
     pub fn stats_all(&self) -> Result<Vec<WorkerStats>, ControlError> {
-        (0..self.workers()).map(|w| self.stats(w)).collect()
+        self.live_workers()
+            .into_iter()
+            .map(|w| self.stats(w))
+            .collect()
     }
 
-    /// Sends an IKE message to `dst` from the NAT-T socket (the non-ESP marker is
-    /// prepended). Fire and forget, like any datagram: IKE retransmits.
+    /// The sequence number marks of every SA anchored on `worker`: for inbound SAs the
+    /// highest authenticated sequence number accepted (64 bits, ESN high half
+    /// included), for outbound SAs the last one used. What a cluster replicates, so a
+    /// node taking over installs the SAs with `initial_seq` at or above the marks.
+    pub fn seq_marks(&self, worker: usize) -> Result<Vec<SeqMark>, ControlError> {
+        self.call(worker, Command::SeqMarks)
+    }
+
+    /// Sends an IKE message to `dst` from the NAT-T socket of the first live worker (the
+    /// non-ESP marker is prepended). Fire and forget, like any datagram: IKE retransmits.
+    /// Not fenced: a node that lost its lease still talks IKE.
     pub fn send_ike(&self, dst: SocketAddr, message: Vec<u8>) -> Result<(), ControlError> {
-        self.send(0, Command::SendIke(dst, message))
+        let worker = self.shared.first_live().ok_or(ControlError::Stopped)?;
+        self.shared.send(worker, Command::SendIke(dst, message))
+    }
+
+    /// Sets the forwarding fence: from `until` on (by the monotonic clock), no worker
+    /// transmits outbound ESP/AH or accepts inbound ESP/AH. Inbound ESP/AH and every
+    /// packet read from a tunnel (which would leave as ESP/AH, or as bypass traffic of
+    /// the policy tunnel) are dropped as [`DropReason::Fenced`] before the engine sees
+    /// them, so no sequence number is taken and no replay window moves; what a batch
+    /// produced before the fence passed is dropped at the send. IKE and keepalives on
+    /// the NAT-T port still pass. `None` removes the fence (a standalone node, the
+    /// default); a later instant, also after the fence passed, resumes forwarding until
+    /// then.
+    ///
+    /// A cluster node sets this to the end of its lease every time Raft renews it, so it
+    /// stops on time if it cannot renew, even with its control plane frozen: the
+    /// workers read the clock themselves at every batch and before every send. A worker
+    /// frozen inside a send cannot be stopped by anything, so leases need a margin.
+    pub fn set_fence(&self, until: Option<Instant>) {
+        self.shared.fence.set(until);
+    }
+
+    /// Fails worker `worker`, as when its services card dies: it stops after its
+    /// current batch and its SAs are dropped; every other worker stops routing to it,
+    /// its TUN queues close (the kernel moves their flows to the other queues), its raw
+    /// receive sockets move to a live worker, and UDP steering no longer picks its
+    /// socket. [`DataplaneEvent::WorkerFailed`] is raised. The control plane then
+    /// installs the worker's SAs on live workers ([`DataplaneHandle::live_workers`]).
+    ///
+    /// Returns once the worker thread has ended ([`ControlError::Timeout`] if it does not
+    /// within a few seconds: it is failed anyway, and routed around). Failing a failed
+    /// worker does nothing; the last live worker cannot be failed.
+    pub fn fail_worker(&self, worker: usize) -> Result<(), ControlError> {
+        self.shared.fail_worker(worker)
+    }
+
+    /// Starts a new worker with the next index and returns the index: its own queue of
+    /// every TUN device, its own NAT-T sockets, the current routes; other workers and
+    /// their SAs are undisturbed. It opens everything in the dataplane's network
+    /// namespace, whichever thread calls this. SAs can be installed on it right away.
+    /// UDP steering now counts one more worker, so SPIs chosen with [`spi_for_worker`]
+    /// for the old count are handed over by whichever worker receives them until their
+    /// SAs are rekeyed.
+    pub fn add_worker(&self) -> Result<usize, ControlError> {
+        Shared::add_worker(&self.shared)
     }
 }
 
@@ -434,15 +550,13 @@ impl DataplaneHandle {
 pub struct Dataplane {
     handle: DataplaneHandle,
     events: Receiver<DataplaneEvent>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Dataplane {
-    /// Opens all devices and sockets on the calling thread (and thus in its network
-    /// namespace) and starts the workers.
+    /// Starts the workers; each opens its devices and sockets in the network namespace
+    /// of the calling thread (which the dataplane remembers for workers added later).
     pub fn start(config: DataplaneConfig) -> Result<Dataplane, StartError> {
-        let n = config.workers;
-        if n == 0 {
+        if config.workers == 0 {
             return Err(StartError::Config("workers must be at least 1"));
         }
         if config.batch == 0 || config.handoff_capacity == 0 || config.event_capacity == 0 {
@@ -450,154 +564,16 @@ impl Dataplane {
                 "batch, handoff_capacity and event_capacity must be at least 1",
             ));
         }
-
-        // TUN queues: tunnel t's queue w goes to worker w.
-        let mut tun_queues: Vec<Vec<(TunnelId, Tun)>> = (0..n).map(|_| Vec::new()).collect();
-        for t in &config.tunnels {
-            let queues = Tun::open_queues(&t.name, n, config.tun_offload)?;
-            if let Some(q) = queues.first() {
-                q.set_mtu(t.mtu)?;
-                q.set_up()?;
-            }
-            for (w, q) in queues.into_iter().enumerate() {
-                tun_queues[w].push((t.id, q));
-            }
-        }
-
-        let shared = Arc::new(Shared {
-            wake: (0..n)
-                .map(|_| EventFd::new())
-                .collect::<io::Result<_>>()
-                .map_err(io_err("eventfd"))?,
-            handoff: (0..n)
-                .map(|_| ArrayQueue::new(config.handoff_capacity))
-                .collect(),
-            free: ArrayQueue::new(config.handoff_capacity * n),
-            stop: AtomicBool::new(false),
-        });
         let (event_tx, events) = mpsc::sync_channel(config.event_capacity);
-
-        // UDP sockets, bound in worker order per address so that the reuseport group index
-        // of worker w's socket is w, which SPI steering relies on.
-        let mut udp_per_worker: Vec<Vec<UdpSocket>> = (0..n).map(|_| Vec::new()).collect();
-        for addr in &config.udp_bind {
-            for sockets in udp_per_worker.iter_mut() {
-                let s =
-                    UdpSocket::bind(*addr, n > 1).map_err(io_err(format!("UDP socket {addr}")))?;
-                sockets.push(s);
-            }
-            let steer = n > 1 && config.udp_spi_steering;
-            if let (true, Some(first)) = (steer, udp_per_worker[0].last()) {
-                let count = u32::try_from(n).unwrap_or(u32::MAX);
-                if let Err(e) = first.steer_by_spi(count) {
-                    tracing::warn!(%addr, error = %e, "no SPI steering on the UDP socket group; packets will be handed over");
-                }
-            }
-        }
-
-        let mut workers = Vec::with_capacity(n);
-        let mut commands = Vec::with_capacity(n);
-        for ((id, tuns), udp) in tun_queues.into_iter().enumerate().zip(udp_per_worker) {
-            let mut raw_rx = Vec::new();
-            if id == 0 {
-                let families: &[bool] = if config.ipv6 {
-                    &[false, true]
-                } else {
-                    &[false]
-                };
-                for &v6 in families {
-                    for (on, proto) in [(config.raw_esp, IPPROTO_ESP), (config.raw_ah, IPPROTO_AH)]
-                    {
-                        if on {
-                            raw_rx.push(
-                                RawReceiver::new(v6, proto)
-                                    .map_err(io_err(format!("raw socket for protocol {proto}")))?,
-                            );
-                        }
-                    }
-                }
-            }
-            let tx = RawSender::new().map_err(io_err("raw send socket"))?;
-            let (cmd_tx, cmd_rx) = mpsc::channel();
-            commands.push(cmd_tx);
-            let sources = tuns.len() + udp.len() + raw_rx.len();
-            let poller = Poller::new(sources + 1).map_err(io_err("epoll"))?;
-            poller
-                .add(&shared.wake[id], WAKE_TOKEN)
-                .map_err(io_err("epoll add"))?;
-            let mut token = WAKE_TOKEN;
-            let mut next = || {
-                token += 1;
-                token
-            };
-            for (_, t) in &tuns {
-                poller.add(t, next()).map_err(io_err("epoll add"))?;
-            }
-            for u in &udp {
-                poller.add(u, next()).map_err(io_err("epoll add"))?;
-            }
-            for r in &raw_rx {
-                poller.add(r, next()).map_err(io_err("epoll add"))?;
-            }
-            let tunnel_index = tuns
-                .iter()
-                .enumerate()
-                .map(|(i, (id, _))| (*id, i))
-                .collect();
-            workers.push(Worker {
-                id,
-                tuns,
-                tunnel_index,
-                udp,
-                raw_rx,
-                tx,
-                poller,
-                commands: cmd_rx,
-                shared: Arc::clone(&shared),
-                events: event_tx.clone(),
-                spi_owner: HashMap::new(),
-                tunnel_owner: HashMap::new(),
-                bufs: (0..config.batch).map(|_| PacketBuf::default()).collect(),
-                slots: vec![Slot::Ip; config.batch],
-                udp_meta: vec![UdpRecvMeta::default(); config.batch],
-                tx_pending: Vec::with_capacity(config.batch),
-                udp_pending: Vec::with_capacity(config.batch),
-                udp_gso: config.udp_gso,
-                gro: Gro::default(),
-                spare: PacketBuf::default(),
-                ready: Vec::with_capacity(sources + 1),
-                wake_targets: vec![false; n],
-                counters: IoCounters::default(),
-            });
-        }
-
-        let handle = DataplaneHandle {
-            commands,
-            shared: Arc::clone(&shared),
-        };
-        let mut threads = Vec::with_capacity(n);
-        for w in workers {
-            let engine_config = config.engine.clone();
-            let name = format!("spu-{}", w.id);
-            let spawned = std::thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || w.run(Engine::new(engine_config)));
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    stop_and_join(&shared, &mut threads);
-                    return Err(StartError::Io {
-                        what: format!("spawning {name}"),
-                        source: e,
-                    });
-                }
-            }
-        }
-        Ok(Dataplane {
-            handle,
+        let dp = Dataplane {
+            handle: DataplaneHandle {
+                shared: Shared::new(config, event_tx),
+            },
             events,
-            threads,
-        })
+        };
+        // On error, dropping `dp` stops the workers already started.
+        dp.handle.shared.start_workers()?;
+        Ok(dp)
     }
 
     /// A control handle (cheap to clone, usable from any thread).
@@ -605,31 +581,75 @@ impl Dataplane {
         self.handle.clone()
     }
 
-    /// Engine events and IKE messages from all workers.
+    /// Engine events, IKE messages and worker failures from all workers.
     pub fn events(&self) -> &Receiver<DataplaneEvent> {
         &self.events
     }
 
     /// Stops the workers after their current batch and waits for them.
-    pub fn shutdown(mut self) {
-        stop_and_join(&self.handle.shared, &mut self.threads);
+    pub fn shutdown(self) {
+        self.handle.shared.shutdown();
     }
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        stop_and_join(&self.handle.shared, &mut self.threads);
+        self.handle.shared.shutdown();
     }
 }
 
-fn stop_and_join(shared: &Shared, threads: &mut Vec<JoinHandle<()>>) {
-    shared.stop.store(true, Ordering::Release);
-    for w in &shared.wake {
-        w.wake();
-    }
-    for t in threads.drain(..) {
-        if t.join().is_err() {
-            tracing::error!("an SPU worker panicked");
+/// Why a worker's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// The dataplane is shutting down.
+    Shutdown,
+    /// The worker was failed ([`DataplaneHandle::fail_worker`]).
+    Failed,
+    /// Its epoll set broke: it can no longer run.
+    Broken,
+}
+
+/// Everything a worker opens and is given when it starts.
+struct WorkerInit {
+    id: usize,
+    config: DataplaneConfig,
+    /// Addresses of its UDP sockets (the groups' actual addresses).
+    udp: Vec<SocketAddr>,
+    /// Create the TUN devices: set their MTU and bring them up (the first worker).
+    configure_devices: bool,
+    /// Open the raw ESP/AH receive sockets.
+    raw_rx: bool,
+    shared: Arc<Shared>,
+    /// Every worker's wakeup and handoff queue, this one's at `id`.
+    peers: Vec<Arc<Peer>>,
+    routes: Routes,
+    commands: Receiver<Command>,
+}
+
+/// The thread of worker `worker`: runs its loop with the engine, and when the loop
+/// ends for any reason but shutdown (a panic included), fails the worker.
+fn worker_main(mut worker: Worker, engine_config: EngineConfig) {
+    let mut engine = Engine::new(engine_config);
+    // Unwind safety: after a panic the worker and engine are only dropped (and the
+    // worker's descriptors handed over), never used to process packets again.
+    let exit = panic::catch_unwind(AssertUnwindSafe(|| worker.run(&mut engine)));
+    // The SAs (and their keys) go with the worker, whatever the cause.
+    drop(engine);
+    match exit {
+        Ok(Exit::Shutdown) => tracing::debug!(worker = worker.id, "SPU worker stopped"),
+        Ok(Exit::Failed) => worker.retire(),
+        Ok(Exit::Broken) => {
+            tracing::error!(worker = worker.id, "SPU worker's event loop broke");
+            worker.retire();
+        }
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("unknown panic");
+            tracing::error!(worker = worker.id, panic = what, "SPU worker panicked");
+            worker.retire();
         }
     }
 }
@@ -645,7 +665,11 @@ struct Worker {
     poller: Poller,
     commands: Receiver<Command>,
     shared: Arc<Shared>,
-    events: SyncSender<DataplaneEvent>,
+    /// Every worker's wakeup and handoff queue, by index (failed ones included, so
+    /// indices stay stable).
+    peers: Vec<Arc<Peer>>,
+    /// This worker's own entry of `peers`.
+    me: Arc<Peer>,
     spi_owner: HashMap<u32, usize>,
     tunnel_owner: HashMap<TunnelId, usize>,
     /// The batch buffers, allocated once.
@@ -665,13 +689,133 @@ struct Worker {
     spare: PacketBuf,
     ready: Vec<u64>,
     wake_targets: Vec<bool>,
+    /// The fence as read at the start of the current batch.
+    fence: Deadline,
     counters: IoCounters,
 }
 
 impl Worker {
-    fn run(mut self, mut engine: Engine) {
+    /// Opens the worker's devices and sockets on the calling thread (its own), and
+    /// returns it with a [`GroupMember`] of each of its UDP sockets.
+    fn open(init: WorkerInit) -> Result<(Worker, Vec<GroupMember>), StartError> {
+        let WorkerInit {
+            id,
+            config,
+            udp: udp_addrs,
+            configure_devices,
+            raw_rx: open_raw,
+            shared,
+            peers,
+            routes,
+            commands,
+        } = init;
+        let me = peers
+            .get(id)
+            .cloned()
+            .ok_or(StartError::Config("worker without a peer entry"))?;
+
+        let mut tuns = Vec::with_capacity(config.tunnels.len());
+        for t in &config.tunnels {
+            // Always multi-queue, so that an added worker can attach a queue.
+            let q = Tun::open(&t.name, true, config.tun_offload)?;
+            if configure_devices {
+                q.set_mtu(t.mtu)?;
+                q.set_up()?;
+            }
+            tuns.push((t.id, q));
+        }
+        let mut udp = Vec::with_capacity(udp_addrs.len());
+        let mut members = Vec::with_capacity(udp_addrs.len());
+        for addr in udp_addrs {
+            let s = UdpSocket::bind(addr, true).map_err(io_err(format!("UDP socket {addr}")))?;
+            members.push(
+                s.group_member()
+                    .map_err(io_err("duplicating a UDP socket"))?,
+            );
+            udp.push(s);
+        }
+        let mut raw_rx = Vec::new();
+        if open_raw {
+            let families: &[bool] = if config.ipv6 {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for &v6 in families {
+                for (on, proto) in [(config.raw_esp, IPPROTO_ESP), (config.raw_ah, IPPROTO_AH)] {
+                    if on {
+                        raw_rx.push(
+                            RawReceiver::new(v6, proto)
+                                .map_err(io_err(format!("raw socket for protocol {proto}")))?,
+                        );
+                    }
+                }
+            }
+        }
+        let tx = RawSender::new().map_err(io_err("raw send socket"))?;
+        let sources = tuns.len() + udp.len() + MAX_RAW_RECEIVERS;
+        let poller = Poller::new(sources + 1).map_err(io_err("epoll"))?;
+        poller
+            .add(&me.wake, WAKE_TOKEN)
+            .map_err(io_err("epoll add"))?;
+        let mut token = WAKE_TOKEN;
+        let mut next = || {
+            token += 1;
+            token
+        };
+        for (_, t) in &tuns {
+            poller.add(t, next()).map_err(io_err("epoll add"))?;
+        }
+        for u in &udp {
+            poller.add(u, next()).map_err(io_err("epoll add"))?;
+        }
+        for r in &raw_rx {
+            poller.add(r, next()).map_err(io_err("epoll add"))?;
+        }
+        let tunnel_index = tuns
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+        let worker = Worker {
+            id,
+            tuns,
+            tunnel_index,
+            udp,
+            raw_rx,
+            tx,
+            poller,
+            commands,
+            wake_targets: vec![false; peers.len()],
+            peers,
+            me,
+            fence: shared.fence.deadline(),
+            shared,
+            spi_owner: routes.spi,
+            tunnel_owner: routes.tunnel,
+            bufs: (0..config.batch).map(|_| PacketBuf::default()).collect(),
+            slots: vec![Slot::Ip; config.batch],
+            udp_meta: vec![UdpRecvMeta::default(); config.batch],
+            tx_pending: Vec::with_capacity(config.batch),
+            udp_pending: Vec::with_capacity(config.batch),
+            udp_gso: config.udp_gso,
+            gro: Gro::default(),
+            spare: PacketBuf::default(),
+            ready: Vec::with_capacity(sources + 1),
+            counters: IoCounters::default(),
+        };
+        Ok((worker, members))
+    }
+
+    fn run(&mut self, engine: &mut Engine) -> Exit {
         tracing::debug!(worker = self.id, "SPU worker started");
-        while !self.shared.stop.load(Ordering::Acquire) {
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return Exit::Shutdown;
+            }
+            if self.me.stop.load(Ordering::Acquire) {
+                return Exit::Failed;
+            }
             self.ready.clear();
             let staged = self.udp.iter().any(UdpSocket::has_pending);
             let wait = if staged { Duration::ZERO } else { IDLE_WAIT };
@@ -679,29 +823,47 @@ impl Worker {
                 Ok(tokens) => self.ready.extend(tokens),
                 Err(e) => {
                     tracing::error!(worker = self.id, error = %e, "epoll_wait failed; worker stops");
-                    break;
+                    return Exit::Broken;
                 }
             }
             for k in 0..self.ready.len() {
                 let token = self.ready[k];
                 if token == WAKE_TOKEN {
-                    self.shared.wake[self.id].drain();
-                    self.apply_commands(&mut engine);
-                    self.drain_handoffs(&mut engine);
+                    self.me.wake.drain();
+                    self.apply_commands(engine);
+                    self.drain_handoffs(engine);
                 } else {
-                    self.read_source(&mut engine, token);
+                    self.read_source(engine, token);
                 }
             }
             // Datagrams a GRO train left staged: one more batch each before waiting.
             for u in 0..self.udp.len() {
                 if self.udp[u].has_pending() {
                     let token = (1 + self.tuns.len() + u) as u64;
-                    self.read_source(&mut engine, token);
+                    self.read_source(engine, token);
                 }
             }
-            self.forward_events(&mut engine);
+            self.forward_events(engine);
         }
-        tracing::debug!(worker = self.id, "SPU worker stopped");
+    }
+
+    /// After the loop ended for good: closes the TUN queues at once (so the kernel
+    /// stops giving this worker's queue flows nobody reads), gives the raw receive
+    /// sockets to a live worker, marks the worker failed (routes, steering, event), and
+    /// returns the buffers waiting in its handoff queue to the free list (64 KiB each,
+    /// and the queue lives on in the other workers' peer lists). The UDP sockets stay in
+    /// their groups through the control side's members.
+    fn retire(mut self) {
+        self.tuns.clear();
+        let raw = std::mem::take(&mut self.raw_rx);
+        let (shared, me, id) = (Arc::clone(&self.shared), Arc::clone(&self.me), self.id);
+        drop(self);
+        shared.mark_failed(id);
+        shared.adopt_raw(raw);
+        // After the routes to it are gone, nobody hands it more than a few stragglers.
+        while let Some(h) = me.handoff.pop() {
+            let _ = shared.free.push(h.buf);
+        }
     }
 
     fn apply_commands(&mut self, engine: &mut Engine) {
@@ -732,11 +894,43 @@ impl Worker {
                         io: self.counters.clone(),
                     });
                 }
+                Command::SeqMarks(reply) => {
+                    let _ = reply.send(engine.seq_marks());
+                }
                 Command::SendIke(dst, message) => self.send_ike(dst, &message),
+                Command::AddPeer(peer) => {
+                    self.peers.push(peer);
+                    self.wake_targets.push(false);
+                }
+                Command::WorkerDown(w) => {
+                    self.spi_owner.retain(|_, owner| *owner != w);
+                    self.tunnel_owner.retain(|_, owner| *owner != w);
+                }
+                Command::AdoptRaw(raw) => self.adopt_raw(raw),
+                #[cfg(test)]
+                Command::Panic => panic!("injected SPU worker failure"),
             }
         }
         // More commands are queued: come back after the next packets.
-        self.shared.wake[self.id].wake();
+        self.me.wake.wake();
+    }
+
+    /// Reads from the raw receive sockets of a failed worker from now on.
+    fn adopt_raw(&mut self, raw: Vec<RawReceiver>) {
+        for r in raw {
+            let token = (1 + self.tuns.len() + self.udp.len() + self.raw_rx.len()) as u64;
+            match self.poller.add(&r, token) {
+                Ok(()) => self.raw_rx.push(r),
+                Err(e) => {
+                    tracing::error!(worker = self.id, error = %e, "cannot watch an adopted raw socket")
+                }
+            }
+        }
+        tracing::info!(
+            worker = self.id,
+            sockets = self.raw_rx.len(),
+            "now receiving raw ESP/AH"
+        );
     }
 
     fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) {
@@ -760,7 +954,7 @@ impl Worker {
     /// Takes up to one batch from this worker's handoff queue and processes it here,
     /// without another anchor check (the sender already made it).
     fn drain_handoffs(&mut self, engine: &mut Engine) {
-        let queue = &self.shared.handoff[self.id];
+        let queue = &self.me.handoff;
         let mut n = 0;
         while n < self.bufs.len() {
             let Some(mut h) = queue.pop() else {
@@ -772,11 +966,15 @@ impl Worker {
             n += 1;
         }
         if n == self.bufs.len() && !queue.is_empty() {
-            self.shared.wake[self.id].wake();
+            self.me.wake.wake();
         }
         self.counters.handoff_in += n as u64;
         let now = Instant::now();
+        let fenced = self.begin_batch(now);
         for i in 0..n {
+            if fenced && self.fenced(i) {
+                continue;
+            }
             self.process(engine, now, i);
         }
         self.flush_tx();
@@ -808,9 +1006,13 @@ impl Worker {
             return;
         }
         let now = Instant::now();
+        let fenced = self.begin_batch(now);
         for i in 0..n {
+            if fenced && self.fenced(i) {
+                continue;
+            }
             match self.owner(i) {
-                Some(w) if w != self.id => self.hand_off(i, w),
+                Some(w) if w != self.id => self.hand_off(engine, now, i, w),
                 _ => self.process(engine, now, i),
             }
         }
@@ -818,9 +1020,44 @@ impl Worker {
         self.flush_tun();
         for w in 0..self.wake_targets.len() {
             if std::mem::take(&mut self.wake_targets[w]) {
-                self.shared.wake[w].wake();
+                self.peers[w].wake.wake();
             }
         }
+    }
+
+    /// Reads the fence for a batch starting at `now` (one relaxed load) and says whether
+    /// it has passed.
+    #[inline]
+    fn begin_batch(&mut self, now: Instant) -> bool {
+        self.fence = self.shared.fence.deadline();
+        self.shared.fence.passed(self.fence, now)
+    }
+
+    /// With the fence passed: drops (and counts) the packet in buffer `i` if it is ESP
+    /// or AH, or an inner packet that would become ESP/AH (everything read from a
+    /// tunnel); IKE and keepalives on the NAT-T port go on.
+    fn fenced(&mut self, i: usize) -> bool {
+        let fence = match self.slots[i] {
+            Slot::Tun(_) | Slot::Ip => true,
+            Slot::Udp(_) => udp_encap::classify(self.bufs[i].data()) == udp_encap::Kind::Esp,
+        };
+        if fence {
+            self.counters.drops.count(DropReason::Fenced);
+        }
+        fence
+    }
+
+    /// Before a send: true (and `packets` counted as fenced) if the fence has passed
+    /// since the batch started, or was set lower. Free when no fence was set then.
+    #[inline]
+    fn fenced_before_send(&mut self, packets: usize) -> bool {
+        if !self.shared.fence.passed_since(self.fence) {
+            return false;
+        }
+        for _ in 0..packets {
+            self.counters.drops.count(DropReason::Fenced);
+        }
+        true
     }
 
     /// Reads TUN queue `idx` into the batch buffers, segmenting super-packets; returns
@@ -947,10 +1184,15 @@ impl Worker {
     }
 
     /// Moves buffer `i` to worker `w`'s handoff queue, replacing it with a spare.
-    fn hand_off(&mut self, i: usize, w: usize) {
+    fn hand_off(&mut self, engine: &mut Engine, now: Instant, i: usize, w: usize) {
+        let Some(peer) = self.peers.get(w) else {
+            // A route to a worker this one has not heard of yet: process it here.
+            self.process(engine, now, i);
+            return;
+        };
         let spare = self.shared.free.pop().unwrap_or_default();
         let buf = std::mem::replace(&mut self.bufs[i], spare);
-        match self.shared.handoff[w].push(Handoff {
+        match peer.handoff.push(Handoff {
             buf,
             slot: self.slots[i],
         }) {
@@ -1036,6 +1278,13 @@ impl Worker {
 
     /// Writes the packets [`Worker::deliver`] queued, coalesced per the plan.
     fn flush_tun(&mut self) {
+        if self.fence.is_set() {
+            let queued = self.gro.groups().iter().map(|g| g.count).sum();
+            if queued > 0 && self.fenced_before_send(queued) {
+                self.gro.clear();
+                return;
+            }
+        }
         for g in self.gro.groups() {
             let tun = &self.tuns[g.tag].1;
             let mut hdr = [0u8; gso::MAX_HEADERS];
@@ -1069,6 +1318,9 @@ impl Worker {
     /// Sends the `count` fragments of the last outbound packet right away (a slow path:
     /// the outer MTU was too small for the inner packet).
     fn send_fragments(&mut self, engine: &mut Engine, count: usize) {
+        if self.fenced_before_send(count) {
+            return;
+        }
         for _ in 0..count {
             let Some(dst) = engine.poll_fragment(&mut self.spare) else {
                 break;
@@ -1088,6 +1340,9 @@ impl Worker {
             );
             return;
         };
+        if self.fenced_before_send(1) {
+            return;
+        }
         match self.tuns[idx].1.send(self.bufs[i].data()) {
             Ok(_) => self.counters.tun_tx += 1,
             Err(e) => {
@@ -1100,6 +1355,10 @@ impl Worker {
     fn flush_tx(&mut self) {
         self.flush_udp();
         if self.tx_pending.is_empty() {
+            return;
+        }
+        if self.fenced_before_send(self.tx_pending.len()) {
+            self.tx_pending.clear();
             return;
         }
         let bufs = &self.bufs;
@@ -1118,6 +1377,10 @@ impl Worker {
     /// (a source address that is not local, a path MTU the socket learned) goes out as
     /// complete packets through the raw socket instead, as before UDP GSO.
     fn flush_udp(&mut self) {
+        if !self.udp_pending.is_empty() && self.fenced_before_send(self.udp_pending.len()) {
+            self.udp_pending.clear();
+            return;
+        }
         let pending = &self.udp_pending;
         let mut iov = [IoSlice::new(&[]); MAX_GSO_SEGMENTS];
         // Runs to send raw; allocated only when a send fails.
@@ -1191,11 +1454,8 @@ impl Worker {
     }
 
     fn emit(&mut self, event: DataplaneEvent) {
-        match self.events.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.counters.events_lost += 1
-            }
+        if self.shared.events.try_send(event).is_err() {
+            self.counters.events_lost += 1;
         }
     }
 }
@@ -1203,8 +1463,10 @@ impl Worker {
 /// Adjusts `spi` (e.g. a random one) so that it is anchored by steering on worker
 /// `worker` of `workers`: `SPI % workers == worker`, and never in the reserved range
 /// 0..=255. The UDP socket group then delivers its ESP-in-UDP packets straight to that
-/// worker (see [`UdpSocket::steer_by_spi`]); control planes that choose inbound SPIs
-/// should use it so the handoff queue stays a fallback.
+/// worker (see [`crate::io::udp::SpiSteering`]); control planes that choose inbound SPIs
+/// should use it, with `workers` = [`DataplaneHandle::workers`] (failed workers
+/// included: their slots are steered to live ones), so the handoff queue stays a
+/// fallback.
 pub fn spi_for_worker(spi: u32, worker: usize, workers: usize) -> u32 {
     let n = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
     let w = u32::try_from(worker).unwrap_or(0) % n;
@@ -1323,5 +1585,173 @@ mod tests {
         v6[6] = IPPROTO_ESP;
         v6[40..44].copy_from_slice(&7_u32.to_be_bytes());
         assert_eq!(ip_spi(&v6), Some(7));
+    }
+
+    /// Runs `f` on a thread in a network namespace of its own with `lo` up, as root
+    /// (sockets and workers it starts stay there), and returns its result.
+    fn in_private_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(
+            root,
+            "needs root (a network namespace, raw sockets): run as root or skip with `cargo test -- --skip netns_`"
+        );
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: unshare takes a flag and no pointers; it moves only this thread.
+                let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "unshare: {}", io::Error::last_os_error());
+                let up = std::process::Command::new("ip")
+                    .args(["link", "set", "lo", "up"])
+                    .status()
+                    .expect("running ip");
+                assert!(up.success(), "ip link set lo up: {up}");
+                f()
+            })
+            .join()
+            .expect("thread in the private namespace panicked")
+        })
+    }
+
+    const NATT: ([u8; 4], u16) = ([127, 0, 0, 1], 4500);
+
+    /// Datagrams received per live worker.
+    fn udp_rx(h: &DataplaneHandle) -> HashMap<usize, u64> {
+        h.stats_all()
+            .expect("stats")
+            .into_iter()
+            .map(|s| (s.worker, s.io.udp_rx))
+            .collect()
+    }
+
+    /// Sends one ESP-looking datagram per SPI and returns how many more datagrams each
+    /// live worker received, once all of them were counted somewhere.
+    fn steer(h: &DataplaneHandle, tx: &std::net::UdpSocket, spis: &[u32]) -> HashMap<usize, u64> {
+        let before = udp_rx(h);
+        for spi in spis {
+            let mut esp = spi.to_be_bytes().to_vec();
+            esp.extend_from_slice(&[0, 0, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd]);
+            tx.send_to(&esp, SocketAddr::from(NATT)).expect("send");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = udp_rx(h);
+            let delta: HashMap<usize, u64> = now
+                .iter()
+                .map(|(w, n)| (*w, n - before.get(w).copied().unwrap_or(0)))
+                .filter(|(_, d)| *d > 0)
+                .collect();
+            if delta.values().sum::<u64>() >= spis.len() as u64 {
+                return delta;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {delta:?} of {} datagrams arrived on live workers",
+                spis.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The next `WorkerFailed` event, skipping others.
+    fn next_failure(dp: &Dataplane) -> usize {
+        loop {
+            match dp.events().recv_timeout(Duration::from_secs(5)) {
+                Ok(DataplaneEvent::WorkerFailed { worker }) => return worker,
+                Ok(_) => {}
+                Err(e) => panic!("no WorkerFailed event: {e}"),
+            }
+        }
+    }
+
+    /// A worker that panics counts as failed: the event comes, calls to it fail, and its
+    /// steering slot goes to a live worker. A worker added from a thread outside the
+    /// dataplane's namespace opens its socket inside it and is steered its own slot;
+    /// the failed worker's socket, still in the group, is never picked.
+    #[test]
+    fn netns_failed_and_added_workers_are_steered_around() {
+        let (dp, tx) = in_private_netns(|| {
+            let config = DataplaneConfig {
+                workers: 2,
+                udp_bind: vec![SocketAddr::from(NATT)],
+                raw_esp: false,
+                raw_ah: false,
+                ipv6: false,
+                ..DataplaneConfig::default()
+            };
+            let dp = Dataplane::start(config).expect("starting the dataplane");
+            let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("sender socket");
+            (dp, tx)
+        });
+        let h = dp.handle();
+        let spi = |w, n| spi_for_worker(0x1000_0000, w, n);
+
+        // Two workers, steered by SPI % 2.
+        let d = steer(
+            &h,
+            &tx,
+            &[spi(1, 2), spi(1, 2), spi(1, 2), spi(0, 2), spi(0, 2)],
+        );
+        assert_eq!(d, HashMap::from([(1, 3), (0, 2)]));
+
+        h.shared.send(1, Command::Panic).expect("injecting a panic");
+        assert_eq!(next_failure(&dp), 1);
+        assert_eq!(h.live_workers(), vec![0]);
+        assert_eq!(h.workers(), 2);
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let sa = |s| {
+            SaConfig::esp_tunnel(Direction::Inbound, s, local, local)
+                .with_encryption(crate::crypto::EncrAlg::AesGcm128, &[1; 20])
+        };
+        assert!(matches!(
+            h.install_sa(1, sa(spi(1, 2))),
+            Err(ControlError::WorkerFailed(1))
+        ));
+        assert!(matches!(h.stats(1), Err(ControlError::WorkerFailed(1))));
+        h.fail_worker(1)
+            .expect("failing a failed worker does nothing");
+        assert!(matches!(h.fail_worker(0), Err(ControlError::LastWorker(0))));
+        // Its slot now lands on worker 0.
+        let d = steer(&h, &tx, &[spi(1, 2), spi(1, 2), spi(0, 2)]);
+        assert_eq!(d, HashMap::from([(0, 3)]));
+
+        // Added from this thread, which is not in the dataplane's namespace.
+        assert_eq!(h.add_worker().expect("adding a worker"), 2);
+        assert_eq!(h.live_workers(), vec![0, 2]);
+        assert_eq!(h.workers(), 3);
+        // SPI % 3: slot 2 on the new worker, dead slot 1 on a live one, none lost.
+        let d = steer(&h, &tx, &[spi(2, 3), spi(2, 3), spi(0, 3), spi(1, 3)]);
+        // (The dead slot goes to live[1 % 2], worker 2.)
+        assert_eq!(d, HashMap::from([(2, 3), (0, 1)]));
+
+        let mut inbound = sa(spi(2, 3));
+        inbound.initial_seq = 77;
+        let key = inbound.key();
+        h.install_sa(2, inbound)
+            .expect("installing on the added worker");
+        assert_eq!(
+            h.seq_marks(2).expect("marks"),
+            vec![SeqMark { key, seq: 77 }]
+        );
+
+        // Failing explicitly: one event, IKE now leaves through the remaining worker.
+        h.fail_worker(0).expect("failing worker 0");
+        assert_eq!(next_failure(&dp), 0);
+        assert_eq!(h.live_workers(), vec![2]);
+        h.send_ike(tx.local_addr().expect("address"), b"probe".to_vec())
+            .expect("send_ike");
+        tx.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        let (n, from) = tx.recv_from(&mut buf).expect("IKE message from worker 2");
+        assert_eq!(&buf[..n], b"\0\0\0\0probe");
+        assert_eq!(from, SocketAddr::from(NATT));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !dp.events()
+                .try_iter()
+                .any(|e| matches!(e, DataplaneEvent::WorkerFailed { .. })),
+            "a failure is reported once"
+        );
     }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{Capture, Encap, Topology};
 use dataplane::drop::DropReason;
-use dataplane::worker::{Dataplane, DataplaneEvent, WorkerStats};
+use dataplane::sa::Direction;
+use dataplane::worker::{ControlError, Dataplane, DataplaneEvent, WorkerStats};
 
 const MARKER: &[u8] = b"CLEARTEXT-MARKER-dpio-e2e";
 
@@ -254,4 +255,225 @@ fn netns_offloaded_tun_and_udp_gso_transfer_is_byte_identical() {
         sb.io
     );
     assert_counters_match(&t);
+}
+
+/// A one-second ping from `ns` to `dst` that is expected to get no reply; true if none
+/// came.
+fn ping_fails(ns: &str, dst: &str) -> bool {
+    common::run(
+        "ip",
+        &[
+            "netns", "exec", ns, "ping", "-c", "1", "-W", "1", "-w", "1", dst,
+        ],
+    )
+    .is_err()
+}
+
+/// A ping that must get every reply.
+fn ping_ok(ns: &str, dst: &str, count: u32) {
+    let out =
+        common::ping(ns, dst, count).unwrap_or_else(|e| panic!("ping {dst} from {ns}: {e:#}"));
+    assert!(out.contains(" 0% packet loss"), "{out}");
+}
+
+/// Drops for `reason` over the live workers of `dp`.
+fn drops(dp: &Dataplane, reason: DropReason) -> u64 {
+    let stats = dp.handle().stats_all().expect("stats");
+    stats.iter().map(|w| w.drops().get(reason)).sum()
+}
+
+/// The sequence number mark of the SA with `spi` on `worker`.
+fn mark(dp: &Dataplane, worker: usize, spi: u32) -> u64 {
+    let marks = dp.handle().seq_marks(worker).expect("seq_marks");
+    marks
+        .iter()
+        .find(|m| m.key.spi == spi)
+        .unwrap_or_else(|| panic!("no SA {spi:#x} on worker {worker}: {marks:?}"))
+        .seq
+}
+
+/// Waits for an IKE message equal to `msg` on `dp`'s event channel.
+fn expect_ike(dp: &Dataplane, msg: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match dp.events().recv_timeout(left) {
+            Ok(DataplaneEvent::Ike { message, .. }) if message == msg => return,
+            Ok(_) => {}
+            Err(e) => panic!(
+                "IKE message {:?} did not arrive: {e}",
+                String::from_utf8_lossy(msg)
+            ),
+        }
+    }
+}
+
+/// Waits for the next `WorkerFailed` event on `dp`.
+fn expect_failure(dp: &Dataplane) -> usize {
+    loop {
+        match dp.events().recv_timeout(Duration::from_secs(5)) {
+            Ok(DataplaneEvent::WorkerFailed { worker }) => return worker,
+            Ok(_) => {}
+            Err(e) => panic!("no WorkerFailed event: {e}"),
+        }
+    }
+}
+
+/// A node whose lease ends stops forwarding at that instant by itself: before the
+/// fence both directions pass, after it A neither sends nor accepts ESP (counted as
+/// fenced, no sequence number taken, replay window unmoved) while IKE still passes
+/// both ways; a renewed lease (the fence moved later) and no fence resume forwarding.
+#[test]
+fn netns_fence_stops_forwarding_at_the_deadline_and_extending_resumes() {
+    require_root();
+    let t = tunnel("fence", Encap::Udp, false, 1);
+    let (ns_a, ns_b) = (&t.topo.a.name, &t.topo.b.name);
+    let a = t.a.handle();
+    ping_ok(ns_a, "10.2.0.1", 1);
+
+    let until = Instant::now() + Duration::from_secs(2);
+    a.set_fence(Some(until));
+    ping_ok(ns_a, "10.2.0.1", 1);
+    ping_ok(ns_b, "10.1.0.1", 1);
+    std::thread::sleep(until.saturating_duration_since(Instant::now()) + Duration::from_millis(50));
+
+    let out_seq = mark(&t.a, 0, t.ep_a.outbound.spi);
+    let in_seq = mark(&t.a, 0, t.ep_a.inbound.spi);
+    let fenced = drops(&t.a, DropReason::Fenced);
+    assert!(ping_fails(ns_a, "10.2.0.1"), "A sent ESP after its fence");
+    assert!(
+        ping_fails(ns_b, "10.1.0.1"),
+        "A accepted ESP after its fence"
+    );
+    assert!(
+        drops(&t.a, DropReason::Fenced) >= fenced + 2,
+        "fenced packets not counted:\n{}",
+        common::format_stats("A", &a.stats_all().expect("stats"))
+    );
+    assert_eq!(
+        mark(&t.a, 0, t.ep_a.outbound.spi),
+        out_seq,
+        "sequence numbers taken while fenced"
+    );
+    assert_eq!(
+        mark(&t.a, 0, t.ep_a.inbound.spi),
+        in_seq,
+        "replay window moved while fenced"
+    );
+
+    let to_a: SocketAddr = "192.0.2.1:4500".parse().expect("address");
+    let to_b: SocketAddr = "192.0.2.2:4500".parse().expect("address");
+    t.b.handle()
+        .send_ike(to_a, b"to a fenced node".to_vec())
+        .expect("send_ike");
+    expect_ike(&t.a, b"to a fenced node");
+    a.send_ike(to_b, b"from a fenced node".to_vec())
+        .expect("send_ike");
+    expect_ike(&t.b, b"from a fenced node");
+
+    a.set_fence(Some(Instant::now() + Duration::from_secs(60)));
+    ping_ok(ns_a, "10.2.0.1", 2);
+    ping_ok(ns_b, "10.1.0.1", 2);
+    a.set_fence(None);
+    ping_ok(ns_a, "10.2.0.1", 2);
+    transfer(&t, "10.2.0.1:5010", 256 << 10);
+    assert!(mark(&t.a, 0, t.ep_a.outbound.spi) > out_seq);
+}
+
+/// An SPU failure on A: the anchor of the tunnel's SAs (worker 1) fails, traffic stops,
+/// and once the SAs are installed on the survivor (outbound above the replicated mark
+/// plus a reservation block, inbound rejecting everything up to its mark) ping and TCP
+/// flow again without anything renegotiated and without a replay drop at B. A worker
+/// added afterwards leaves the tunnel undisturbed and can take its SAs over.
+#[test]
+fn netns_failed_worker_sas_reinstalled_on_a_survivor_carry_traffic() {
+    require_root();
+    let t = tunnel("spufail", Encap::Udp, false, 2);
+    let (ns_a, a) = (&t.topo.a.name, t.a.handle());
+    ping_ok(ns_a, "10.2.0.1", 2);
+    transfer(&t, "10.2.0.1:5011", 256 << 10);
+
+    // What the cluster replicated from the anchor.
+    let out_seq = mark(&t.a, 1, t.ep_a.outbound.spi);
+    let in_seq = mark(&t.a, 1, t.ep_a.inbound.spi);
+    assert!(out_seq > 0 && in_seq > 0, "no traffic on the anchor");
+
+    a.fail_worker(1).expect("failing the anchor");
+    assert_eq!(expect_failure(&t.a), 1);
+    assert_eq!(a.live_workers(), vec![0]);
+    assert!(matches!(
+        a.install_sa(1, common::sa_config(&t.ep_a, Direction::Inbound)),
+        Err(ControlError::WorkerFailed(1))
+    ));
+    assert!(
+        ping_fails(ns_a, "10.2.0.1"),
+        "the failed anchor's SAs still carry traffic"
+    );
+
+    let install = |worker, out_initial, in_initial| {
+        let mut inbound = common::sa_config(&t.ep_a, Direction::Inbound);
+        inbound.initial_seq = in_initial;
+        let mut outbound = common::sa_config(&t.ep_a, Direction::Outbound);
+        outbound.initial_seq = out_initial;
+        a.install_sa(worker, inbound)
+            .expect("installing the inbound SA");
+        a.install_sa(worker, outbound)
+            .expect("installing the outbound SA");
+    };
+    install(0, out_seq + 1000, in_seq);
+    ping_ok(ns_a, "10.2.0.1", 3);
+    transfer(&t, "10.2.0.1:5012", 1 << 20);
+    assert!(mark(&t.a, 0, t.ep_a.outbound.spi) > out_seq + 1000);
+    assert_eq!(
+        drops(&t.b, DropReason::Replay),
+        0,
+        "B saw reused sequence numbers"
+    );
+
+    // A new SPU: the tunnel keeps working beside it, then moves onto it.
+    assert_eq!(a.add_worker().expect("adding a worker"), 2);
+    assert_eq!(a.live_workers(), vec![0, 2]);
+    ping_ok(ns_a, "10.2.0.1", 3);
+    let out_seq = mark(&t.a, 0, t.ep_a.outbound.spi);
+    let in_seq = mark(&t.a, 0, t.ep_a.inbound.spi);
+    install(2, out_seq + 1000, in_seq);
+    for dir in [Direction::Inbound, Direction::Outbound] {
+        let key = common::sa_config(&t.ep_a, dir).key();
+        assert!(a.remove_sa(0, key).expect("removing from worker 0"));
+    }
+    ping_ok(ns_a, "10.2.0.1", 3);
+    transfer(&t, "10.2.0.1:5013", 1 << 20);
+    let w2 = a.stats(2).expect("stats of the added worker");
+    assert!(
+        common::sa_packets(std::slice::from_ref(&w2), t.ep_a.outbound.spi) > 100,
+        "the added worker carries no traffic: {w2:?}"
+    );
+    assert_eq!(
+        drops(&t.b, DropReason::Replay),
+        0,
+        "B saw reused sequence numbers"
+    );
+}
+
+/// The worker that reads raw ESP (and one TUN queue) fails on both sides while the
+/// tunnel's SAs live on the other worker: the raw socket moves to the survivor, the
+/// kernel moves the TUN flows to the remaining queue, and the tunnel carries on with
+/// nothing reinstalled.
+#[test]
+fn netns_raw_receive_moves_when_its_worker_fails() {
+    require_root();
+    let t = tunnel("rawfail", Encap::RawEsp, false, 2);
+    ping_ok(&t.topo.a.name, "10.2.0.1", 2);
+    for dp in [&t.a, &t.b] {
+        dp.handle().fail_worker(0).expect("failing worker 0");
+        assert_eq!(expect_failure(dp), 0);
+    }
+    ping_ok(&t.topo.a.name, "10.2.0.1", 3);
+    transfer(&t, "10.2.0.1:5014", 1 << 20);
+    let w1 = t.b.handle().stats(1).expect("stats");
+    assert!(
+        w1.io.raw_rx > 100,
+        "raw ESP not read by the survivor: {:?}",
+        w1.io
+    );
 }

@@ -11,9 +11,13 @@
 //! splits and coalesces them), ESP in UDP goes out in UDP GSO runs and comes in as GRO
 //! trains through `recvmmsg`, and everything else leaves in raw `sendmmsg` batches.
 //!
+//! [`announce`] sends the gratuitous ARP and unsolicited neighbour advertisements that move
+//! a cluster's virtual addresses to the node taking over.
+//!
 //! Linux only: TUN ioctls, `IP_PKTINFO`/`IPV6_PKTINFO`, `recvmmsg`/`sendmmsg`, epoll and
 //! eventfd are all Linux interfaces.
 
+pub mod announce;
 pub mod netns;
 pub mod poll;
 pub mod raw;

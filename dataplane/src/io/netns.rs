@@ -8,12 +8,41 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::cvt;
 
 /// Where `ip netns add NAME` puts the namespace handle.
 const NETNS_RUN_DIR: &str = "/run/netns";
+/// The calling thread's own network namespace.
+const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// An open network namespace, to move other threads into it later: a dataplane started
+/// inside a namespace keeps one, so a worker added at run time from a control thread in
+/// another namespace opens its devices and sockets beside the others.
+#[derive(Debug)]
+pub struct NetnsHandle(File);
+
+impl NetnsHandle {
+    /// The network namespace of the calling thread.
+    pub fn current() -> io::Result<Self> {
+        File::open(THREAD_NETNS)
+            .map(Self)
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {THREAD_NETNS}: {e}")))
+    }
+
+    /// Moves the calling thread into this namespace. A thread already inside it is left
+    /// alone, which needs no privilege (`setns` needs CAP_SYS_ADMIN even then).
+    pub fn enter(&self) -> io::Result<()> {
+        let here = std::fs::metadata(THREAD_NETNS)?;
+        let there = self.0.metadata()?;
+        if (here.dev(), here.ino()) == (there.dev(), there.ino()) {
+            return Ok(());
+        }
+        setns(&self.0, "the dataplane's namespace")
+    }
+}
 
 /// Moves the calling thread (only it) into the network namespace `name`, as created by
 /// `ip netns add name`. Needs CAP_SYS_ADMIN.
@@ -36,14 +65,16 @@ pub fn enter_path(path: &Path) -> io::Result<()> {
             format!("opening network namespace {}: {e}", path.display()),
         )
     })?;
+    setns(&ns, &path.display().to_string())
+}
+
+/// Moves the calling thread into the namespace open as `ns` (`what` names it in errors).
+fn setns(ns: &File, what: &str) -> io::Result<()> {
     // SAFETY: setns takes an open namespace descriptor and a flag; no pointers.
     cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }).map_err(|e| {
         io::Error::new(
             e.kind(),
-            format!(
-                "setns({}): {e} (needs CAP_SYS_ADMIN: run as root)",
-                path.display()
-            ),
+            format!("setns({what}): {e} (needs CAP_SYS_ADMIN: run as root)"),
         )
     })?;
     Ok(())

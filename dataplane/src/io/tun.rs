@@ -82,16 +82,6 @@ impl std::fmt::Debug for Tun {
 }
 
 impl Tun {
-    /// Opens (creating if needed) TUN device `name` with `queues` queues. With more than one
-    /// queue the device is multi-queue and the kernel spreads flows over the queues, so each
-    /// worker can own one. Every queue is non-blocking. `offload`: see [`Tun::open`].
-    pub fn open_queues(name: &str, queues: usize, offload: bool) -> Result<Vec<Tun>, TunError> {
-        let multi = queues > 1;
-        (0..queues.max(1))
-            .map(|_| Tun::open(name, multi, offload))
-            .collect()
-    }
-
     /// Opens (creating if needed) one queue of TUN device `name`, non-blocking.
     ///
     /// With `offload`, packets carry a virtio-net header and the kernel may hand over

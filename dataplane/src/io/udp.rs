@@ -174,6 +174,12 @@ impl UdpSocket {
         self.local
     }
 
+    /// A second descriptor of this socket, for its place in its `SO_REUSEPORT` group
+    /// (see [`GroupMember`]).
+    pub fn group_member(&self) -> io::Result<GroupMember> {
+        self.sock.try_clone().map(GroupMember)
+    }
+
     /// Receives up to `bufs.len()` datagrams, one per buffer, with their metadata in the
     /// same positions of `meta`: first those still staged, then (if room is left and the
     /// stage is empty) one `recvmmsg`'s worth. GRO trains are split by their `stride`, in
@@ -374,17 +380,38 @@ impl UdpSocket {
         super::cvt(unsafe { libc::poll(&mut pfd, 1, ms) }).map(|_| ())
     }
 
-    /// Makes the kernel pick, among the `SO_REUSEPORT` group this socket belongs to, the
-    /// socket with index `SPI % sockets` for ESP-in-UDP datagrams (index 0 for IKE and
-    /// keepalives), instead of a flow hash. Sockets are indexed in the order they were
-    /// bound, so with one socket per worker bound in worker order, a packet lands directly
-    /// on the worker that anchors its SPI whenever the control plane chose the SPI with
-    /// [`crate::worker::spi_for_worker`]. Other SPIs still arrive somewhere and are handed
-    /// over; steering only saves that hop.
-    ///
-    /// A classic BPF program (`SO_ATTACH_REUSEPORT_CBPF`), attached once for the group;
-    /// the kernel runs it with the packet data starting at the UDP payload.
-    pub fn steer_by_spi(&self, sockets: u32) -> io::Result<()> {
+    /// Sends one IKE message to `dst`, prefixed with the [`NON_ESP_MARKER`] so the peer
+    /// tells it apart from ESP on the NAT-T port. Blocking is not expected for these rare,
+    /// small datagrams; `WouldBlock` is returned as is.
+    pub fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) -> io::Result<usize> {
+        if self.local.is_ipv4() && self.pmtudisc.is_some() {
+            // IKE keeps the mode quinn-udp set up: DF, no local fragmentation.
+            self.set_pmtudisc(libc::IP_PMTUDISC_PROBE)?;
+        }
+        let parts = [IoSlice::new(&NON_ESP_MARKER), IoSlice::new(message)];
+        SockRef::from(&self.sock).send_to_vectored(&parts, &SockAddr::from(dst))
+    }
+}
+
+/// Which socket of a `SO_REUSEPORT` group the kernel gives each datagram: ESP in UDP by
+/// SPI, so that inbound SPIs chosen with [`crate::worker::spi_for_worker`] arrive on the
+/// worker that anchors them, and everything without an SPI (IKE behind the non-ESP
+/// marker, keepalives, runts) on one chosen socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpiSteering {
+    /// Socket index (in bind order) per slot; an ESP datagram's slot is
+    /// `SPI % targets.len()`.
+    pub targets: Vec<u32>,
+    /// Socket index for datagrams without an SPI.
+    pub no_spi: u32,
+}
+
+impl SpiSteering {
+    /// The classic BPF program: SPI modulo the slot count, then one compare-and-return
+    /// per slot that is not on its own socket. Every jump is forward by at most one, so
+    /// the 8-bit jump offsets of classic BPF never limit the slot count; the kernel's
+    /// 4096-instruction limit does.
+    fn program(&self) -> io::Result<Vec<libc::sock_filter>> {
         const fn stmt(code: u32, k: u32) -> libc::sock_filter {
             libc::sock_filter {
                 code: code as u16,
@@ -401,21 +428,69 @@ impl UdpSocket {
                 k,
             }
         }
-        let mut prog = [
-            // 0: A = payload length; shorter than an ESP header (keepalive, runt) -> 0.
+        let slots = u32::try_from(self.targets.len())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no steering slots"))?;
+        let mut prog = vec![
+            // 0: A = payload length; shorter than an ESP header (keepalive, runt) -> no_spi.
             stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_LEN, 0),
-            jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, 8, 0, 4),
-            // 2: A = first word: the SPI, or the non-ESP marker 0 for IKE -> 0.
+            jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, 8, 1, 0),
+            stmt(libc::BPF_RET | libc::BPF_K, self.no_spi),
+            // 3: A = first word: the SPI, or the non-ESP marker 0 for IKE -> no_spi.
             stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
-            jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 2, 0),
-            // 4: socket index = SPI % sockets.
-            stmt(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, sockets.max(1)),
-            stmt(libc::BPF_RET | libc::BPF_A, 0),
-            // 6:
-            stmt(libc::BPF_RET | libc::BPF_K, 0),
+            jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 0, 1),
+            stmt(libc::BPF_RET | libc::BPF_K, self.no_spi),
+            // 6: A = slot.
+            stmt(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, slots),
         ];
+        for (slot, &target) in (0u32..).zip(&self.targets) {
+            if target != slot {
+                prog.push(jump(
+                    libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                    slot,
+                    0,
+                    1,
+                ));
+                prog.push(stmt(libc::BPF_RET | libc::BPF_K, target));
+            }
+        }
+        // A slot on its own socket: the socket index is the slot.
+        prog.push(stmt(libc::BPF_RET | libc::BPF_A, 0));
+        // BPF_MAXINSNS: the kernel refuses longer programs.
+        if prog.len() > 4096 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "steering program too long",
+            ));
+        }
+        Ok(prog)
+    }
+}
+
+/// A second descriptor of a socket in a `SO_REUSEPORT` group. The kernel numbers a
+/// group's sockets in bind order, and when one closes it moves the last one into the
+/// hole, which would silently renumber the sockets a steering program names. Keeping a
+/// copy of every member open, also of a worker that failed, keeps socket `i` the one of
+/// worker `i` for the life of the dataplane; the steering program then simply never
+/// picks a failed worker's socket. A member is also what programs are attached through.
+#[derive(Debug)]
+pub struct GroupMember(std::net::UdpSocket);
+
+impl GroupMember {
+    /// The bound address (with the real port).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+
+    /// Replaces the group's steering: the kernel then picks the socket as `steering`
+    /// says instead of by flow hash. A classic BPF program (`SO_ATTACH_REUSEPORT_CBPF`),
+    /// run with the packet data starting at the UDP payload; it belongs to the group, so
+    /// attaching it through any member replaces it for all.
+    pub fn steer_by_spi(&self, steering: &SpiSteering) -> io::Result<()> {
+        let mut prog = steering.program()?;
         let fprog = libc::sock_fprog {
-            len: prog.len() as u16,
+            len: u16::try_from(prog.len()).unwrap_or(u16::MAX),
             filter: prog.as_mut_ptr(),
         };
         let len = libc::socklen_t::try_from(std::mem::size_of::<libc::sock_fprog>()).unwrap_or(0);
@@ -423,7 +498,7 @@ impl UdpSocket {
         // describe `prog`; the kernel copies the program during the call.
         let r = unsafe {
             libc::setsockopt(
-                self.sock.as_raw_fd(),
+                self.0.as_raw_fd(),
                 libc::SOL_SOCKET,
                 SO_ATTACH_REUSEPORT_CBPF,
                 (&raw const fprog).cast(),
@@ -433,16 +508,15 @@ impl UdpSocket {
         super::cvt(r).map(|_| ())
     }
 
-    /// Sends one IKE message to `dst`, prefixed with the [`NON_ESP_MARKER`] so the peer
-    /// tells it apart from ESP on the NAT-T port. Blocking is not expected for these rare,
-    /// small datagrams; `WouldBlock` is returned as is.
-    pub fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) -> io::Result<usize> {
-        if self.local.is_ipv4() && self.pmtudisc.is_some() {
-            // IKE keeps the mode quinn-udp set up: DF, no local fragmentation.
-            self.set_pmtudisc(libc::IP_PMTUDISC_PROBE)?;
-        }
-        let parts = [IoSlice::new(&NON_ESP_MARKER), IoSlice::new(message)];
-        SockRef::from(&self.sock).send_to_vectored(&parts, &SockAddr::from(dst))
+    /// Quiets the socket of a failed worker, which stays in the group only to keep the
+    /// numbering: shrinks its receive buffer to the minimum and discards what it had
+    /// queued (at most one buffer's worth, received before steering moved away).
+    pub fn park(&self) {
+        let sock = SockRef::from(&self.0);
+        let _ = sock.set_recv_buffer_size(0);
+        let mut buf = [0u8; 64];
+        // Non-blocking (quinn-udp set it), so this ends at the first WouldBlock.
+        while self.0.recv(&mut buf).is_ok() {}
     }
 }
 
@@ -571,7 +645,13 @@ mod tests {
     fn reuseport_group_steers_esp_by_spi_and_ike_to_the_first_socket() {
         let mut first = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
         let mut second = UdpSocket::bind(first.local_addr(), true).unwrap();
-        first.steer_by_spi(2).unwrap();
+        let member = first.group_member().unwrap();
+        member
+            .steer_by_spi(&SpiSteering {
+                targets: vec![0, 1],
+                no_spi: 0,
+            })
+            .unwrap();
         let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         for spi in [0x1001_u32, 0x1002, 0x1003, 0x1004] {
             let mut esp = spi.to_be_bytes().to_vec();
@@ -586,6 +666,51 @@ mod tests {
         };
         assert_eq!(spis(recv_n(&mut first, 3)), vec![0x1002, 0x1004, 0]);
         assert_eq!(spis(recv_n(&mut second, 2)), vec![0x1001, 0x1003]);
+    }
+
+    /// A failed worker's socket stays in the group through its [`GroupMember`] after
+    /// the worker closed its own descriptor, so the other sockets keep their numbers;
+    /// the program sends its slot and everything without an SPI to another socket.
+    #[test]
+    fn steering_around_a_parked_member_keeps_the_numbering() {
+        let mut s0 = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+        let addr = s0.local_addr();
+        let s1 = UdpSocket::bind(addr, true).unwrap();
+        let mut s2 = UdpSocket::bind(addr, true).unwrap();
+        let parked = s1.group_member().unwrap();
+        drop(s1);
+        parked.park();
+        let steering = SpiSteering {
+            targets: vec![0, 2, 2],
+            no_spi: 2,
+        };
+        parked.steer_by_spi(&steering).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for spi in [0x1000_u32, 0x1001, 0x1002, 0x1003] {
+            let mut esp = spi.to_be_bytes().to_vec();
+            esp.extend_from_slice(&[0, 0, 0, 1, 0xaa, 0xbb]);
+            tx.send_to(&esp, addr).unwrap();
+        }
+        tx.send_to(b"\0\0\0\0ike", addr).unwrap();
+        tx.send_to(&[0xff], addr).unwrap();
+        let firsts = |got: Vec<(Vec<u8>, UdpRecvMeta)>| -> Vec<u8> {
+            got.iter().map(|(d, _)| d[d.len().min(4) - 1]).collect()
+        };
+        // 0x1000 % 3 == 1 and 0x1003 % 3 == 1 (the parked slot), 0x1001 % 3 == 2.
+        assert_eq!(
+            firsts(recv_n(&mut s2, 5)),
+            vec![0x00, 0x01, 0x03, 0x00, 0xff]
+        );
+        // 0x1002 % 3 == 0.
+        assert_eq!(firsts(recv_n(&mut s0, 1)), vec![0x02]);
+        assert!(
+            SpiSteering {
+                targets: vec![],
+                no_spi: 0
+            }
+            .program()
+            .is_err()
+        );
     }
 
     /// A GSO send over loopback reaches a GRO-enabled socket as one coalesced buffer

@@ -218,6 +218,32 @@ pub struct Endpoint {
     pub steering: bool,
 }
 
+/// The SA of `ep` in direction `dir`, as [`start_endpoint`] installs it (sequence
+/// numbers from the start).
+pub fn sa_config(ep: &Endpoint, dir: Direction) -> SaConfig {
+    let keys = match dir {
+        Direction::Outbound => &ep.outbound,
+        Direction::Inbound => &ep.inbound,
+    };
+    let sa = SaConfig::esp_tunnel(dir, keys.spi, ep.local, ep.remote);
+    let mut sa = if ep.encap == Encap::Ah {
+        let mut sa = sa.with_integrity(IntegAlg::HmacSha256_128, &keys.key);
+        sa.protocol = Protocol::Ah;
+        sa
+    } else {
+        sa.with_encryption(EncrAlg::AesGcm128, &keys.key[..20])
+    };
+    sa.binding = 0;
+    sa.replay_window = 1024;
+    if ep.encap == Encap::Udp {
+        sa.udp_encap = Some(UdpEncap {
+            local_port: 4500,
+            remote_port: 4500,
+        });
+    }
+    sa
+}
+
 /// Starts a dataplane for `ep` inside its namespace, installs its two SAs on the anchor
 /// worker and puts addresses and routes on `st0.0`.
 pub fn start_endpoint(ep: &Endpoint) -> Result<Dataplane> {
@@ -236,28 +262,9 @@ pub fn start_endpoint(ep: &Endpoint) -> Result<Dataplane> {
         Dataplane::start(config).context("starting the dataplane")
     })?;
     let handle = dp.handle();
-    for (dir, keys) in [
-        (Direction::Outbound, &ep.outbound),
-        (Direction::Inbound, &ep.inbound),
-    ] {
-        let sa = SaConfig::esp_tunnel(dir, keys.spi, ep.local, ep.remote);
-        let mut sa = if ep.encap == Encap::Ah {
-            let mut sa = sa.with_integrity(IntegAlg::HmacSha256_128, &keys.key);
-            sa.protocol = Protocol::Ah;
-            sa
-        } else {
-            sa.with_encryption(EncrAlg::AesGcm128, &keys.key[..20])
-        };
-        sa.binding = 0;
-        sa.replay_window = 1024;
-        if ep.encap == Encap::Udp {
-            sa.udp_encap = Some(UdpEncap {
-                local_port: 4500,
-                remote_port: 4500,
-            });
-        }
+    for dir in [Direction::Outbound, Direction::Inbound] {
         handle
-            .install_sa(ep.anchor, sa)
+            .install_sa(ep.anchor, sa_config(ep, dir))
             .with_context(|| format!("installing the {dir:?} SA in {}", ep.ns))?;
     }
     for addr in &ep.lan_addrs {
