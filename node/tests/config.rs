@@ -1,17 +1,18 @@
 //! Configuration parsing, validation and the resolved model, tested through the public
 //! API: examples parse, and every validation error names the right line, key and reason.
 
-use std::net::IpAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dataplane::crypto::{EncrAlg, IntegAlg};
 use dataplane::sa::{DfBit, Direction, InboundSa, OutboundSa, Protocol};
 use node::config::model::{
-    Auth, AuthMethod, Binding, DpdMode, Establish, IkeUserType, IpsecProtocol, NextHop,
+    Auth, AuthMethod, Binding, DpdMode, Establish, IkeUserType, IpsecProtocol, Member, NextHop,
     PolicyAction, Remote,
 };
 use node::config::{DEFAULT_SITE_A, DEFAULT_SITE_B};
+use node::runtime::spec::{RethSpec, cluster_spec};
 use node::{Config, ConfigError};
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
@@ -22,6 +23,7 @@ const EXAMPLES: &[&str] = &[
     "remote-access.toml",
     "policy-based.toml",
     "manual.toml",
+    "cluster.toml",
 ];
 
 fn example(name: &str) -> Config {
@@ -908,8 +910,14 @@ fn unknown_keys_are_rejected_with_their_position() {
         "security.ike.proposal.ike-aes128gcm.encryption-algorithim",
         "unknown field `encryption-algorithim`",
     );
-    let text = format!("[chassis.cluster]\nreth-count = 2\n{DEFAULT_SITE_A}");
-    assert_error(&text, "[chassis", "chassis", "unknown field `chassis`");
+    // Junos' reth-count is not needed here (reths are counted from [interfaces]).
+    let text = cluster_with("cluster-id = 1\n", "cluster-id = 1\nreth-count = 2\n");
+    assert_error(
+        &text,
+        "reth-count",
+        "chassis.cluster.reth-count",
+        "unknown field `reth-count`",
+    );
 }
 
 #[test]
@@ -927,4 +935,588 @@ fn syntax_and_type_errors_carry_positions() {
         all.starts_with(&format!("t.toml:{}:", line_of(&text, "= = 20"))),
         "{all}"
     );
+}
+
+// ---- chassis cluster ----
+
+const CLUSTER: &str = include_str!("data/cluster.toml");
+
+/// The cluster example with `from` replaced by `to` (which must occur exactly once).
+fn cluster_with(from: &str, to: &str) -> String {
+    assert_eq!(CLUSTER.matches(from).count(), 1, "{from:?}");
+    CLUSTER.replace(from, to)
+}
+
+/// Like [`assert_error`], and the column is that of `needle` too: the error points at
+/// the very value or key.
+#[track_caller]
+fn assert_error_at(text: &str, needle: &str, key: &str, reason: &str) {
+    assert_error_after(text, "", needle, key, reason);
+}
+
+/// [`assert_error_at`] for the first `needle` after `anchor`.
+#[track_caller]
+fn assert_error_after(text: &str, anchor: &str, needle: &str, key: &str, reason: &str) {
+    let from = text
+        .find(anchor)
+        .unwrap_or_else(|| panic!("{anchor:?} not in text"));
+    let at = from
+        + text[from..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in text after {anchor:?}"));
+    let line = text[..at].matches('\n').count() + 1;
+    let column = text[..at]
+        .rsplit('\n')
+        .next()
+        .map_or(0, |l| l.chars().count())
+        + 1;
+    let all = errors(text);
+    let prefix = format!("t.toml:{line}:{column}: {key}: ");
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains(reason)),
+        "no error {prefix}...{reason:?}; got:\n{all}"
+    );
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn cluster_example_resolves() {
+    let c = example("cluster.toml");
+    let cl = c.cluster.as_ref().unwrap();
+    assert_eq!(cl.cluster_id, 1);
+    assert_eq!(cl.heartbeat_interval, Duration::from_millis(1000));
+    assert_eq!(cl.heartbeat_threshold, 3);
+    assert_eq!(cl.data_directory, PathBuf::from("/var/lib/vpnd/cluster"));
+    assert_eq!(
+        cl.control_addresses,
+        [
+            (Member::Node0, addr("10.255.0.1:7400")),
+            (Member::Node1, addr("10.255.0.2:7400")),
+            (Member::Witness, addr("10.255.0.3:7400")),
+        ]
+    );
+    let ids: Vec<u8> = cl.redundancy_groups.iter().map(|g| g.id).collect();
+    assert_eq!(ids, [0, 1]);
+    let rg0 = cl.redundancy_group(0).unwrap();
+    assert_eq!((rg0.priority, rg0.preempt), ([200, 100], None));
+    let rg1 = cl.redundancy_group(1).unwrap();
+    assert_eq!(rg1.preempt, Some(Duration::from_secs(10)));
+    assert_eq!(
+        rg1.interface_monitor,
+        [("reth0".to_owned(), 255), ("eth1".to_owned(), 255)]
+    );
+    assert_eq!(rg1.spu_weight, Some(128));
+    let [ip] = &rg1.ip_monitoring[..] else {
+        panic!("{:?}", rg1.ip_monitoring)
+    };
+    assert_eq!(ip.address, "198.51.100.254".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        (ip.weight, ip.interval, ip.threshold),
+        (255, Duration::from_secs(1), 5)
+    );
+    let names: Vec<&str> = c.reths.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["reth0", "reth1"]);
+    assert_eq!(
+        c.reth_with_address("198.51.100.1".parse().unwrap())
+            .map(|r| r.redundancy_group),
+        Some(1)
+    );
+}
+
+#[test]
+fn cluster_spec_for_each_member() {
+    let c = example("cluster.toml");
+    let node1 = cluster_spec(&c, Some(Member::Node1)).unwrap().unwrap();
+    assert_eq!(node1.me, Member::Node1);
+    assert_eq!(node1.members.len(), 3);
+    assert_eq!(node1.data_dir, PathBuf::from("/var/lib/vpnd/cluster/node1"));
+    assert_eq!(node1.ha.cluster_id, 1);
+    assert_eq!(node1.ha.lease(), Duration::from_secs(3));
+    let rg1 = node1.ha.group(1).unwrap();
+    assert_eq!(rg1.priority, [200, 100]);
+    assert_eq!(rg1.preempt, Some(Duration::from_secs(10)));
+    assert_eq!(rg1.spu_weight, 128);
+    // reth0 is monitored as this node's child interface of it.
+    assert_eq!(
+        rg1.interface_monitor,
+        [("eth0".to_owned(), 255), ("eth1".to_owned(), 255)]
+    );
+    assert_eq!(rg1.ip_monitor.len(), 1);
+    assert_eq!(
+        node1.reths[0],
+        RethSpec {
+            name: "reth0".into(),
+            group: 1,
+            interface: "eth0".into(),
+            addresses: vec![("198.51.100.1".parse().unwrap(), 24)],
+        }
+    );
+    assert_eq!(node1.gateway_group("remote"), Some(1));
+    assert_eq!(node1.ha.group(0).unwrap().spu_weight, 0, "the ha default");
+
+    let witness = cluster_spec(&c, Some(Member::Witness)).unwrap().unwrap();
+    assert_eq!(
+        witness.data_dir,
+        PathBuf::from("/var/lib/vpnd/cluster/witness")
+    );
+    assert!(witness.reths.is_empty(), "the witness carries no reth");
+    let rg1 = witness.ha.group(1).unwrap();
+    assert!(rg1.interface_monitor.is_empty() && rg1.ip_monitor.is_empty());
+    assert_eq!(rg1.priority, [200, 100]);
+}
+
+#[test]
+fn cluster_member_and_section_go_together() {
+    let c = example("cluster.toml");
+    let e = cluster_spec(&c, None).unwrap_err();
+    assert_eq!(e.object, "chassis.cluster");
+    assert!(e.reason.contains("--node node0, node1 or witness"), "{e}");
+    let standalone = example("site-a.toml");
+    assert_eq!(cluster_spec(&standalone, None), Ok(None));
+    let e = cluster_spec(&standalone, Some(Member::Node0)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--node: node0 given, but the configuration has no [chassis.cluster]"
+    );
+}
+
+#[test]
+fn a_witness_needs_only_the_cluster_section() {
+    let end = CLUSTER.find("[interfaces.reth0]").unwrap();
+    let witness = CLUSTER[..end].replace("interface-monitor.reth0.weight = 255", "");
+    let c = Config::parse(&witness, "witness.toml").unwrap_or_else(|e| panic!("{e}"));
+    let spec = cluster_spec(&c, Some(Member::Witness)).unwrap().unwrap();
+    assert_eq!(spec.members[2], (Member::Witness, addr("10.255.0.3:7400")));
+}
+
+#[test]
+fn relative_data_directory_is_resolved_against_the_file() {
+    let dir = std::env::temp_dir().join(format!("cluster-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cluster.toml");
+    std::fs::write(
+        &file,
+        cluster_with("\"/var/lib/vpnd/cluster\"", "\"state\""),
+    )
+    .unwrap();
+    let c = Config::load(&file).unwrap();
+    assert_eq!(c.cluster.unwrap().data_directory, dir.join("state"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn cluster_ranges() {
+    for (from, to, needle, key, reason) in [
+        (
+            "cluster-id = 1",
+            "cluster-id = 256",
+            "256",
+            "chassis.cluster.cluster-id",
+            "256 is out of range 1..255",
+        ),
+        (
+            "heartbeat-interval = 1000",
+            "heartbeat-interval = 50",
+            "50",
+            "chassis.cluster.heartbeat-interval",
+            "50 is out of range 100..2000 milliseconds",
+        ),
+        (
+            "heartbeat-threshold = 3",
+            "heartbeat-threshold = 9",
+            "9",
+            "chassis.cluster.heartbeat-threshold",
+            "9 is out of range 3..8",
+        ),
+        (
+            "preempt = { delay = 10 }",
+            "preempt = { delay = 0 }",
+            "0 }",
+            "chassis.cluster.redundancy-group.1.preempt.delay",
+            "0 is out of range 1..21600 seconds",
+        ),
+        (
+            "spu-weight = 128",
+            "spu-weight = 256",
+            "256",
+            "chassis.cluster.redundancy-group.1.spu-weight",
+            "256 is out of range 0..255",
+        ),
+        (
+            "interface-monitor.eth1.weight = 255",
+            "interface-monitor.eth1.weight = -1",
+            "-1",
+            "chassis.cluster.redundancy-group.1.interface-monitor.eth1.weight",
+            "-1 is out of range 0..255",
+        ),
+        (
+            "retry-count = 5",
+            "retry-count = 4",
+            "4\n",
+            "chassis.cluster.redundancy-group.1.ip-monitoring.retry-count",
+            "4 is out of range 5..15",
+        ),
+        (
+            "retry-interval = 1",
+            "retry-interval = 31",
+            "31",
+            "chassis.cluster.redundancy-group.1.ip-monitoring.retry-interval",
+            "31 is out of range 1..30 seconds",
+        ),
+    ] {
+        assert_error_after(&cluster_with(from, to), to, needle, key, reason);
+    }
+}
+
+#[test]
+fn redundancy_group_priorities() {
+    // The second occurrence: group 1's node0 priority.
+    let at = CLUSTER.rfind("node.0.priority = 200").unwrap();
+    let text = format!(
+        "{}node.0.priority = 255{}",
+        &CLUSTER[..at],
+        &CLUSTER[at + "node.0.priority = 200".len()..]
+    );
+    assert_error_after(
+        &text,
+        "node.0.priority = 255",
+        "255",
+        "chassis.cluster.redundancy-group.1.node.0.priority",
+        "255 is out of range 1..254",
+    );
+    let text = cluster_with(
+        "[chassis.cluster.redundancy-group.0]\nnode.0.priority = 200\n",
+        "[chassis.cluster.redundancy-group.0]\nnode.0.priority = 0\n",
+    );
+    assert_error_at(
+        &text,
+        "0\nnode.1",
+        "chassis.cluster.redundancy-group.0.node.0.priority",
+        "0 is out of range 1..254",
+    );
+    // A missing priority is reported at the group's header.
+    let text = cluster_with(
+        "[chassis.cluster.redundancy-group.0]\nnode.0.priority = 200\nnode.1.priority = 100\n",
+        "[chassis.cluster.redundancy-group.0]\nnode.0.priority = 200\n",
+    );
+    assert_error_after(
+        &text,
+        "redundancy-group.0]",
+        "0]",
+        "chassis.cluster.redundancy-group.0.node.1.priority",
+        "missing (required)",
+    );
+    let text = cluster_with(
+        "node.1.priority = 100\npreempt",
+        "node.1.priority = 100\nnode.2.priority = 50\npreempt",
+    );
+    assert_error_at(
+        &text,
+        "2.priority",
+        "chassis.cluster.redundancy-group.1.node.2",
+        "unknown node \"2\" (expected 0 or 1: the witness owns no group)",
+    );
+}
+
+#[test]
+fn redundancy_group_numbers_and_group_zero() {
+    let text = cluster_with(
+        "[chassis.cluster.redundancy-group.0]",
+        "[chassis.cluster.redundancy-group.2]",
+    );
+    assert_error_at(
+        &text,
+        "[chassis.cluster]",
+        "chassis.cluster.redundancy-group.0",
+        "missing (redundancy group 0, the control plane, is required)",
+    );
+    let text = cluster_with(
+        "[chassis.cluster.redundancy-group.1]",
+        "[chassis.cluster.redundancy-group.01]",
+    );
+    assert_error_at(
+        &text,
+        "01]",
+        "chassis.cluster.redundancy-group.01",
+        "invalid redundancy group \"01\" (expected a number 0..128)",
+    );
+    let text = cluster_with(
+        "[chassis.cluster.redundancy-group.0]",
+        "[chassis.cluster.redundancy-group.129]",
+    );
+    assert_error_at(
+        &text,
+        "129",
+        "chassis.cluster.redundancy-group.129",
+        "invalid redundancy group \"129\" (expected a number 0..128)",
+    );
+    // Group 0 is the control plane: no preempt, no monitoring (as in Junos).
+    let text = cluster_with(
+        "[chassis.cluster.redundancy-group.0]\nnode.0.priority = 200\nnode.1.priority = 100\n",
+        "[chassis.cluster.redundancy-group.0]\nnode.0.priority = 200\nnode.1.priority = 100\npreempt = {}\ninterface-monitor.eth9.weight = 10\n",
+    );
+    assert_error_at(
+        &text,
+        "{}",
+        "chassis.cluster.redundancy-group.0.preempt",
+        "not allowed in redundancy group 0",
+    );
+    assert_error_at(
+        &text,
+        "eth9",
+        "chassis.cluster.redundancy-group.0.interface-monitor",
+        "not allowed in redundancy group 0",
+    );
+}
+
+#[test]
+fn bare_preempt_takes_the_junos_delay() {
+    let text = cluster_with("preempt = { delay = 10 }", "preempt = {}");
+    let c = Config::parse(&text, "t.toml").unwrap();
+    let rg1 = c.cluster.unwrap().redundancy_groups[1].clone();
+    assert_eq!(rg1.preempt, Some(Duration::from_secs(1)));
+}
+
+#[test]
+fn every_member_needs_a_control_address() {
+    let text = cluster_with(
+        "[chassis.cluster.witness]\ncontrol-address = \"10.255.0.3:7400\"\n",
+        "",
+    );
+    assert_error_at(
+        &text,
+        "[chassis.cluster]",
+        "chassis.cluster.witness.control-address",
+        "missing (witness's cluster link address is required)",
+    );
+    let text = cluster_with(
+        "[chassis.cluster.node.1]\ncontrol-address = \"10.255.0.2:7400\"\n",
+        "[chassis.cluster.node.1]\n",
+    );
+    assert_error_at(
+        &text,
+        "1]\n",
+        "chassis.cluster.node.1.control-address",
+        "missing (required)",
+    );
+    let text = cluster_with("\"10.255.0.2:7400\"", "\"10.255.0.2\"");
+    assert_error_at(
+        &text,
+        "\"10.255.0.2\"",
+        "chassis.cluster.node.1.control-address",
+        "invalid socket address \"10.255.0.2\" (expected address:port)",
+    );
+    let text = cluster_with("\"10.255.0.2:7400\"", "\"0.0.0.0:7400\"");
+    assert_error_at(
+        &text,
+        "\"0.0.0.0:7400\"",
+        "chassis.cluster.node.1.control-address",
+        "must be a reachable address and port",
+    );
+    let text = cluster_with("\"10.255.0.3:7400\"", "\"10.255.0.1:7400\"");
+    assert_error_at(
+        &text,
+        "\"10.255.0.1:7400\"\n\n# The control",
+        "chassis.cluster.witness.control-address",
+        "10.255.0.1:7400 is already the control-address of node0",
+    );
+    let text = cluster_with("[chassis.cluster.node.1]", "[chassis.cluster.node.2]");
+    assert_error_at(
+        &text,
+        "2]",
+        "chassis.cluster.node.2",
+        "unknown node \"2\" (expected 0 or 1; the third member is [chassis.cluster.witness])",
+    );
+}
+
+#[test]
+fn reth_references_and_shape() {
+    let text = cluster_with(
+        "description = \"LAN\"\nredundant-ether-options.redundancy-group = 1",
+        "description = \"LAN\"\nredundant-ether-options.redundancy-group = 2",
+    );
+    assert_error_at(
+        &text,
+        "2\nchild",
+        "interfaces.reth1.redundant-ether-options.redundancy-group",
+        "references undefined redundancy group 2 (defined: 0, 1)",
+    );
+    let text = cluster_with(
+        "description = \"LAN\"\nredundant-ether-options.redundancy-group = 1",
+        "description = \"LAN\"\nredundant-ether-options.redundancy-group = 0",
+    );
+    assert_error_at(
+        &text,
+        "0\nchild",
+        "interfaces.reth1.redundant-ether-options.redundancy-group",
+        "redundancy group 0 is the control plane; a reth belongs to group 1 or above",
+    );
+    assert_eq!(errors(&text).lines().count(), 1, "{}", errors(&text));
+    let text = cluster_with(
+        "child-interface = { node0 = \"eth1\", node1 = \"eth1\" }",
+        "child-interface = { node0 = \"eth1\" }",
+    );
+    assert_error_at(
+        &text,
+        "{ node0 = \"eth1\" }",
+        "interfaces.reth1.child-interface.node1",
+        "missing (required)",
+    );
+    let text = cluster_with(
+        "unit.0.family.inet.address = \"10.1.0.1/16\"",
+        "unit.1.family.inet.address = \"10.1.0.1/16\"",
+    );
+    assert_error_at(
+        &text,
+        "1.family",
+        "interfaces.reth1.unit.1",
+        "only unit 0 is supported",
+    );
+    let text = cluster_with("\"10.1.0.1/16\"", "\"198.51.100.1/24\"");
+    assert_error_at(
+        &text,
+        "\"198.51.100.1/24\"\n\n[security",
+        "interfaces.reth1.unit.0.family.inet.address",
+        "198.51.100.1 is already an address of reth0",
+    );
+    let text = cluster_with("[interfaces.reth1]", "[interfaces.eth1]");
+    assert_error_at(
+        &text,
+        "eth1]",
+        "interfaces.eth1",
+        "unknown interface \"eth1\" (expected st0 or reth0..reth127",
+    );
+    let text = cluster_with(
+        "interface-monitor.reth0.weight",
+        "interface-monitor.reth7.weight",
+    );
+    assert_error_at(
+        &text,
+        "reth7",
+        "chassis.cluster.redundancy-group.1.interface-monitor.reth7",
+        "references undefined reth interface \"reth7\" (defined: reth0, reth1)",
+    );
+}
+
+#[test]
+fn reths_need_a_cluster() {
+    let text = format!(
+        "{DEFAULT_SITE_A}\n[interfaces.reth0]\nredundant-ether-options.redundancy-group = 1\n"
+    );
+    assert_error_at(
+        &text,
+        "reth0]",
+        "interfaces.reth0",
+        "redundant Ethernet interfaces need a chassis cluster ([chassis.cluster])",
+    );
+}
+
+#[test]
+fn ip_monitoring_addresses() {
+    let text = cluster_with(
+        "family.inet.\"198.51.100.254\".weight = 255",
+        "family.inet.\"2001:db8::1\".weight = 255",
+    );
+    assert_error_at(
+        &text,
+        "\"2001:db8::1\"",
+        "chassis.cluster.redundancy-group.1.ip-monitoring.family.inet.\"2001:db8::1\"",
+        "address family mismatch: \"2001:db8::1\" in family inet",
+    );
+    let text = cluster_with(
+        "family.inet.\"198.51.100.254\".weight = 255",
+        "family.inet.\"198.51.100.254\" = {}",
+    );
+    assert_error_at(
+        &text,
+        "\"198.51.100.254\" = {}",
+        "chassis.cluster.redundancy-group.1.ip-monitoring.family.inet.\"198.51.100.254\".weight",
+        "missing (required)",
+    );
+}
+
+#[test]
+fn clustered_tunnels_must_use_reth_addresses() {
+    let text = cluster_with(
+        "local-address = \"198.51.100.1\"",
+        "local-address = \"192.0.2.1\"",
+    );
+    assert_error_at(
+        &text,
+        "\"192.0.2.1\"",
+        "security.ike.gateway.remote.local-address",
+        "192.0.2.1 is not a reth address: in a chassis cluster a tunnel's local address must move with its redundancy group (reth addresses: 198.51.100.1 (reth0), 10.1.0.1 (reth1))",
+    );
+    let text = cluster_with(
+        "local-address = \"198.51.100.1\"   # reth0: moves with redundancy group 1\n",
+        "",
+    );
+    assert_error_at(
+        &text,
+        "remote]",
+        "security.ike.gateway.remote.local-address",
+        "missing (required in a chassis cluster",
+    );
+}
+
+#[test]
+fn cluster_section_is_required_whole() {
+    let text = cluster_with("cluster-id = 1\n", "");
+    assert_error_at(
+        &text,
+        "[chassis.cluster]",
+        "chassis.cluster.cluster-id",
+        "missing (required)",
+    );
+}
+
+/// `vpnd check` with and without `--node` / `VPND_NODE`: no root needed.
+#[test]
+fn vpnd_takes_the_member_from_the_command_line() {
+    let vpnd = |args: &[&str], env: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vpnd"));
+        cmd.args(args).env_remove("VPND_NODE");
+        if let Some(node) = env {
+            cmd.env("VPND_NODE", node);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cluster = format!("{DATA}/cluster.toml");
+    let site_a = format!("{DATA}/site-a.toml");
+    let (ok, _, err) = vpnd(&["--config", &cluster, "check"], None);
+    assert!(!ok);
+    assert!(
+        err.contains("chassis.cluster: the configuration is for a chassis cluster: say which member this is with --node node0, node1 or witness (or VPND_NODE)"),
+        "{err}"
+    );
+    let (ok, out, err) = vpnd(&["--config", &cluster, "--node", "node1", "check"], None);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("chassis cluster 1 member node1 (2 redundancy groups, 2 reth interfaces)"),
+        "{out}"
+    );
+    let (ok, out, err) = vpnd(&["--config", &cluster, "check"], Some("witness"));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("member witness (2 redundancy groups, 0 reth"),
+        "{out}"
+    );
+    let (ok, _, err) = vpnd(&["--config", &site_a, "--node", "node0", "check"], None);
+    assert!(!ok);
+    assert!(
+        err.contains("--node: node0 given, but the configuration has no [chassis.cluster]"),
+        "{err}"
+    );
+    let (ok, _, err) = vpnd(&["--config", &cluster, "--node", "node2", "check"], None);
+    assert!(!ok);
+    assert!(err.contains("unknown cluster member \"node2\""), "{err}");
 }

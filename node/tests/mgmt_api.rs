@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use node::mgmt::{
-    self, Backend, BackendError, ClearScope, ConfigObjectKind, EventKind, EventView, FieldError,
-    IkeRole, IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView,
-    StatsView, TerminateTarget, TlsFiles, TrafficSelectorView, TunnelMapEntry,
+    self, Backend, BackendError, ClearScope, ClusterStatisticsView, ClusterStatusView,
+    ConfigObjectKind, EventKind, EventView, FieldError, GroupNodeView, IkeRole, IkeSaState,
+    IkeSaView, IpsecProtocol, IpsecSaView, Member, MemberReachabilityView, MonitorFailure,
+    MonitorKind, NOT_CLUSTERED, OperationOutcome, RaftView, RecordKind, RedundancyGroupView,
+    RedundancyState, ReplicationView, SpuStatsView, StatsView, TerminateTarget, TlsFiles,
+    TrafficSelectorView, TunnelMapEntry,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, oneshot};
@@ -342,18 +345,24 @@ fn new_pki(tag: &str) -> PathBuf {
     dir
 }
 
-struct Harness {
+struct Harness<B = TestBackend> {
     addr: SocketAddr,
     pki: PathBuf,
-    backend: Arc<TestBackend>,
+    backend: Arc<B>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), mgmt::MgmtError>>,
 }
 
 impl Harness {
+    /// A standalone node's API: the backend implements no cluster method.
     async fn start() -> Harness {
+        Harness::start_with(TestBackend::new()).await
+    }
+}
+
+impl<B: Backend> Harness<B> {
+    async fn start_with(backend: Arc<B>) -> Harness<B> {
         let pki = new_pki("pki");
-        let backend = TestBackend::new();
         let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
             panic!("bind")
         };
@@ -1000,7 +1009,7 @@ async fn vpnctl(args: Vec<String>) -> Output {
     }
 }
 
-fn args(h: &Harness, extra: &[&str]) -> Vec<String> {
+fn args<B>(h: &Harness<B>, extra: &[&str]) -> Vec<String> {
     let mut v = vec![
         "--server".to_owned(),
         h.addr.to_string(),
@@ -1350,4 +1359,664 @@ async fn vpnctl_pki_init_writes_a_usable_pki_once() {
     );
     let out = vpnctl(vec!["pki".into(), "init".into(), d, "--force".into()]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+// ---------------------------------------------------------------------------------------
+// Chassis cluster
+
+fn cluster_status() -> ClusterStatusView {
+    let node = |node, priority, status| GroupNodeView {
+        node,
+        priority,
+        status,
+        monitor_failures: Vec::new(),
+    };
+    ClusterStatusView {
+        cluster_id: 1,
+        local_member: Member::Node0,
+        redundancy_groups: vec![
+            RedundancyGroupView {
+                redundancy_group: 0,
+                failover_count: 1,
+                epoch: 1,
+                preempt: false,
+                manual_failover: false,
+                nodes: vec![
+                    node(Member::Node0, 200, RedundancyState::Primary),
+                    node(Member::Node1, 100, RedundancyState::Secondary),
+                ],
+            },
+            RedundancyGroupView {
+                redundancy_group: 1,
+                failover_count: 2,
+                epoch: 5,
+                preempt: true,
+                manual_failover: true,
+                nodes: vec![
+                    GroupNodeView {
+                        monitor_failures: vec![MonitorFailure {
+                            kind: MonitorKind::Interface,
+                            object: "eth1".into(),
+                            weight: 255,
+                        }],
+                        ..node(Member::Node0, 0, RedundancyState::SecondaryHold)
+                    },
+                    node(Member::Node1, 100, RedundancyState::Primary),
+                ],
+            },
+        ],
+    }
+}
+
+fn cluster_statistics() -> ClusterStatisticsView {
+    let member = |member, addr: &str, reachable, ms: Option<u64>| MemberReachabilityView {
+        member,
+        control_address: addr.parse().unwrap_or_else(|_| unreachable!()),
+        reachable,
+        last_contact: ms.map(Duration::from_millis),
+    };
+    ClusterStatisticsView {
+        cluster_id: 1,
+        local_member: Member::Node0,
+        heartbeats_sent: 2276,
+        heartbeats_received: 2280,
+        lease_renewals_sent: 1137,
+        lease_renewals_received: 3,
+        failovers: 2,
+        raft: RaftView {
+            term: 3,
+            leader: Some(Member::Node0),
+            commit_index: 1234,
+            applied_index: 1234,
+        },
+        replication: RecordKind::ALL
+            .into_iter()
+            .map(|kind| ReplicationView {
+                kind,
+                sent: 40,
+                received: 2,
+                held: 7,
+            })
+            .collect(),
+        members: vec![
+            member(Member::Node0, "10.255.0.1:7400", true, None),
+            member(Member::Node1, "10.255.0.2:7400", true, Some(180)),
+            member(Member::Witness, "10.255.0.3:7400", false, Some(9_500)),
+        ],
+    }
+}
+
+/// Cluster operations as the clustered backend saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ClusterCall {
+    Status,
+    Statistics,
+    Failover(u8, Member),
+    Reset(u8),
+    FailSpu(u32),
+    AddSpu(u32),
+}
+
+/// A cluster member's backend: answers the cluster methods, and nothing else matters.
+struct ClusterBackend {
+    calls: Mutex<Vec<ClusterCall>>,
+    events: broadcast::Sender<EventView>,
+}
+
+impl ClusterBackend {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            calls: Mutex::new(Vec::new()),
+            events: broadcast::channel(1).0,
+        })
+    }
+
+    fn record(&self, call: ClusterCall) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(call);
+        }
+    }
+
+    fn calls(&self) -> Vec<ClusterCall> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+#[tonic::async_trait]
+impl Backend for ClusterBackend {
+    async fn list_ike_sas(&self, _: Option<&str>) -> Result<Vec<IkeSaView>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    async fn list_ipsec_sas(
+        &self,
+        _: Option<&str>,
+        _: Option<&str>,
+    ) -> Result<Vec<IpsecSaView>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    async fn statistics(&self) -> Result<StatsView, BackendError> {
+        Ok(StatsView::default())
+    }
+
+    async fn tunnel_map(&self) -> Result<Vec<TunnelMapEntry>, BackendError> {
+        Ok(Vec::new())
+    }
+
+    async fn initiate(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {
+        Ok(OperationOutcome::NoChange(vpn.into()))
+    }
+
+    async fn terminate(&self, _: TerminateTarget) -> Result<OperationOutcome, BackendError> {
+        Ok(OperationOutcome::NoChange(String::new()))
+    }
+
+    async fn rekey(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {
+        Ok(OperationOutcome::NoChange(vpn.into()))
+    }
+
+    async fn clear_ike_sas(&self, _: ClearScope) -> Result<OperationOutcome, BackendError> {
+        Ok(OperationOutcome::NoChange(String::new()))
+    }
+
+    async fn apply_config(&self, _: &str) -> Result<OperationOutcome, BackendError> {
+        Ok(OperationOutcome::NoChange(String::new()))
+    }
+
+    async fn remove_config_object(
+        &self,
+        _: ConfigObjectKind,
+        name: &str,
+    ) -> Result<OperationOutcome, BackendError> {
+        Ok(OperationOutcome::NoChange(name.into()))
+    }
+
+    fn events(&self) -> broadcast::Receiver<EventView> {
+        self.events.subscribe()
+    }
+
+    async fn cluster_status(&self) -> Result<ClusterStatusView, BackendError> {
+        self.record(ClusterCall::Status);
+        Ok(cluster_status())
+    }
+
+    async fn cluster_statistics(&self) -> Result<ClusterStatisticsView, BackendError> {
+        self.record(ClusterCall::Statistics);
+        Ok(cluster_statistics())
+    }
+
+    async fn request_failover(
+        &self,
+        group: u8,
+        node: Member,
+    ) -> Result<OperationOutcome, BackendError> {
+        self.record(ClusterCall::Failover(group, node));
+        if group == 9 {
+            return Err(BackendError::NotFound {
+                kind: "redundancy group".into(),
+                name: "9".into(),
+            });
+        }
+        Ok(OperationOutcome::Done(format!(
+            "{node} is now primary for redundancy group {group}"
+        )))
+    }
+
+    async fn reset_failover(&self, group: u8) -> Result<OperationOutcome, BackendError> {
+        self.record(ClusterCall::Reset(group));
+        Ok(OperationOutcome::Done(format!(
+            "redundancy group {group} manual failover reset"
+        )))
+    }
+
+    async fn fail_spu(&self, spu: u32) -> Result<OperationOutcome, BackendError> {
+        self.record(ClusterCall::FailSpu(spu));
+        Ok(OperationOutcome::Done(format!("SPU {spu} failed")))
+    }
+
+    async fn add_spu(&self, spu: u32) -> Result<OperationOutcome, BackendError> {
+        self.record(ClusterCall::AddSpu(spu));
+        Ok(OperationOutcome::NoChange(format!(
+            "SPU {spu} is in service"
+        )))
+    }
+}
+
+/// Every cluster RPC once, as `client` (a fresh one per call is not needed: statuses do
+/// not poison the channel). Returns each RPC's name and outcome.
+async fn every_cluster_rpc(
+    c: &mut ManagementClient<Channel>,
+) -> Vec<(&'static str, Result<(), tonic::Status>)> {
+    vec![
+        (
+            "GetClusterStatus",
+            c.get_cluster_status(pb::GetClusterStatusRequest {})
+                .await
+                .map(drop),
+        ),
+        (
+            "GetClusterStatistics",
+            c.get_cluster_statistics(pb::GetClusterStatisticsRequest {})
+                .await
+                .map(drop),
+        ),
+        (
+            "RequestClusterFailover",
+            c.request_cluster_failover(pb::RequestClusterFailoverRequest {
+                redundancy_group: Some(1),
+                node: pb::ClusterMember::Node1.into(),
+            })
+            .await
+            .map(drop),
+        ),
+        (
+            "ResetClusterFailover",
+            c.reset_cluster_failover(pb::ResetClusterFailoverRequest {
+                redundancy_group: Some(1),
+            })
+            .await
+            .map(drop),
+        ),
+        (
+            "FailSpu",
+            c.fail_spu(pb::FailSpuRequest { spu: Some(1) })
+                .await
+                .map(drop),
+        ),
+        (
+            "AddSpu",
+            c.add_spu(pb::AddSpuRequest { spu: Some(1) })
+                .await
+                .map(drop),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn cluster_rpcs_on_a_standalone_node_are_failed_precondition() {
+    let h = Harness::start().await;
+    for identity in ["operator", "read-only"] {
+        let mut c = h.client(identity).await;
+        for (rpc, result) in every_cluster_rpc(&mut c).await {
+            let (code, msg) = code_of(result);
+            let mutates = !rpc.starts_with("Get");
+            if identity == "read-only" && mutates {
+                assert_eq!(code, Code::PermissionDenied, "{rpc}");
+            } else {
+                assert_eq!(
+                    (code, msg.as_str()),
+                    (Code::FailedPrecondition, NOT_CLUSTERED),
+                    "{rpc}"
+                );
+            }
+        }
+    }
+    assert!(h.backend.calls().is_empty());
+
+    let out = vpnctl(args(&h, &["show", "chassis", "cluster", "status"])).await;
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        format!("vpnctl: not possible now: {NOT_CLUSTERED}\n")
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn read_only_role_may_read_cluster_state_but_not_operate_it() {
+    let h = Harness::start_with(ClusterBackend::new()).await;
+    let mut c = h.client("read-only").await;
+    for (rpc, result) in every_cluster_rpc(&mut c).await {
+        if rpc.starts_with("Get") {
+            assert!(result.is_ok(), "{rpc}: {result:?}");
+        } else {
+            let (code, msg) = code_of(result);
+            assert_eq!(code, Code::PermissionDenied, "{rpc}");
+            assert_eq!(msg, format!("read-only role may not call {rpc}"));
+        }
+    }
+    // The role check comes before validation.
+    let (code, _) = code_of(
+        c.request_cluster_failover(pb::RequestClusterFailoverRequest::default())
+            .await,
+    );
+    assert_eq!(code, Code::PermissionDenied);
+    assert_eq!(
+        h.backend.calls(),
+        [ClusterCall::Status, ClusterCall::Statistics],
+        "no operation reached the backend"
+    );
+
+    let out = vpnctl(args(
+        &h,
+        &[
+            "--identity",
+            "read-only",
+            "request",
+            "chassis",
+            "cluster",
+            "failover",
+            "redundancy-group",
+            "1",
+            "node",
+            "1",
+        ],
+    ))
+    .await;
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "vpnctl: permission denied: read-only role may not call RequestClusterFailover\n"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn cluster_rpcs_round_trip() {
+    let h = Harness::start_with(ClusterBackend::new()).await;
+    let mut c = h.client("operator").await;
+    let status = ok(c.get_cluster_status(pb::GetClusterStatusRequest {}).await);
+    assert_eq!(status.local_member, i32::from(pb::ClusterMember::Node0));
+    assert_eq!(ClusterStatusView::try_from(status), Ok(cluster_status()));
+    let stats = ok(c
+        .get_cluster_statistics(pb::GetClusterStatisticsRequest {})
+        .await);
+    assert_eq!(stats.members[0].last_contact_ms_ago, None);
+    assert_eq!(stats.members[1].last_contact_ms_ago, Some(180));
+    assert_eq!(
+        ClusterStatisticsView::try_from(stats),
+        Ok(cluster_statistics())
+    );
+
+    for (rpc, result) in every_cluster_rpc(&mut c).await {
+        assert!(result.is_ok(), "{rpc}: {result:?}");
+    }
+    let failed = ok(c
+        .request_cluster_failover(pb::RequestClusterFailoverRequest {
+            redundancy_group: Some(0),
+            node: pb::ClusterMember::Node0.into(),
+        })
+        .await);
+    assert_eq!(
+        OperationOutcome::try_from(failed),
+        Ok(OperationOutcome::Done(
+            "node0 is now primary for redundancy group 0".into()
+        ))
+    );
+    let (code, msg) = code_of(
+        c.request_cluster_failover(pb::RequestClusterFailoverRequest {
+            redundancy_group: Some(9),
+            node: pb::ClusterMember::Node1.into(),
+        })
+        .await,
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (Code::NotFound, "redundancy group \"9\" is not configured")
+    );
+    assert_eq!(
+        h.backend.calls(),
+        [
+            ClusterCall::Status,
+            ClusterCall::Statistics,
+            ClusterCall::Status,
+            ClusterCall::Statistics,
+            ClusterCall::Failover(1, Member::Node1),
+            ClusterCall::Reset(1),
+            ClusterCall::FailSpu(1),
+            ClusterCall::AddSpu(1),
+            ClusterCall::Failover(0, Member::Node0),
+            ClusterCall::Failover(9, Member::Node1),
+        ]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn cluster_requests_name_the_field() {
+    let h = Harness::start_with(ClusterBackend::new()).await;
+    let mut c = h.client("operator").await;
+    let failover =
+        |group: Option<u32>, node: pb::ClusterMember| pb::RequestClusterFailoverRequest {
+            redundancy_group: group,
+            node: node.into(),
+        };
+    let cases = [
+        (
+            code_of(
+                c.request_cluster_failover(failover(None, pb::ClusterMember::Node1))
+                    .await,
+            ),
+            "redundancy_group: must be set",
+        ),
+        (
+            code_of(
+                c.request_cluster_failover(failover(Some(256), pb::ClusterMember::Node1))
+                    .await,
+            ),
+            "redundancy_group: 256 is out of range 0..255",
+        ),
+        (
+            code_of(
+                c.request_cluster_failover(failover(Some(1), pb::ClusterMember::Unspecified))
+                    .await,
+            ),
+            "node: must be set",
+        ),
+        (
+            code_of(
+                c.request_cluster_failover(failover(Some(1), pb::ClusterMember::Witness))
+                    .await,
+            ),
+            "node: the witness cannot be primary (it forwards no traffic); node0 or node1",
+        ),
+        (
+            code_of(
+                c.request_cluster_failover(pb::RequestClusterFailoverRequest {
+                    redundancy_group: Some(1),
+                    node: 7,
+                })
+                .await,
+            ),
+            "node: unknown value 7",
+        ),
+        (
+            code_of(
+                c.reset_cluster_failover(pb::ResetClusterFailoverRequest::default())
+                    .await,
+            ),
+            "redundancy_group: must be set",
+        ),
+        (
+            code_of(c.fail_spu(pb::FailSpuRequest::default()).await),
+            "spu: must be set",
+        ),
+        (
+            code_of(c.add_spu(pb::AddSpuRequest::default()).await),
+            "spu: must be set",
+        ),
+    ];
+    for ((code, msg), want) in cases {
+        assert_eq!((code, msg.as_str()), (Code::InvalidArgument, want));
+    }
+    assert!(h.backend.calls().is_empty(), "{:?}", h.backend.calls());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn vpnctl_cluster_verbs() {
+    let h = Harness::start_with(ClusterBackend::new()).await;
+    let out = vpnctl(args(&h, &["show", "chassis", "cluster", "status"])).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "Cluster ID: 1, local member: node0\n\
+             Node   Priority Status               Preempt Manual   Monitor-failures\n\
+             \n\
+             Redundancy group: 0 , Failover count: 1 , Epoch: 1\n\
+             node0  200      primary              no      no       None\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("node0  0        secondary-hold       yes     yes      IF\n"),
+        "{}",
+        out.stdout
+    );
+
+    let out = vpnctl(args(&h, &["show", "chassis", "cluster", "statistics"])).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for line in [
+        "    Heartbeat packets sent: 2276\n",
+        "    Term: 3, Leader: node0\n",
+        "    IKE SA                40            2                 7\n",
+        "    witness  10.255.0.3:7400  no         9.5 s ago\n",
+    ] {
+        assert!(out.stdout.contains(line), "{line:?} in\n{}", out.stdout);
+    }
+
+    let out = vpnctl(args(
+        &h,
+        &["--json", "show", "chassis", "cluster", "status"],
+    ))
+    .await;
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(v["local_member"], "node0");
+    assert_eq!(
+        v["redundancy_groups"][1]["nodes"][0]["status"],
+        "secondary-hold"
+    );
+    assert_eq!(
+        v["redundancy_groups"][1]["nodes"][0]["monitor_failures"][0]["kind"],
+        "interface"
+    );
+    let out = vpnctl(args(
+        &h,
+        &["--json", "show", "chassis", "cluster", "statistics"],
+    ))
+    .await;
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(v["raft"]["leader"], "node0");
+    assert_eq!(v["replication"][2]["kind"], "sequence-reservation");
+    assert_eq!(v["members"][2]["last_contact_ms_ago"], 9500);
+    assert_eq!(
+        v["members"][0]["last_contact_ms_ago"],
+        serde_json::Value::Null
+    );
+
+    for (words, want) in [
+        (
+            &[
+                "request",
+                "chassis",
+                "cluster",
+                "failover",
+                "redundancy-group",
+                "1",
+                "node",
+                "node1",
+            ][..],
+            "node1 is now primary for redundancy group 1\n",
+        ),
+        (
+            &[
+                "request",
+                "chassis",
+                "cluster",
+                "failover",
+                "redundancy-group",
+                "1",
+                "node",
+                "0",
+            ][..],
+            "node0 is now primary for redundancy group 1\n",
+        ),
+        (
+            &[
+                "request",
+                "chassis",
+                "cluster",
+                "failover",
+                "reset",
+                "redundancy-group",
+                "1",
+            ][..],
+            "redundancy group 1 manual failover reset\n",
+        ),
+        (
+            &["request", "chassis", "spu", "fail", "2"][..],
+            "SPU 2 failed\n",
+        ),
+        (
+            &["request", "chassis", "spu", "add", "2"][..],
+            "no change: SPU 2 is in service\n",
+        ),
+    ] {
+        let out = vpnctl(args(&h, words)).await;
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (Some(0), want),
+            "{words:?}: {}",
+            out.stderr
+        );
+    }
+    // The witness is refused before anything is sent; a group out of range by the server.
+    let out = vpnctl(args(
+        &h,
+        &[
+            "request",
+            "chassis",
+            "cluster",
+            "failover",
+            "redundancy-group",
+            "1",
+            "node",
+            "witness",
+        ],
+    ))
+    .await;
+    assert_eq!(out.code, Some(2), "clap usage error");
+    assert!(
+        out.stderr
+            .contains("expected 0, 1, node0 or node1, not \"witness\""),
+        "{}",
+        out.stderr
+    );
+    let out = vpnctl(args(
+        &h,
+        &[
+            "request",
+            "chassis",
+            "cluster",
+            "failover",
+            "reset",
+            "redundancy-group",
+            "300",
+        ],
+    ))
+    .await;
+    assert_eq!(
+        out.stderr,
+        "vpnctl: invalid argument: redundancy_group: 300 is out of range 0..255\n"
+    );
+    assert_eq!(
+        h.backend.calls(),
+        [
+            ClusterCall::Status,
+            ClusterCall::Statistics,
+            ClusterCall::Status,
+            ClusterCall::Statistics,
+            ClusterCall::Failover(1, Member::Node1),
+            ClusterCall::Failover(1, Member::Node0),
+            ClusterCall::Reset(1),
+            ClusterCall::FailSpu(2),
+            ClusterCall::AddSpu(2),
+        ]
+    );
+    h.stop().await;
 }

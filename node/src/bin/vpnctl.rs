@@ -9,10 +9,10 @@ use std::time::SystemTime;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use node::cli;
-use node::mgmt::convert::{config_object_kind_to_pb, event_kind_pb};
+use node::mgmt::convert::{config_object_kind_to_pb, event_kind_pb, member_pb};
 use node::mgmt::{
-    self, ConfigObjectKind, EventKind, EventView, IkeSaView, IpsecSaView, OperationOutcome,
-    StatsView, TlsFiles, TunnelMapEntry,
+    self, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind, EventKind, EventView,
+    IkeSaView, IpsecSaView, Member, OperationOutcome, StatsView, TlsFiles, TunnelMapEntry,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -29,6 +29,11 @@ Commands (Junos operational syntax):
   request security ike initiate vpn NAME                      (operator)
   request security ike terminate vpn NAME | gateway NAME      (operator)
   request security ipsec sa rekey vpn NAME                    (operator)
+  show chassis cluster status
+  show chassis cluster statistics
+  request chassis cluster failover redundancy-group N node 0|1      (operator)
+  request chassis cluster failover reset redundancy-group N         (operator)
+  request chassis spu fail|add N    SPU fault injection             (operator)
   load merge FILE|-                 add or replace configuration objects (operator)
   delete security ike proposal|policy|gateway NAME            (operator)
   delete security ipsec proposal|policy|vpn NAME              (operator)
@@ -88,7 +93,7 @@ enum Command {
     /// Show operational state.
     Show {
         #[command(subcommand)]
-        what: ShowSecurity,
+        what: ShowWhat,
     },
     /// Clear SAs.
     Clear {
@@ -98,7 +103,7 @@ enum Command {
     /// Request an operation.
     Request {
         #[command(subcommand)]
-        what: RequestSecurity,
+        what: RequestWhat,
     },
     /// Add or replace configuration objects from a TOML fragment.
     Load {
@@ -123,12 +128,34 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-enum ShowSecurity {
+enum ShowWhat {
     /// Security state.
     Security {
         #[command(subcommand)]
         what: ShowArea,
     },
+    /// Chassis state.
+    Chassis {
+        #[command(subcommand)]
+        what: ShowChassis,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowChassis {
+    /// The chassis cluster.
+    Cluster {
+        #[command(subcommand)]
+        what: ShowCluster,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowCluster {
+    /// Redundancy groups, priorities and which node is primary.
+    Status,
+    /// Heartbeats, the replicated log and replication counters.
+    Statistics,
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,12 +229,88 @@ enum GatewayName {
 }
 
 #[derive(Subcommand, Debug)]
-enum RequestSecurity {
+enum RequestWhat {
     /// Security operations.
     Security {
         #[command(subcommand)]
         what: RequestArea,
     },
+    /// Chassis operations.
+    Chassis {
+        #[command(subcommand)]
+        what: RequestChassis,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RequestChassis {
+    /// Chassis cluster operations.
+    Cluster {
+        #[command(subcommand)]
+        what: RequestCluster,
+    },
+    /// Services processing units (fault injection).
+    Spu {
+        #[command(subcommand)]
+        what: RequestSpu,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RequestCluster {
+    /// Manual failover of a redundancy group, or its reset.
+    Failover {
+        #[command(subcommand)]
+        what: Failover,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Failover {
+    /// Make a node primary for group N and pin the group there: `N node 0|1`.
+    RedundancyGroup {
+        /// The redundancy group.
+        group: u32,
+        #[command(subcommand)]
+        node: FailoverNode,
+    },
+    /// Unpin a group after a manual failover.
+    Reset {
+        #[command(subcommand)]
+        what: ResetGroup,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FailoverNode {
+    /// The node to make primary: 0, 1, node0 or node1.
+    Node {
+        #[arg(value_parser = gateway_node)]
+        node: Member,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ResetGroup {
+    /// The redundancy group.
+    RedundancyGroup { group: u32 },
+}
+
+#[derive(Subcommand, Debug)]
+enum RequestSpu {
+    /// Take SPU N out of service as if its card had failed.
+    Fail { spu: u32 },
+    /// Put SPU N back into service.
+    Add { spu: u32 },
+}
+
+/// A gateway node as `request chassis cluster failover ... node` takes it (Junos writes
+/// the number); the witness can never be primary.
+fn gateway_node(s: &str) -> Result<Member, String> {
+    match s.parse::<Member>() {
+        Ok(m) if m.is_gateway() => Ok(m),
+        _ => Err(format!("expected 0, 1, node0 or node1, not \"{s}\"")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -518,8 +621,58 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Show {
-            what: ShowSecurity::Security { what },
+            what: ShowWhat::Security { what },
         } => show(&cli, what).await,
+        Command::Show {
+            what:
+                ShowWhat::Chassis {
+                    what: ShowChassis::Cluster { what },
+                },
+        } => show_cluster(&cli, what).await,
+        Command::Request {
+            what: RequestWhat::Chassis { what },
+        } => {
+            let mut c = client(&cli).await?;
+            let r = match what {
+                RequestChassis::Cluster {
+                    what:
+                        RequestCluster::Failover {
+                            what:
+                                Failover::RedundancyGroup {
+                                    group,
+                                    node: FailoverNode::Node { node },
+                                },
+                        },
+                } => {
+                    c.request_cluster_failover(pb::RequestClusterFailoverRequest {
+                        redundancy_group: Some(*group),
+                        node: member_pb(*node),
+                    })
+                    .await?
+                }
+                RequestChassis::Cluster {
+                    what:
+                        RequestCluster::Failover {
+                            what:
+                                Failover::Reset {
+                                    what: ResetGroup::RedundancyGroup { group },
+                                },
+                        },
+                } => {
+                    c.reset_cluster_failover(pb::ResetClusterFailoverRequest {
+                        redundancy_group: Some(*group),
+                    })
+                    .await?
+                }
+                RequestChassis::Spu {
+                    what: RequestSpu::Fail { spu },
+                } => c.fail_spu(pb::FailSpuRequest { spu: Some(*spu) }).await?,
+                RequestChassis::Spu {
+                    what: RequestSpu::Add { spu },
+                } => c.add_spu(pb::AddSpuRequest { spu: Some(*spu) }).await?,
+            };
+            operation(&cli, r.into_inner())
+        }
         Command::Clear {
             what:
                 ClearSecurity::Security {
@@ -542,7 +695,7 @@ async fn run(cli: Cli) -> Result<()> {
             operation(&cli, r.into_inner())
         }
         Command::Request {
-            what: RequestSecurity::Security { what },
+            what: RequestWhat::Security { what },
         } => {
             let mut c = client(&cli).await?;
             let r = match what {
@@ -743,6 +896,34 @@ async fn show(cli: &Cli, what: &ShowArea) -> Result<()> {
                 })
             } else {
                 print!("{}", cli::statistics(&stats));
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn show_cluster(cli: &Cli, what: &ShowCluster) -> Result<()> {
+    let mut c = client(cli).await?;
+    match what {
+        ShowCluster::Status => {
+            let r = c.get_cluster_status(pb::GetClusterStatusRequest {}).await?;
+            let status = ClusterStatusView::try_from(r.into_inner())?;
+            if cli.json {
+                print_json(&status)
+            } else {
+                print!("{}", cli::cluster_status(&status));
+                Ok(())
+            }
+        }
+        ShowCluster::Statistics => {
+            let r = c
+                .get_cluster_statistics(pb::GetClusterStatisticsRequest {})
+                .await?;
+            let stats = ClusterStatisticsView::try_from(r.into_inner())?;
+            if cli.json {
+                print_json(&stats)
+            } else {
+                print!("{}", cli::cluster_statistics(&stats));
                 Ok(())
             }
         }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 use node::Config;
+use node::config::model::Member;
+use node::runtime::spec::cluster_spec;
 use node::runtime::{Node, NodeSpec};
 
 #[derive(Parser, Debug)]
@@ -24,6 +26,11 @@ struct Args {
     /// `[services.management] listen` with mutual TLS.
     #[arg(long, global = true)]
     pki: Option<PathBuf>,
+    /// Which chassis cluster member this process is (node0, node1 or witness), like
+    /// Junos' `set chassis cluster node N`: required with `[chassis.cluster]` in the
+    /// configuration, refused without it. The same file serves every member.
+    #[arg(long, global = true, env = "VPND_NODE", value_name = "MEMBER")]
+    node: Option<Member>,
     /// Log filter (RUST_LOG syntax), e.g. `info` or `node=debug,ike=debug`.
     #[arg(long, default_value = "info", global = true)]
     log: String,
@@ -79,6 +86,8 @@ fn real_main() -> Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let spec = NodeSpec::from_config(&config, args.workers)
         .with_context(|| format!("{}", path.display()))?;
+    let cluster =
+        cluster_spec(&config, args.node).with_context(|| format!("{}", path.display()))?;
     match args.command.unwrap_or(Command::Run) {
         Command::Check => {
             println!(
@@ -88,9 +97,21 @@ fn real_main() -> Result<()> {
                 spec.manual.len(),
                 spec.tunnels.len()
             );
+            if let Some(c) = &cluster {
+                println!(
+                    "chassis cluster {} member {} ({} redundancy groups, {} reth interfaces)",
+                    c.ha.cluster_id,
+                    c.me,
+                    c.ha.groups.len(),
+                    c.reths.len()
+                );
+            }
             Ok(())
         }
         Command::Run => {
+            if let Some(c) = &cluster {
+                tracing::info!(member = %c.me, cluster_id = c.ha.cluster_id, "chassis cluster member");
+            }
             let mgmt = match (config.services.management, &args.pki) {
                 (Some(listen), Some(dir)) => Some((listen, dir.clone())),
                 (Some(listen), None) => {

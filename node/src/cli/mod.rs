@@ -8,11 +8,12 @@ mod table;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::mgmt::{
-    EventView, IkeRole, IkeSaState, IkeSaView, IpsecSaView, OperationOutcome, StatsView,
-    TrafficSelectorView, TunnelMapEntry,
+    ClusterStatisticsView, ClusterStatusView, EventView, GroupNodeView, IkeRole, IkeSaState,
+    IkeSaView, IpsecSaView, MonitorKind, OperationOutcome, StatsView, TrafficSelectorView,
+    TunnelMapEntry,
 };
 
 pub use table::Table;
@@ -307,6 +308,163 @@ pub fn tunnel_map(entries: &[TunnelMapEntry]) -> String {
     t.render()
 }
 
+/// `show chassis cluster status`, laid out as Junos prints it: the legend of monitor
+/// failure codes, then one block per redundancy group with a row per node. The rows use
+/// Junos' fixed columns so that the blocks line up with the one heading.
+pub fn cluster_status(s: &ClusterStatusView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Monitor Failure codes:");
+    let _ = writeln!(
+        out,
+        "    {}  Interface monitoring        {}  IP monitoring",
+        MonitorKind::Interface.code(),
+        MonitorKind::Ip.code()
+    );
+    let _ = writeln!(out, "    {}  SPU monitoring", MonitorKind::Spu.code());
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Cluster ID: {}, local member: {}",
+        s.cluster_id, s.local_member
+    );
+    let _ = writeln!(
+        out,
+        "{:<6} {:<8} {:<20} {:<7} {:<8} Monitor-failures",
+        "Node", "Priority", "Status", "Preempt", "Manual"
+    );
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    for g in &s.redundancy_groups {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Redundancy group: {} , Failover count: {} , Epoch: {}",
+            g.redundancy_group, g.failover_count, g.epoch
+        );
+        for n in &g.nodes {
+            let _ = writeln!(
+                out,
+                "{:<6} {:<8} {:<20} {:<7} {:<8} {}",
+                n.node.to_string(),
+                n.priority,
+                n.status.name(),
+                yes_no(g.preempt),
+                yes_no(g.manual_failover),
+                failure_codes(n)
+            );
+        }
+    }
+    out
+}
+
+/// The distinct failure codes of a node (`IF IP`), or `None`.
+fn failure_codes(n: &GroupNodeView) -> String {
+    let mut codes: Vec<&str> = Vec::new();
+    for f in &n.monitor_failures {
+        if !codes.contains(&f.kind.code()) {
+            codes.push(f.kind.code());
+        }
+    }
+    if codes.is_empty() {
+        "None".to_owned()
+    } else {
+        codes.join(" ")
+    }
+}
+
+/// `show chassis cluster statistics`: control link counters in Junos' words, then the
+/// replicated log, the records replicated per kind ("Services Synchronized") and each
+/// member's reachability from the one that answered.
+pub fn cluster_statistics(s: &ClusterStatisticsView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Cluster ID: {}, local member: {}",
+        s.cluster_id, s.local_member
+    );
+    let _ = writeln!(out, "Control link statistics:");
+    let _ = writeln!(out, "    Heartbeat packets sent: {}", s.heartbeats_sent);
+    let _ = writeln!(
+        out,
+        "    Heartbeat packets received: {}",
+        s.heartbeats_received
+    );
+    let _ = writeln!(out, "    Lease renewals sent: {}", s.lease_renewals_sent);
+    let _ = writeln!(
+        out,
+        "    Lease renewals received: {}",
+        s.lease_renewals_received
+    );
+    let _ = writeln!(out, "    Failovers: {}", s.failovers);
+    let _ = writeln!(out, "Replicated log:");
+    let _ = writeln!(
+        out,
+        "    Term: {}, Leader: {}",
+        s.raft.term,
+        s.raft
+            .leader
+            .map_or_else(|| "none".to_owned(), |m| m.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "    Commit index: {}, Applied index: {}",
+        s.raft.commit_index, s.raft.applied_index
+    );
+    let _ = writeln!(out, "Services Synchronized:");
+    let mut t = Table::new(["Service name", "Records sent", "Records received", "Held"]);
+    for r in &s.replication {
+        t.row([
+            r.kind.label().to_owned(),
+            r.sent.to_string(),
+            r.received.to_string(),
+            r.held.to_string(),
+        ]);
+    }
+    indent(&mut out, &t.render());
+    let _ = writeln!(out, "Cluster members:");
+    let mut t = Table::new(["Member", "Control address", "Reachable", "Last contact"]);
+    for m in &s.members {
+        let reachable = if m.member == s.local_member {
+            "self"
+        } else if m.reachable {
+            "yes"
+        } else {
+            "no"
+        };
+        let last = match m.last_contact {
+            _ if m.member == s.local_member => "-".to_owned(),
+            None => "never".to_owned(),
+            Some(d) => format!("{} ago", elapsed(d)),
+        };
+        t.row([
+            m.member.to_string(),
+            m.control_address.to_string(),
+            reachable.to_owned(),
+            last,
+        ]);
+    }
+    indent(&mut out, &t.render());
+    out
+}
+
+/// Appends `text` with every line indented by four spaces (Junos' sub-block indent).
+fn indent(out: &mut String, text: &str) {
+    for line in text.lines() {
+        let _ = writeln!(out, "    {line}");
+    }
+}
+
+/// A short age: milliseconds under a second, tenths of seconds under a minute, then
+/// the uptime form.
+fn elapsed(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d < Duration::from_secs(60) {
+        format!("{:.1} s", d.as_secs_f64())
+    } else {
+        duration(d.as_secs())
+    }
+}
+
 /// The one-line answer to an operation.
 pub fn outcome(o: &OperationOutcome) -> String {
     match o {
@@ -470,6 +628,168 @@ mod tests {
             address_range(a("::"), a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
             "::/0"
         );
+    }
+
+    use crate::mgmt::{
+        Member, MemberReachabilityView, MonitorFailure, RaftView, RecordKind, RedundancyGroupView,
+        RedundancyState, ReplicationView,
+    };
+
+    fn node(node: Member, priority: u8, status: RedundancyState) -> GroupNodeView {
+        GroupNodeView {
+            node,
+            priority,
+            status,
+            monitor_failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn cluster_status_is_laid_out_like_junos() {
+        let mut node1 = node(Member::Node1, 0, RedundancyState::Ineligible);
+        node1.monitor_failures = vec![
+            MonitorFailure {
+                kind: MonitorKind::Interface,
+                object: "eth1".into(),
+                weight: 255,
+            },
+            MonitorFailure {
+                kind: MonitorKind::Ip,
+                object: "198.51.100.254".into(),
+                weight: 100,
+            },
+            MonitorFailure {
+                kind: MonitorKind::Interface,
+                object: "eth0".into(),
+                weight: 255,
+            },
+        ];
+        let status = ClusterStatusView {
+            cluster_id: 1,
+            local_member: Member::Node0,
+            redundancy_groups: vec![
+                RedundancyGroupView {
+                    redundancy_group: 0,
+                    failover_count: 1,
+                    epoch: 1,
+                    preempt: false,
+                    manual_failover: false,
+                    nodes: vec![
+                        node(Member::Node0, 200, RedundancyState::Primary),
+                        node(Member::Node1, 100, RedundancyState::Secondary),
+                    ],
+                },
+                RedundancyGroupView {
+                    redundancy_group: 1,
+                    failover_count: 3,
+                    epoch: 7,
+                    preempt: true,
+                    manual_failover: true,
+                    nodes: vec![node(Member::Node0, 200, RedundancyState::Primary), node1],
+                },
+            ],
+        };
+        assert_eq!(
+            cluster_status(&status),
+            "\
+Monitor Failure codes:
+    IF  Interface monitoring        IP  IP monitoring
+    SP  SPU monitoring
+
+Cluster ID: 1, local member: node0
+Node   Priority Status               Preempt Manual   Monitor-failures
+
+Redundancy group: 0 , Failover count: 1 , Epoch: 1
+node0  200      primary              no      no       None
+node1  100      secondary            no      no       None
+
+Redundancy group: 1 , Failover count: 3 , Epoch: 7
+node0  200      primary              yes     yes      None
+node1  0        ineligible           yes     yes      IF IP
+"
+        );
+    }
+
+    #[test]
+    fn cluster_statistics_blocks() {
+        let stats = ClusterStatisticsView {
+            cluster_id: 1,
+            local_member: Member::Node1,
+            heartbeats_sent: 2276,
+            heartbeats_received: 2280,
+            lease_renewals_sent: 0,
+            lease_renewals_received: 1137,
+            failovers: 2,
+            raft: RaftView {
+                term: 4,
+                leader: None,
+                commit_index: 1234,
+                applied_index: 1230,
+            },
+            replication: RecordKind::ALL
+                .into_iter()
+                .zip(1u64..)
+                .map(|(kind, n)| ReplicationView {
+                    kind,
+                    sent: 0,
+                    received: n * 10,
+                    held: n,
+                })
+                .collect(),
+            members: vec![
+                MemberReachabilityView {
+                    member: Member::Node0,
+                    control_address: "10.255.0.1:7400".parse().unwrap_or_else(|_| unreachable!()),
+                    reachable: true,
+                    last_contact: Some(Duration::from_millis(250)),
+                },
+                MemberReachabilityView {
+                    member: Member::Node1,
+                    control_address: "10.255.0.2:7400".parse().unwrap_or_else(|_| unreachable!()),
+                    reachable: true,
+                    last_contact: None,
+                },
+                MemberReachabilityView {
+                    member: Member::Witness,
+                    control_address: "10.255.0.3:7400".parse().unwrap_or_else(|_| unreachable!()),
+                    reachable: false,
+                    last_contact: Some(Duration::from_millis(12_345)),
+                },
+            ],
+        };
+        assert_eq!(
+            cluster_statistics(&stats),
+            "\
+Cluster ID: 1, local member: node1
+Control link statistics:
+    Heartbeat packets sent: 2276
+    Heartbeat packets received: 2280
+    Lease renewals sent: 0
+    Lease renewals received: 1137
+    Failovers: 2
+Replicated log:
+    Term: 4, Leader: none
+    Commit index: 1234, Applied index: 1230
+Services Synchronized:
+    Service name          Records sent  Records received  Held
+    IKE SA                0             10                1
+    IPsec SA              0             20                2
+    Sequence reservation  0             30                3
+    Replay mark           0             40                4
+Cluster members:
+    Member   Control address  Reachable  Last contact
+    node0    10.255.0.1:7400  yes        250 ms ago
+    node1    10.255.0.2:7400  self       -
+    witness  10.255.0.3:7400  no         12.3 s ago
+"
+        );
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(elapsed(Duration::from_millis(999)), "999 ms");
+        assert_eq!(elapsed(Duration::from_millis(1000)), "1.0 s");
+        assert_eq!(elapsed(Duration::from_secs(61)), "00:01:01");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `[security.ike.policy.NAME]`, `[security.ike.gateway.NAME]`,
 //! `[security.ipsec.proposal.NAME]`, `[security.ipsec.policy.NAME]`,
 //! `[security.ipsec.vpn.NAME]`, `[security.policies.from-zone.A.to-zone.B.policy.NAME]`,
-//! `[interfaces.st0.unit.N]`, `[routing-options.static.route."PREFIX"]`. The file goes
+//! `[interfaces.st0.unit.N]`, `[routing-options.static.route."PREFIX"]`, and for a
+//! chassis cluster `[chassis.cluster]` and `[interfaces.rethN]`. The file goes
 //! through three stages:
 //!
 //! 1. TOML syntax and types (`raw`): serde structs with `deny_unknown_fields` everywhere;
@@ -56,6 +57,38 @@
 //! - `[interfaces]` holds only `st0` units: physical interfaces belong to the host.
 //!   `routing-options.static.route` takes IPv6 prefixes too (Junos: `rib inet6.0`).
 //! - `[services.management]` and `[services.metrics]` (listen addresses) are ours.
+//!
+//! # Chassis cluster
+//!
+//! `[chassis.cluster]` follows `set chassis cluster ...`: `cluster-id` (1..255, required),
+//! `heartbeat-interval` (ms, default 1000), `heartbeat-threshold` (3..8, default 3),
+//! and `[chassis.cluster.redundancy-group.N]` with `node.0.priority` /
+//! `node.1.priority` (1..254, both required), `preempt = { delay = S }` (bare flag
+//! `preempt = {}`: delay 1 s), `interface-monitor.IFACE.weight` and
+//! `ip-monitoring { retry-interval, retry-count, family.inet."ADDR".weight }`.
+//! Redundancy group 0 is required and, as in Junos, takes no preempt and no monitoring.
+//! Departures:
+//!
+//! - The file is the same on every member; which member a process is comes from
+//!   `vpnd --node node0|node1|witness` (Junos: `set chassis cluster node N` at boot).
+//!   So each member's cluster link is configured by address,
+//!   `[chassis.cluster.node.0] control-address = "ADDR:PORT"`, `node.1` likewise, and
+//!   a third voter, `[chassis.cluster.witness]`, which Junos does not have: a two-voter
+//!   Raft group cannot survive the loss of either node. There is no fabric link.
+//! - `heartbeat-interval` goes down to 100 ms (Junos: 1000..2000).
+//! - `data-directory` (ours; default `/var/lib/vpnd/cluster`) holds the replicated log,
+//!   one subdirectory per member.
+//! - `spu-weight` (ours, 0..255) is what each failed SPU costs the group.
+//! - `ip-monitoring` has no `global-weight`/`global-threshold`: each address's weight
+//!   counts against the group's threshold of 255 directly, like an interface's.
+//! - `interface-monitor` names host interfaces, which each node watches on itself; a
+//!   reth name stands for that reth's child interface on each node.
+//! - `[interfaces.rethN]` takes `redundant-ether-options.redundancy-group` (1 or
+//!   above), `child-interface.node0` / `.node1` (the host interface carrying the reth on
+//!   each node; Junos writes `redundant-parent` on the child instead, and needs no
+//!   `reth-count`) and `unit.0.family.inet.address` / `inet6` (unit 0 only).
+//! - In a cluster every gateway's (and manual VPN's) `local-address` must be a reth
+//!   address: only those move with a failover.
 
 mod error;
 pub mod model;
@@ -131,6 +164,9 @@ impl Config {
                 join(&mut c.private_key);
                 c.trusted_ca.iter_mut().for_each(join);
             }
+        }
+        if let Some(c) = &mut self.cluster {
+            join(&mut c.data_directory);
         }
     }
 }

@@ -14,6 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use sa_sync::Member;
+
 use dataplane::crypto::{EncrAlg, IntegAlg};
 use dataplane::sa::{DfBit, Direction, Mode, Protocol, SaConfig, TunnelId, UdpEncap};
 use dataplane::selector::{IpPrefix, IpRange, Selector};
@@ -40,6 +42,10 @@ pub struct Config {
     pub routes: Vec<StaticRoute>,
     /// Listening addresses of the management and metrics services.
     pub services: ServicesConfig,
+    /// `[chassis.cluster]`; `None` on a standalone gateway.
+    pub cluster: Option<Cluster>,
+    /// Redundant Ethernet interfaces (`[interfaces.rethN]`), only with a cluster.
+    pub reths: Vec<Reth>,
 }
 
 impl Config {
@@ -61,6 +67,13 @@ impl Config {
     /// The address pool called `name`.
     pub fn pool(&self, name: &str) -> Option<&Pool> {
         self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The reth that carries `address`, if one does.
+    pub fn reth_with_address(&self, address: IpAddr) -> Option<&Reth> {
+        self.reths
+            .iter()
+            .find(|r| r.addresses().any(|a| a.address == address))
     }
 }
 
@@ -602,4 +615,104 @@ pub enum NextHop {
 pub struct ServicesConfig {
     pub management: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+}
+
+/// A chassis cluster (`[chassis.cluster]`): two gateway nodes and a witness, in Junos
+/// terms. The same file serves every member; which one a process is comes from the
+/// command line (`vpnd --node`), never from the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// `cluster-id`, 1..=255.
+    pub cluster_id: u16,
+    /// `heartbeat-interval`.
+    pub heartbeat_interval: Duration,
+    /// `heartbeat-threshold`: missed heartbeats before a peer is lost.
+    pub heartbeat_threshold: u32,
+    /// `data-directory`: where each member keeps its replicated log, in a subdirectory
+    /// named after it (so members sharing a host never share a log). Relative paths are
+    /// resolved against the configuration file's directory by `Config::load`.
+    pub data_directory: PathBuf,
+    /// The cluster (control) link address of node0, node1 and the witness, in
+    /// [`Member::ALL`] order.
+    pub control_addresses: Vec<(Member, SocketAddr)>,
+    /// Redundancy groups by number, group 0 first.
+    pub redundancy_groups: Vec<RedundancyGroup>,
+}
+
+impl Cluster {
+    /// The control link address of `member`.
+    pub fn control_address(&self, member: Member) -> Option<SocketAddr> {
+        self.control_addresses
+            .iter()
+            .find(|(m, _)| *m == member)
+            .map(|(_, a)| *a)
+    }
+
+    /// Redundancy group `id`.
+    pub fn redundancy_group(&self, id: u8) -> Option<&RedundancyGroup> {
+        self.redundancy_groups.iter().find(|g| g.id == id)
+    }
+}
+
+/// `[chassis.cluster.redundancy-group.N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedundancyGroup {
+    /// 0 is the control plane; 1.. carry reths and the tunnels on their addresses.
+    pub id: u8,
+    /// `node.0.priority` and `node.1.priority` (1..=254, higher wins).
+    pub priority: [u8; 2],
+    /// `preempt { delay }`: `None` never preempts (the Junos default).
+    pub preempt: Option<Duration>,
+    /// `interface-monitor.NAME.weight`, as written: a host interface name, or a reth
+    /// name that stands for that reth's child interface on each node.
+    pub interface_monitor: Vec<(String, u32)>,
+    /// `ip-monitoring.family.inet.ADDR.weight` (and `inet6`).
+    pub ip_monitoring: Vec<IpMonitoring>,
+    /// `spu-weight`; `None` leaves the cluster's default.
+    pub spu_weight: Option<u32>,
+}
+
+/// One monitored address of a redundancy group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpMonitoring {
+    pub address: IpAddr,
+    pub weight: u32,
+    /// `ip-monitoring.retry-interval`: time between probes.
+    pub interval: Duration,
+    /// `ip-monitoring.retry-count`: consecutive lost probes before the address is down.
+    pub threshold: u32,
+}
+
+/// `[interfaces.rethN]`: a redundant Ethernet interface. Its addresses are up only on
+/// the node that is primary for its redundancy group, and move with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reth {
+    /// `rethN`.
+    pub name: String,
+    pub description: Option<String>,
+    /// `redundant-ether-options.redundancy-group` (never 0).
+    pub redundancy_group: u8,
+    /// `child-interface.node0` and `child-interface.node1`: the host interface that
+    /// carries the reth on each node.
+    pub child_interfaces: [String; 2],
+    /// `unit.0.family.inet.address`.
+    pub inet: Option<InterfaceAddress>,
+    /// `unit.0.family.inet6.address`.
+    pub inet6: Option<InterfaceAddress>,
+}
+
+impl Reth {
+    /// Its addresses, IPv4 first.
+    pub fn addresses(&self) -> impl Iterator<Item = InterfaceAddress> + '_ {
+        self.inet.iter().chain(self.inet6.iter()).copied()
+    }
+
+    /// The child interface on gateway node `member` (`None` for the witness).
+    pub fn child_interface(&self, member: Member) -> Option<&str> {
+        match member {
+            Member::Node0 => Some(&self.child_interfaces[0]),
+            Member::Node1 => Some(&self.child_interfaces[1]),
+            Member::Witness => None,
+        }
+    }
 }

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub routing_options: RoutingOptions,
     #[serde(default)]
     pub services: Services,
+    #[serde(default)]
+    pub chassis: Chassis,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -365,11 +367,50 @@ pub struct PoolRange {
     pub high: Spanned<String>,
 }
 
-/// Only `st0` lives here: physical interfaces belong to the host, not to the daemon.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// `[interfaces]`: `st0` (tunnel units) and `rethN` (redundant Ethernet of a chassis
+/// cluster). Physical interfaces belong to the host, not to the daemon.
+///
+/// Deserialized by hand because the reth names are open-ended (`reth0`, `reth1`, ...):
+/// serde's `flatten` would lose the spans that errors point at and cannot deny unknown
+/// fields, so every key that is not `st0` is read as a reth here and its name is checked
+/// in validation, where a bad one becomes a collected diagnostic.
+#[derive(Debug, Default)]
 pub struct Interfaces {
     pub st0: Option<St0>,
+    pub reth: Named<Reth>,
+}
+
+impl<'de> Deserialize<'de> for Interfaces {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Interfaces;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of interfaces (st0, reth0, reth1, ...)")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Interfaces, A::Error> {
+                let mut out = Interfaces::default();
+                while let Some(name) = map.next_key::<Spanned<String>>()? {
+                    if name.get_ref() == "st0" {
+                        if out.st0.is_some() {
+                            return Err(serde::de::Error::duplicate_field("st0"));
+                        }
+                        out.st0 = Some(map.next_value()?);
+                    } else {
+                        let reth = map.next_value()?;
+                        out.reth.insert(name, reth);
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -432,4 +473,133 @@ pub struct Services {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Listen {
     pub listen: Spanned<String>,
+}
+
+/// `[interfaces.rethN]`: a redundant Ethernet interface, whose addresses are up on the
+/// node that is primary for its redundancy group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Reth {
+    pub description: Option<String>,
+    pub redundant_ether_options: Option<Spanned<RedundantEtherOptions>>,
+    pub child_interface: Option<Spanned<ChildInterfaces>>,
+    #[serde(default)]
+    pub unit: Named<RethUnit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedundantEtherOptions {
+    pub redundancy_group: Option<Spanned<i64>>,
+}
+
+/// The host interface that carries the reth on each node (Junos puts
+/// `gigether-options redundant-parent rethN` on these child links instead).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChildInterfaces {
+    pub node0: Option<Spanned<String>>,
+    pub node1: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RethUnit {
+    #[serde(default)]
+    pub family: RethFamilies,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RethFamilies {
+    pub inet: Option<RethFamily>,
+    pub inet6: Option<RethFamily>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RethFamily {
+    pub address: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Chassis {
+    pub cluster: Option<Spanned<Cluster>>,
+}
+
+/// `[chassis.cluster]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Cluster {
+    pub cluster_id: Option<Spanned<i64>>,
+    pub heartbeat_interval: Option<Spanned<i64>>,
+    pub heartbeat_threshold: Option<Spanned<i64>>,
+    pub data_directory: Option<Spanned<String>>,
+    /// `node.0`, `node.1`.
+    #[serde(default)]
+    pub node: Named<ClusterMember>,
+    pub witness: Option<Spanned<ClusterMember>>,
+    #[serde(default)]
+    pub redundancy_group: Named<RedundancyGroup>,
+}
+
+/// One member's end of the cluster (control) link.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterMember {
+    pub control_address: Option<Spanned<String>>,
+}
+
+/// `[chassis.cluster.redundancy-group.N]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RedundancyGroup {
+    /// `node.0.priority`, `node.1.priority`.
+    #[serde(default)]
+    pub node: Named<GroupNode>,
+    pub preempt: Option<Spanned<Preempt>>,
+    #[serde(default)]
+    pub interface_monitor: Named<Spanned<Weight>>,
+    pub ip_monitoring: Option<Spanned<IpMonitoring>>,
+    pub spu_weight: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GroupNode {
+    pub priority: Option<Spanned<i64>>,
+}
+
+/// Junos `preempt { delay N; }`; the bare flag is `preempt = {}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Preempt {
+    pub delay: Option<Spanned<i64>>,
+}
+
+/// A monitored object's weight (`interface-monitor.eth1.weight = 255`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Weight {
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// Junos `ip-monitoring { retry-interval; retry-count; family inet { ADDR weight W; } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IpMonitoring {
+    pub retry_interval: Option<Spanned<i64>>,
+    pub retry_count: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub family: IpMonitoringFamilies,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IpMonitoringFamilies {
+    #[serde(default)]
+    pub inet: Named<Spanned<Weight>>,
+    #[serde(default)]
+    pub inet6: Named<Spanned<Weight>>,
 }

@@ -41,6 +41,33 @@ const REPLAY_WINDOW: (i64, i64) = (64, 8192);
 const SPI_MIN: i64 = 256;
 /// Junos `family inet mtu` range.
 const MTU: (i64, i64) = (256, 9192);
+/// Junos `cluster-id` range (0 would mean "not clustered" there).
+const CLUSTER_ID: (i64, i64) = (1, 255);
+/// `heartbeat-interval` in milliseconds: Junos takes 1000..2000; shorter intervals are
+/// allowed here (the `ha` crate's range) for faster failover.
+const HEARTBEAT_INTERVAL: (i64, i64) = (100, 2000);
+const HEARTBEAT_INTERVAL_DEFAULT: i64 = 1000;
+/// Junos `heartbeat-threshold` range and default.
+const HEARTBEAT_THRESHOLD: (i64, i64) = (3, 8);
+const HEARTBEAT_THRESHOLD_DEFAULT: i64 = 3;
+/// Where members keep their replicated log unless `data-directory` says otherwise.
+const DATA_DIRECTORY_DEFAULT: &str = "/var/lib/vpnd/cluster";
+/// Junos redundancy group numbers.
+const GROUP_ID: (i64, i64) = (0, 128);
+/// Junos node `priority` range.
+const PRIORITY: (i64, i64) = (1, 254);
+/// Junos `preempt delay` range and default, in seconds.
+const PREEMPT_DELAY: (i64, i64) = (1, 21_600);
+const PREEMPT_DELAY_DEFAULT: Duration = Duration::from_secs(1);
+/// Monitoring weights: a group fails over when its failures add up to 255.
+const WEIGHT: (i64, i64) = (0, 255);
+/// Junos `ip-monitoring retry-interval` (seconds) and `retry-count` ranges and defaults.
+const IP_RETRY_INTERVAL: (i64, i64) = (1, 30);
+const IP_RETRY_INTERVAL_DEFAULT: i64 = 1;
+const IP_RETRY_COUNT: (i64, i64) = (5, 15);
+const IP_RETRY_COUNT_DEFAULT: i64 = 5;
+/// Reth numbers (Junos `reth-count` is at most 128).
+const RETH: (i64, i64) = (0, 127);
 
 type Span = Range<usize>;
 
@@ -93,6 +120,20 @@ pub(crate) fn resolve(raw: &raw::RawConfig, d: &mut Diagnostics<'_>) -> Option<C
     );
     let routes = v.routes(&raw.routing_options.static_.route, &interfaces);
     let services = v.services(&raw.services);
+    let raw_cluster = raw.chassis.cluster.as_ref();
+    let cluster = raw_cluster.and_then(|c| v.cluster(c));
+    let written_groups: Option<Vec<u8>> = raw_cluster.map(|c| {
+        c.get_ref()
+            .redundancy_group
+            .keys()
+            .filter_map(|id| id.get_ref().parse().ok())
+            .collect()
+    });
+    let reths = v.reths(&raw.interfaces.reth, written_groups.as_deref());
+    if let Some(c) = raw_cluster {
+        v.monitored_reths(c.get_ref(), &raw.interfaces.reth);
+        v.clustered_local_addresses(&raw.security, &raw.interfaces.reth);
+    }
     if !v.d.is_empty() {
         return None;
     }
@@ -106,6 +147,8 @@ pub(crate) fn resolve(raw: &raw::RawConfig, d: &mut Diagnostics<'_>) -> Option<C
         interfaces: interfaces.into_values().collect(),
         routes,
         services,
+        cluster,
+        reths: reths.into_values().collect(),
     })
 }
 
@@ -2058,6 +2101,632 @@ impl Validator<'_, '_> {
         ServicesConfig {
             management: listen(self, &raw.management, "services.management.listen"),
             metrics: listen(self, &raw.metrics, "services.metrics.listen"),
+        }
+    }
+
+    // ---- chassis cluster ----
+
+    /// `[chassis.cluster]`: `None` when absent or invalid (reported).
+    fn cluster(&mut self, raw: &Spanned<raw::Cluster>) -> Option<Cluster> {
+        let c = raw.get_ref();
+        let header = raw.span();
+        let k = |leaf: &str| format!("chassis.cluster.{leaf}");
+        let cluster_id = self
+            .required(&c.cluster_id, header.clone(), &k("cluster-id"))
+            .and_then(|id| self.int_range(id, &k("cluster-id"), CLUSTER_ID, ""));
+        let interval = match &c.heartbeat_interval {
+            None => Some(HEARTBEAT_INTERVAL_DEFAULT),
+            Some(i) => self.int_range(
+                i,
+                &k("heartbeat-interval"),
+                HEARTBEAT_INTERVAL,
+                " milliseconds",
+            ),
+        };
+        let threshold = match &c.heartbeat_threshold {
+            None => Some(HEARTBEAT_THRESHOLD_DEFAULT),
+            Some(t) => self.int_range(t, &k("heartbeat-threshold"), HEARTBEAT_THRESHOLD, ""),
+        };
+        let data_directory = match &c.data_directory {
+            None => Some(PathBuf::from(DATA_DIRECTORY_DEFAULT)),
+            Some(d) if d.get_ref().is_empty() => {
+                self.err(d.span(), &k("data-directory"), "must not be empty");
+                None
+            }
+            Some(d) => Some(PathBuf::from(d.get_ref())),
+        };
+        let members = self.cluster_members(c, header.clone());
+        let mut groups = Some(Vec::new());
+        for (id, group) in &c.redundancy_group {
+            match (self.redundancy_group(id, group), &mut groups) {
+                (Some(g), Some(v)) => v.push(g),
+                _ => groups = None,
+            }
+        }
+        if !c.redundancy_group.keys().any(|id| id.get_ref() == "0") {
+            self.err(
+                header,
+                &k("redundancy-group.0"),
+                "missing (redundancy group 0, the control plane, is required)",
+            );
+            groups = None;
+        }
+        let mut groups = groups?;
+        groups.sort_by_key(|g| g.id);
+        Some(Cluster {
+            cluster_id: u16::try_from(cluster_id?).ok()?,
+            heartbeat_interval: Duration::from_millis(interval?.unsigned_abs()),
+            heartbeat_threshold: u32::try_from(threshold?).ok()?,
+            data_directory: data_directory?,
+            control_addresses: members?,
+            redundancy_groups: groups,
+        })
+    }
+
+    /// The control link address of node0, node1 and the witness, all required: every
+    /// member must be able to reach the other two, whichever one reads the file.
+    fn cluster_members(
+        &mut self,
+        c: &raw::Cluster,
+        header: Span,
+    ) -> Option<Vec<(Member, SocketAddr)>> {
+        let mut ok = true;
+        for id in c.node.keys() {
+            if !matches!(id.get_ref().as_str(), "0" | "1") {
+                self.err(
+                    id.span(),
+                    &key_path(&["chassis", "cluster", "node", id.get_ref()]),
+                    format!(
+                        "unknown node \"{}\" (expected 0 or 1; the third member is [chassis.cluster.witness])",
+                        id.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut out: Vec<(Member, SocketAddr)> = Vec::new();
+        let mut seen: Vec<(SocketAddr, Member)> = Vec::new();
+        for member in Member::ALL {
+            let (entry, base) = match member {
+                Member::Witness => (
+                    c.witness.as_ref().map(|w| (w.get_ref(), w.span())),
+                    "chassis.cluster.witness",
+                ),
+                node => {
+                    let id = node.index().to_string();
+                    (
+                        c.node
+                            .get_key_value(id.as_str())
+                            .map(|(name, m)| (m, name.span())),
+                        if node == Member::Node0 {
+                            "chassis.cluster.node.0"
+                        } else {
+                            "chassis.cluster.node.1"
+                        },
+                    )
+                }
+            };
+            let key = format!("{base}.control-address");
+            let Some((m, entry_span)) = entry else {
+                self.err(
+                    header.clone(),
+                    &key,
+                    format!("missing ({member}'s cluster link address is required)"),
+                );
+                ok = false;
+                continue;
+            };
+            let Some(a) = self.required(&m.control_address, entry_span, &key) else {
+                ok = false;
+                continue;
+            };
+            let Some(addr) = self.socket_addr(a, &key) else {
+                ok = false;
+                continue;
+            };
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                self.err(
+                    a.span(),
+                    &key,
+                    format!(
+                        "\"{}\" must be a reachable address and port: the other members connect to it",
+                        a.get_ref()
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            if let Some((_, other)) = seen.iter().find(|(s, _)| *s == addr) {
+                self.err(
+                    a.span(),
+                    &key,
+                    format!("{addr} is already the control-address of {other}"),
+                );
+                ok = false;
+                continue;
+            }
+            seen.push((addr, member));
+            out.push((member, addr));
+        }
+        ok.then_some(out)
+    }
+
+    fn socket_addr(&mut self, v: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+        match v.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    v.span(),
+                    key,
+                    format!(
+                        "invalid socket address \"{}\" (expected address:port)",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn redundancy_group(
+        &mut self,
+        id: &Spanned<String>,
+        g: &raw::RedundancyGroup,
+    ) -> Option<RedundancyGroup> {
+        let base = key_path(&["chassis", "cluster", "redundancy-group", id.get_ref()]);
+        let k = |leaf: &str| format!("{base}.{leaf}");
+        // Canonical numbers only: "01" next to "1" would be two tables for one group.
+        let Some(n) = id
+            .get_ref()
+            .parse::<u8>()
+            .ok()
+            .filter(|n| i64::from(*n) <= GROUP_ID.1 && n.to_string() == *id.get_ref())
+        else {
+            self.err(
+                id.span(),
+                &base,
+                format!(
+                    "invalid redundancy group \"{}\" (expected a number {}..{})",
+                    id.get_ref(),
+                    GROUP_ID.0,
+                    GROUP_ID.1
+                ),
+            );
+            return None;
+        };
+        let mut ok = true;
+        for node in g.node.keys() {
+            if !matches!(node.get_ref().as_str(), "0" | "1") {
+                self.err(
+                    node.span(),
+                    &k(&key_path(&["node", node.get_ref()])),
+                    format!(
+                        "unknown node \"{}\" (expected 0 or 1: the witness owns no group)",
+                        node.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut priority = [0u8; 2];
+        for (i, slot) in priority.iter_mut().enumerate() {
+            let key = k(&format!("node.{i}.priority"));
+            let (entry, span) = match g.node.get_key_value(i.to_string().as_str()) {
+                Some((name, node)) => (node.priority.as_ref(), name.span()),
+                None => (None, id.span()),
+            };
+            let Some(p) = entry else {
+                self.err(span, &key, "missing (required)");
+                ok = false;
+                continue;
+            };
+            match self.int_range(p, &key, PRIORITY, "") {
+                Some(p) => *slot = u8::try_from(p).unwrap_or(u8::MAX),
+                None => ok = false,
+            }
+        }
+        // Junos refuses preempt and monitoring in group 0: the control plane fails over
+        // only when its node fails, never back and forth with link state.
+        if n == 0 {
+            let control_plane = [
+                ("preempt", g.preempt.as_ref().map(Spanned::span)),
+                (
+                    "interface-monitor",
+                    g.interface_monitor.keys().next().map(Spanned::span),
+                ),
+                ("ip-monitoring", g.ip_monitoring.as_ref().map(Spanned::span)),
+            ];
+            for (leaf, span) in control_plane {
+                if let Some(span) = span {
+                    self.err(
+                        span,
+                        &k(leaf),
+                        "not allowed in redundancy group 0 (the control plane fails over only when its node fails)",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let preempt = match &g.preempt {
+            None => Some(None),
+            Some(p) => match &p.get_ref().delay {
+                None => Some(Some(PREEMPT_DELAY_DEFAULT)),
+                Some(d) => self
+                    .int_range(d, &k("preempt.delay"), PREEMPT_DELAY, " seconds")
+                    .map(|d| Some(Duration::from_secs(d.unsigned_abs()))),
+            },
+        };
+        let mut interface_monitor = Some(Vec::new());
+        for (name, w) in &g.interface_monitor {
+            let key = k(&key_path(&["interface-monitor", name.get_ref()]));
+            let weight = if name.get_ref().is_empty() {
+                self.err(name.span(), &key, "interface name must not be empty");
+                None
+            } else {
+                self.weight(w, name.span(), &key)
+            };
+            match (weight, &mut interface_monitor) {
+                (Some(w), Some(v)) => v.push((name.get_ref().clone(), w)),
+                _ => interface_monitor = None,
+            }
+        }
+        let ip_monitoring = match &g.ip_monitoring {
+            None => Some(Vec::new()),
+            Some(m) => self.ip_monitoring(m.get_ref(), &k("ip-monitoring")),
+        };
+        let spu_weight = match &g.spu_weight {
+            None => Some(None),
+            Some(w) => self
+                .int_range(w, &k("spu-weight"), WEIGHT, "")
+                .map(|w| Some(u32::try_from(w).unwrap_or(u32::MAX))),
+        };
+        let group = RedundancyGroup {
+            id: n,
+            priority,
+            preempt: preempt?,
+            interface_monitor: interface_monitor?,
+            ip_monitoring: ip_monitoring?,
+            spu_weight: spu_weight?,
+        };
+        ok.then_some(group)
+    }
+
+    /// A required monitoring weight, 0..=255 (Junos: a failure costs this much of the
+    /// group's threshold of 255).
+    fn weight(&mut self, w: &Spanned<raw::Weight>, entry: Span, key: &str) -> Option<u32> {
+        let key = format!("{key}.weight");
+        let v = self.required(&w.get_ref().weight, entry, &key)?;
+        self.int_range(v, &key, WEIGHT, "")
+            .map(|w| u32::try_from(w).unwrap_or(u32::MAX))
+    }
+
+    fn ip_monitoring(&mut self, m: &raw::IpMonitoring, key: &str) -> Option<Vec<IpMonitoring>> {
+        let interval = match &m.retry_interval {
+            None => Some(IP_RETRY_INTERVAL_DEFAULT),
+            Some(i) => self.int_range(
+                i,
+                &format!("{key}.retry-interval"),
+                IP_RETRY_INTERVAL,
+                " seconds",
+            ),
+        };
+        let count = match &m.retry_count {
+            None => Some(IP_RETRY_COUNT_DEFAULT),
+            Some(c) => self.int_range(c, &format!("{key}.retry-count"), IP_RETRY_COUNT, ""),
+        };
+        let mut out = Some(Vec::new());
+        for (family, list, v6) in [
+            ("inet", &m.family.inet, false),
+            ("inet6", &m.family.inet6, true),
+        ] {
+            for (addr, w) in list {
+                let akey = format!(
+                    "{key}.{}",
+                    key_path(&["family", family, addr.get_ref().as_str()])
+                );
+                let address = self.ip(addr, &akey).filter(|a| {
+                    let fits = a.is_ipv6() == v6;
+                    if !fits {
+                        self.err(
+                            addr.span(),
+                            &akey,
+                            format!(
+                                "address family mismatch: \"{}\" in family {family}",
+                                addr.get_ref()
+                            ),
+                        );
+                    }
+                    fits
+                });
+                let weight = self.weight(w, addr.span(), &akey);
+                match (address, weight, &mut out) {
+                    (Some(address), Some(weight), Some(v)) => v.push((address, weight)),
+                    _ => out = None,
+                }
+            }
+        }
+        let (interval, count) = (interval?, count?);
+        Some(
+            out?.into_iter()
+                .map(|(address, weight)| IpMonitoring {
+                    address,
+                    weight,
+                    interval: Duration::from_secs(interval.unsigned_abs()),
+                    threshold: u32::try_from(count).unwrap_or(u32::MAX),
+                })
+                .collect(),
+        )
+    }
+
+    /// `[interfaces.rethN]`. `groups` are the redundancy group numbers written in the
+    /// file (valid or not, so a reference to an invalid group is not reported twice);
+    /// `None` without a cluster, where every reth is an error.
+    fn reths(
+        &mut self,
+        raw: &raw::Named<raw::Reth>,
+        groups: Option<&[u8]>,
+    ) -> IndexMap<String, Reth> {
+        let mut out: IndexMap<String, Reth> = IndexMap::new();
+        let mut addresses: Vec<(IpAddr, String)> = Vec::new();
+        for (name, reth) in raw {
+            let n = name.get_ref();
+            let base = key_path(&["interfaces", n]);
+            let k = |leaf: &str| format!("{base}.{leaf}");
+            let number = n.strip_prefix("reth").and_then(|d| {
+                d.parse::<u8>()
+                    .ok()
+                    .filter(|x| i64::from(*x) <= RETH.1 && d == x.to_string())
+            });
+            if number.is_none() {
+                self.err(
+                    name.span(),
+                    &base,
+                    format!(
+                        "unknown interface \"{n}\" (expected st0 or reth0..reth{}; physical interfaces belong to the host)",
+                        RETH.1
+                    ),
+                );
+                continue;
+            }
+            let Some(groups) = groups else {
+                self.err(
+                    name.span(),
+                    &base,
+                    "redundant Ethernet interfaces need a chassis cluster ([chassis.cluster])",
+                );
+                continue;
+            };
+            let group = self
+                .required(
+                    &reth.redundant_ether_options,
+                    name.span(),
+                    &k("redundant-ether-options.redundancy-group"),
+                )
+                .and_then(|o| {
+                    self.required(
+                        &o.get_ref().redundancy_group,
+                        o.span(),
+                        &k("redundant-ether-options.redundancy-group"),
+                    )
+                })
+                .and_then(|g| {
+                    self.reth_group(g, &k("redundant-ether-options.redundancy-group"), groups)
+                });
+            let children = self
+                .required(&reth.child_interface, name.span(), &k("child-interface"))
+                .and_then(|c| {
+                    let mut both = [None, None];
+                    for (slot, (leaf, v)) in both.iter_mut().zip([
+                        ("child-interface.node0", &c.get_ref().node0),
+                        ("child-interface.node1", &c.get_ref().node1),
+                    ]) {
+                        *slot = match self.required(v, c.span(), &k(leaf)) {
+                            Some(i) if i.get_ref().is_empty() => {
+                                self.err(i.span(), &k(leaf), "must not be empty");
+                                None
+                            }
+                            i => i.map(|i| i.get_ref().clone()),
+                        };
+                    }
+                    let [a, b] = both;
+                    Some([a?, b?])
+                });
+            let mut ok = true;
+            let (mut inet, mut inet6) = (None, None);
+            for (unit, u) in &reth.unit {
+                let ukey = key_path(&["interfaces", n, "unit", unit.get_ref()]);
+                if unit.get_ref() != "0" {
+                    self.err(
+                        unit.span(),
+                        &ukey,
+                        "only unit 0 is supported (no VLAN units)",
+                    );
+                    ok = false;
+                    continue;
+                }
+                for (slot, f, fname, v6) in [
+                    (&mut inet, &u.family.inet, "inet", false),
+                    (&mut inet6, &u.family.inet6, "inet6", true),
+                ] {
+                    let Some(a) = f.as_ref().and_then(|f| f.address.as_ref()) else {
+                        continue;
+                    };
+                    let akey = format!("{ukey}.family.{fname}.address");
+                    match self.interface_address(a, &akey, v6) {
+                        Some(ia) => {
+                            if let Some((_, other)) =
+                                addresses.iter().find(|(x, _)| *x == ia.address)
+                            {
+                                self.err(
+                                    a.span(),
+                                    &akey,
+                                    format!("{} is already an address of {other}", ia.address),
+                                );
+                                ok = false;
+                            } else {
+                                addresses.push((ia.address, n.clone()));
+                                *slot = Some(ia);
+                            }
+                        }
+                        None => ok = false,
+                    }
+                }
+            }
+            if let (Some(group), Some(children), true) = (group, children, ok) {
+                out.insert(
+                    n.clone(),
+                    Reth {
+                        name: n.clone(),
+                        description: reth.description.clone(),
+                        redundancy_group: group,
+                        child_interfaces: children,
+                        inet,
+                        inet6,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    /// A reth's redundancy group: defined, and not 0 (the control plane carries no
+    /// traffic addresses, as in Junos).
+    fn reth_group(&mut self, g: &Spanned<i64>, key: &str, groups: &[u8]) -> Option<u8> {
+        if *g.get_ref() == 0 {
+            self.err(
+                g.span(),
+                key,
+                "redundancy group 0 is the control plane; a reth belongs to group 1 or above",
+            );
+            return None;
+        }
+        let n = self
+            .int_range(g, key, (1, GROUP_ID.1), "")
+            .and_then(|n| u8::try_from(n).ok());
+        let n = n?;
+        if !groups.contains(&n) {
+            let mut defined: Vec<String> = groups.iter().map(u8::to_string).collect();
+            defined.sort();
+            self.err(
+                g.span(),
+                key,
+                format!(
+                    "references undefined redundancy group {n} (defined: {})",
+                    if defined.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        defined.join(", ")
+                    }
+                ),
+            );
+            return None;
+        }
+        Some(n)
+    }
+
+    /// `interface-monitor` entries that name a reth must name a defined one.
+    fn monitored_reths(&mut self, raw: &raw::Cluster, reths: &raw::Named<raw::Reth>) {
+        for (id, g) in &raw.redundancy_group {
+            for name in g.interface_monitor.keys() {
+                let n = name.get_ref();
+                if n.starts_with("reth") && !reths.contains_key(n.as_str()) {
+                    let defined: IndexMap<String, ()> =
+                        reths.keys().map(|k| (k.get_ref().clone(), ())).collect();
+                    self.undefined(
+                        name,
+                        &key_path(&[
+                            "chassis",
+                            "cluster",
+                            "redundancy-group",
+                            id.get_ref(),
+                            "interface-monitor",
+                            n,
+                        ]),
+                        "reth interface",
+                        &defined,
+                    );
+                }
+            }
+        }
+    }
+
+    /// In a cluster, tunnels are sourced from reth addresses, which move with their
+    /// redundancy group: a tunnel on a node's own address could not survive a failover,
+    /// since the other node does not have that address. Reth addresses are taken from
+    /// the file as written, so a reth that failed validation for another reason does
+    /// not also make every gateway on it an error.
+    fn clustered_local_addresses(
+        &mut self,
+        security: &raw::Security,
+        reths: &raw::Named<raw::Reth>,
+    ) {
+        let written: Vec<(IpAddr, &str)> = reths
+            .iter()
+            .flat_map(|(name, r)| {
+                r.unit.values().flat_map(move |u| {
+                    [&u.family.inet, &u.family.inet6]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|f| f.address.as_ref())
+                        .filter_map(move |a| {
+                            let addr = a.get_ref().split_once('/')?.0.parse().ok()?;
+                            Some((addr, name.get_ref().as_str()))
+                        })
+                })
+            })
+            .collect();
+        let listing = if written.is_empty() {
+            "none".to_owned()
+        } else {
+            let all: Vec<String> = written.iter().map(|(a, r)| format!("{a} ({r})")).collect();
+            all.join(", ")
+        };
+        let check = |s: &mut Self, local: Option<&Spanned<String>>, header: Span, key: String| {
+            let Some(local) = local else {
+                s.err(
+                    header,
+                    &key,
+                    format!(
+                        "missing (required in a chassis cluster: a reth address, which moves with its redundancy group; reth addresses: {listing})"
+                    ),
+                );
+                return;
+            };
+            let Ok(addr) = local.get_ref().parse::<IpAddr>() else {
+                return; // reported by the gateway or VPN itself
+            };
+            if !written.iter().any(|(a, _)| *a == addr) {
+                s.err(
+                    local.span(),
+                    &key,
+                    format!(
+                        "{addr} is not a reth address: in a chassis cluster a tunnel's local address must move with its redundancy group (reth addresses: {listing})"
+                    ),
+                );
+            }
+        };
+        for (name, gw) in &security.ike.gateway {
+            let key = key_path(&[
+                "security",
+                "ike",
+                "gateway",
+                name.get_ref(),
+                "local-address",
+            ]);
+            check(self, gw.local_address.as_ref(), name.span(), key);
+        }
+        for (name, vpn) in &security.ipsec.vpn {
+            if let Some(m) = &vpn.manual {
+                let key = key_path(&[
+                    "security",
+                    "ipsec",
+                    "vpn",
+                    name.get_ref(),
+                    "manual",
+                    "local-address",
+                ]);
+                check(self, m.get_ref().local_address.as_ref(), m.span(), key);
+            }
         }
     }
 }

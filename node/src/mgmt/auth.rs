@@ -8,7 +8,7 @@
 //! | SAN URI | role | may call |
 //! |---|---|---|
 //! | `vpn-role:operator` | [`Role::Operator`] | every RPC |
-//! | `vpn-role:read-only` | [`Role::ReadOnly`] | `List*`, `Get*`, `WatchEvents` |
+//! | `vpn-role:read-only` | [`Role::ReadOnly`] | `List*`, `Get*` (cluster status and statistics included), `WatchEvents` |
 //!
 //! A certificate with no role URI, with an unknown one, or with more than one distinct
 //! role is refused (`PERMISSION_DENIED`) on every RPC, reads included.
@@ -108,11 +108,23 @@ pub enum Rpc {
     RemoveConfigObject,
     /// `WatchEvents`
     WatchEvents,
+    /// `GetClusterStatus`
+    GetClusterStatus,
+    /// `GetClusterStatistics`
+    GetClusterStatistics,
+    /// `RequestClusterFailover`
+    RequestClusterFailover,
+    /// `ResetClusterFailover`
+    ResetClusterFailover,
+    /// `FailSpu`
+    FailSpu,
+    /// `AddSpu`
+    AddSpu,
 }
 
 impl Rpc {
     /// Every RPC, in the order of the service definition.
-    pub const ALL: [Rpc; 11] = [
+    pub const ALL: [Rpc; 17] = [
         Rpc::ListIkeSas,
         Rpc::ListIpsecSas,
         Rpc::GetStatistics,
@@ -124,6 +136,12 @@ impl Rpc {
         Rpc::ApplyConfig,
         Rpc::RemoveConfigObject,
         Rpc::WatchEvents,
+        Rpc::GetClusterStatus,
+        Rpc::GetClusterStatistics,
+        Rpc::RequestClusterFailover,
+        Rpc::ResetClusterFailover,
+        Rpc::FailSpu,
+        Rpc::AddSpu,
     ];
 
     /// The method name as in `management.proto`.
@@ -140,6 +158,12 @@ impl Rpc {
             Rpc::ApplyConfig => "ApplyConfig",
             Rpc::RemoveConfigObject => "RemoveConfigObject",
             Rpc::WatchEvents => "WatchEvents",
+            Rpc::GetClusterStatus => "GetClusterStatus",
+            Rpc::GetClusterStatistics => "GetClusterStatistics",
+            Rpc::RequestClusterFailover => "RequestClusterFailover",
+            Rpc::ResetClusterFailover => "ResetClusterFailover",
+            Rpc::FailSpu => "FailSpu",
+            Rpc::AddSpu => "AddSpu",
         }
     }
 
@@ -150,13 +174,19 @@ impl Rpc {
             | Rpc::ListIpsecSas
             | Rpc::GetStatistics
             | Rpc::GetTunnelMap
-            | Rpc::WatchEvents => false,
+            | Rpc::WatchEvents
+            | Rpc::GetClusterStatus
+            | Rpc::GetClusterStatistics => false,
             Rpc::Initiate
             | Rpc::Terminate
             | Rpc::Rekey
             | Rpc::ClearIkeSas
             | Rpc::ApplyConfig
-            | Rpc::RemoveConfigObject => true,
+            | Rpc::RemoveConfigObject
+            | Rpc::RequestClusterFailover
+            | Rpc::ResetClusterFailover
+            | Rpc::FailSpu
+            | Rpc::AddSpu => true,
         }
     }
 }
@@ -280,7 +310,9 @@ mod tests {
                 "ListIpsecSas",
                 "GetStatistics",
                 "GetTunnelMap",
-                "WatchEvents"
+                "WatchEvents",
+                "GetClusterStatus",
+                "GetClusterStatistics"
             ]
         );
         assert!(Rpc::ALL.into_iter().all(|r| Role::Operator.permits(r)));

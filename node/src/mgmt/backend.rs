@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+pub use sa_sync::Member;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -67,6 +68,45 @@ pub trait Backend: Send + Sync + 'static {
     /// A new subscription to the event feed, starting now. Each `WatchEvents` call takes
     /// its own, so one slow client lags only itself.
     fn events(&self) -> broadcast::Receiver<EventView>;
+
+    // The chassis cluster methods below have defaults that refuse with
+    // [`BackendError::not_clustered`], so a standalone daemon (and every test backend)
+    // implements none of them and still answers the RPCs truthfully.
+
+    /// Redundancy groups and their primaries (`show chassis cluster status`).
+    async fn cluster_status(&self) -> Result<ClusterStatusView, BackendError> {
+        Err(BackendError::not_clustered())
+    }
+
+    /// Cluster counters and replication state (`show chassis cluster statistics`).
+    async fn cluster_statistics(&self) -> Result<ClusterStatisticsView, BackendError> {
+        Err(BackendError::not_clustered())
+    }
+
+    /// Makes `node` (node0 or node1, checked by the service) primary for redundancy
+    /// group `group` and pins the group there until [`Backend::reset_failover`].
+    async fn request_failover(
+        &self,
+        _group: u8,
+        _node: Member,
+    ) -> Result<OperationOutcome, BackendError> {
+        Err(BackendError::not_clustered())
+    }
+
+    /// Unpins redundancy group `group` after a manual failover.
+    async fn reset_failover(&self, _group: u8) -> Result<OperationOutcome, BackendError> {
+        Err(BackendError::not_clustered())
+    }
+
+    /// Fault injection: takes SPU `spu` out of service as if its card had failed.
+    async fn fail_spu(&self, _spu: u32) -> Result<OperationOutcome, BackendError> {
+        Err(BackendError::not_clustered())
+    }
+
+    /// Puts SPU `spu` back into service.
+    async fn add_spu(&self, _spu: u32) -> Result<OperationOutcome, BackendError> {
+        Err(BackendError::not_clustered())
+    }
 }
 
 /// Why the backend refused or failed a request. Each variant maps to one gRPC status
@@ -97,6 +137,18 @@ pub enum BackendError {
     #[error("{0}")]
     Internal(String),
 }
+
+impl BackendError {
+    /// The answer of the chassis cluster operations on a standalone node
+    /// (`FAILED_PRECONDITION`): the request is fine, the node is not in that state.
+    pub fn not_clustered() -> Self {
+        BackendError::FailedPrecondition(NOT_CLUSTERED.to_owned())
+    }
+}
+
+/// The message of [`BackendError::not_clustered`].
+pub const NOT_CLUSTERED: &str =
+    "this node is not in a chassis cluster (no [chassis.cluster] in its configuration)";
 
 /// One invalid field: its path and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -474,6 +526,223 @@ pub struct EventView {
     pub message: String,
 }
 
+/// A node's state in one redundancy group, in Junos' words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedundancyState {
+    /// Forwards the group's traffic and owns its reth addresses.
+    Primary,
+    /// Ready to take over.
+    Secondary,
+    /// Gave the group up and may not take it back until its hold-down time passed.
+    SecondaryHold,
+    /// Not heard from within the heartbeat threshold.
+    Lost,
+    /// Out of the cluster after a fault, or by an operator.
+    Disabled,
+    /// Starting: has not yet learned the group's state.
+    Hold,
+    /// Monitoring failures reached the threshold: cannot be primary.
+    Ineligible,
+}
+
+impl RedundancyState {
+    /// The word `show chassis cluster status` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            RedundancyState::Primary => "primary",
+            RedundancyState::Secondary => "secondary",
+            RedundancyState::SecondaryHold => "secondary-hold",
+            RedundancyState::Lost => "lost",
+            RedundancyState::Disabled => "disabled",
+            RedundancyState::Hold => "hold",
+            RedundancyState::Ineligible => "ineligible",
+        }
+    }
+}
+
+/// What a failed monitor watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MonitorKind {
+    /// `interface-monitor`.
+    Interface,
+    /// `ip-monitoring`.
+    Ip,
+    /// A failed SPU.
+    Spu,
+}
+
+impl MonitorKind {
+    /// Junos' two-letter monitor failure code.
+    pub fn code(self) -> &'static str {
+        match self {
+            MonitorKind::Interface => "IF",
+            MonitorKind::Ip => "IP",
+            MonitorKind::Spu => "SP",
+        }
+    }
+}
+
+/// A failed monitor that costs a node weight in a redundancy group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonitorFailure {
+    /// What kind of monitor.
+    pub kind: MonitorKind,
+    /// What failed: an interface name, an address, an SPU number.
+    pub object: String,
+    /// The weight it costs (the group fails over at 255).
+    pub weight: u32,
+}
+
+/// One gateway node in one redundancy group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupNodeView {
+    /// node0 or node1.
+    #[serde(serialize_with = "ser::display")]
+    pub node: Member,
+    /// Current priority: the configured one, or 0 while monitoring failures reach the
+    /// threshold.
+    pub priority: u8,
+    /// Its state in the group.
+    pub status: RedundancyState,
+    /// Failed monitors; empty when healthy.
+    pub monitor_failures: Vec<MonitorFailure>,
+}
+
+/// One redundancy group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedundancyGroupView {
+    /// The group number; 0 is the control plane.
+    pub redundancy_group: u8,
+    /// Changes of primary since the cluster's log began.
+    pub failover_count: u64,
+    /// Ownership epoch: increases with every change of primary.
+    pub epoch: u64,
+    /// `preempt` is configured.
+    pub preempt: bool,
+    /// A manual failover pins the group.
+    pub manual_failover: bool,
+    /// node0 then node1.
+    pub nodes: Vec<GroupNodeView>,
+}
+
+/// `show chassis cluster status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterStatusView {
+    /// `cluster-id`.
+    pub cluster_id: u16,
+    /// The member that answered.
+    #[serde(serialize_with = "ser::display")]
+    pub local_member: Member,
+    /// Every configured group, group 0 first.
+    pub redundancy_groups: Vec<RedundancyGroupView>,
+}
+
+/// The replicated log as one member sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RaftView {
+    /// Current term.
+    pub term: u64,
+    /// The known leader; `None` during an election or without quorum.
+    #[serde(serialize_with = "ser::opt_display")]
+    pub leader: Option<Member>,
+    /// Last committed index.
+    pub commit_index: u64,
+    /// Last applied index.
+    pub applied_index: u64,
+}
+
+/// What is replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordKind {
+    /// IKE SA records.
+    IkeSa,
+    /// Child SA pair records.
+    ChildSa,
+    /// Outbound sequence number reservations.
+    SequenceReservation,
+    /// Inbound anti-replay high marks.
+    ReplayMark,
+}
+
+impl RecordKind {
+    /// Every kind, in protocol order.
+    pub const ALL: [RecordKind; 4] = [
+        RecordKind::IkeSa,
+        RecordKind::ChildSa,
+        RecordKind::SequenceReservation,
+        RecordKind::ReplayMark,
+    ];
+
+    /// The service name `show chassis cluster statistics` prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecordKind::IkeSa => "IKE SA",
+            RecordKind::ChildSa => "IPsec SA",
+            RecordKind::SequenceReservation => "Sequence reservation",
+            RecordKind::ReplayMark => "Replay mark",
+        }
+    }
+}
+
+/// Replication counters of one record kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReplicationView {
+    /// The kind.
+    pub kind: RecordKind,
+    /// Written by this member.
+    pub sent: u64,
+    /// Written by others and applied here.
+    pub received: u64,
+    /// In the replicated state now.
+    pub held: u64,
+}
+
+/// A member as another member sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MemberReachabilityView {
+    /// The member.
+    #[serde(serialize_with = "ser::display")]
+    pub member: Member,
+    /// Its `control-address`.
+    pub control_address: SocketAddr,
+    /// Heard from now (always for the answering member itself).
+    pub reachable: bool,
+    /// How long ago it was last heard from, by the answering member's clock; `None` for
+    /// itself and for a member never heard from. A duration rather than a time, so that
+    /// clocks of client and server need not agree.
+    #[serde(rename = "last_contact_ms_ago", serialize_with = "ser::opt_millis")]
+    pub last_contact: Option<Duration>,
+}
+
+/// `show chassis cluster statistics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterStatisticsView {
+    /// `cluster-id`.
+    pub cluster_id: u16,
+    /// The member that answered; the counters are its own.
+    #[serde(serialize_with = "ser::display")]
+    pub local_member: Member,
+    /// Heartbeats sent to the other members.
+    pub heartbeats_sent: u64,
+    /// Heartbeats received from them.
+    pub heartbeats_received: u64,
+    /// Lease renewals proposed as primary.
+    pub lease_renewals_sent: u64,
+    /// Lease renewals of others applied.
+    pub lease_renewals_received: u64,
+    /// Changes of primary of any group since this member started.
+    pub failovers: u64,
+    /// The replicated log.
+    pub raft: RaftView,
+    /// One entry per record kind, in [`RecordKind::ALL`] order.
+    pub replication: Vec<ReplicationView>,
+    /// Every member, this one included.
+    pub members: Vec<MemberReachabilityView>,
+}
+
 /// Serde helpers for `vpnctl --json`. SPIs are hex strings because that is how every
 /// IPsec tool and packet capture shows them, and because a JSON number above 2^53 (an
 /// IKE SPI usually is) loses precision in JavaScript and jq. Times are Unix seconds or
@@ -501,6 +770,31 @@ mod ser {
     pub fn unix_secs<S: Serializer>(v: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(t) => s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Cluster members as they are written everywhere else: `node0`, not `Node0`.
+    pub fn display<T: std::fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn opt_display<T: std::fmt::Display, S: Serializer>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn opt_millis<S: Serializer>(
+        v: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             None => s.serialize_none(),
         }
     }

@@ -15,9 +15,11 @@ use tonic::Status;
 use vpn_proto::v1 as pb;
 
 use super::backend::{
-    BackendError, ClearScope, ConfigObjectKind, EventKind, EventView, IkeRole, IkeSaState,
-    IkeSaView, IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView, StatsView,
-    TerminateTarget, TrafficSelectorView, TunnelMapEntry,
+    BackendError, ClearScope, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind,
+    EventKind, EventView, GroupNodeView, IkeRole, IkeSaState, IkeSaView, IpsecProtocol,
+    IpsecSaView, Member, MemberReachabilityView, MonitorFailure, MonitorKind, OperationOutcome,
+    RaftView, RecordKind, RedundancyGroupView, RedundancyState, ReplicationView, SpuStatsView,
+    StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
 };
 
 /// A response field this client cannot represent.
@@ -155,6 +157,55 @@ pub fn watch_kinds(kinds: &[i32]) -> Result<Vec<EventKind>, Status> {
                 .ok_or_else(|| invalid("kinds", &format!("unknown or unspecified event kind {k}")))
         })
         .collect()
+}
+
+/// A required redundancy group number (`optional uint32` on the wire, so that an unset
+/// field is not taken for group 0, the control plane).
+pub fn redundancy_group(field: &str, value: Option<u32>) -> Result<u8, Status> {
+    let v = value.ok_or_else(|| invalid(field, "must be set"))?;
+    u8::try_from(v).map_err(|_| invalid(field, &format!("{v} is out of range 0..255")))
+}
+
+/// `RequestClusterFailoverRequest`: the group and the node to make primary.
+pub fn failover_target(req: &pb::RequestClusterFailoverRequest) -> Result<(u8, Member), Status> {
+    let group = redundancy_group("redundancy_group", req.redundancy_group)?;
+    let node = match pb::ClusterMember::try_from(req.node) {
+        Ok(pb::ClusterMember::Node0) => Member::Node0,
+        Ok(pb::ClusterMember::Node1) => Member::Node1,
+        Ok(pb::ClusterMember::Witness) => {
+            return Err(invalid(
+                "node",
+                "the witness cannot be primary (it forwards no traffic); node0 or node1",
+            ));
+        }
+        Ok(pb::ClusterMember::Unspecified) => return Err(invalid("node", "must be set")),
+        Err(_) => return Err(invalid("node", &format!("unknown value {}", req.node))),
+    };
+    Ok((group, node))
+}
+
+/// A required SPU number.
+pub fn spu(value: Option<u32>) -> Result<u32, Status> {
+    value.ok_or_else(|| invalid("spu", "must be set"))
+}
+
+/// The protobuf value of a cluster member (client side, and responses).
+pub fn member_pb(member: Member) -> i32 {
+    match member {
+        Member::Node0 => pb::ClusterMember::Node0,
+        Member::Node1 => pb::ClusterMember::Node1,
+        Member::Witness => pb::ClusterMember::Witness,
+    }
+    .into()
+}
+
+fn member_from_pb(field: &'static str, v: i32) -> Result<Member, DecodeError> {
+    match pb::ClusterMember::try_from(v) {
+        Ok(pb::ClusterMember::Node0) => Ok(Member::Node0),
+        Ok(pb::ClusterMember::Node1) => Ok(Member::Node1),
+        Ok(pb::ClusterMember::Witness) => Ok(Member::Witness),
+        _ => Err(decode_err(field, format!("value {v}"))),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -318,6 +369,121 @@ impl From<EventView> for pb::Event {
             vpn: v.vpn.unwrap_or_default(),
             spi: v.spi.unwrap_or(0),
             message: v.message,
+        }
+    }
+}
+
+impl From<ClusterStatusView> for pb::GetClusterStatusResponse {
+    fn from(v: ClusterStatusView) -> Self {
+        Self {
+            cluster_id: v.cluster_id.into(),
+            local_member: member_pb(v.local_member),
+            redundancy_groups: v.redundancy_groups.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<RedundancyGroupView> for pb::RedundancyGroupStatus {
+    fn from(v: RedundancyGroupView) -> Self {
+        Self {
+            redundancy_group: v.redundancy_group.into(),
+            failover_count: v.failover_count,
+            epoch: v.epoch,
+            preempt: v.preempt,
+            manual_failover: v.manual_failover,
+            nodes: v.nodes.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+fn redundancy_state_to_pb(s: RedundancyState) -> pb::RedundancyState {
+    match s {
+        RedundancyState::Primary => pb::RedundancyState::Primary,
+        RedundancyState::Secondary => pb::RedundancyState::Secondary,
+        RedundancyState::SecondaryHold => pb::RedundancyState::SecondaryHold,
+        RedundancyState::Lost => pb::RedundancyState::Lost,
+        RedundancyState::Disabled => pb::RedundancyState::Disabled,
+        RedundancyState::Hold => pb::RedundancyState::Hold,
+        RedundancyState::Ineligible => pb::RedundancyState::Ineligible,
+    }
+}
+
+impl From<GroupNodeView> for pb::RedundancyGroupNode {
+    fn from(v: GroupNodeView) -> Self {
+        Self {
+            node: member_pb(v.node),
+            priority: v.priority.into(),
+            status: redundancy_state_to_pb(v.status).into(),
+            monitor_failures: v.monitor_failures.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<MonitorFailure> for pb::MonitorFailure {
+    fn from(v: MonitorFailure) -> Self {
+        let kind = match v.kind {
+            MonitorKind::Interface => pb::MonitorKind::Interface,
+            MonitorKind::Ip => pb::MonitorKind::Ip,
+            MonitorKind::Spu => pb::MonitorKind::Spu,
+        };
+        Self {
+            kind: kind.into(),
+            object: v.object,
+            weight: v.weight,
+        }
+    }
+}
+
+fn record_kind_to_pb(k: RecordKind) -> pb::RecordKind {
+    match k {
+        RecordKind::IkeSa => pb::RecordKind::IkeSa,
+        RecordKind::ChildSa => pb::RecordKind::ChildSa,
+        RecordKind::SequenceReservation => pb::RecordKind::SequenceReservation,
+        RecordKind::ReplayMark => pb::RecordKind::ReplayMark,
+    }
+}
+
+impl From<ClusterStatisticsView> for pb::GetClusterStatisticsResponse {
+    fn from(v: ClusterStatisticsView) -> Self {
+        Self {
+            cluster_id: v.cluster_id.into(),
+            local_member: member_pb(v.local_member),
+            heartbeats_sent: v.heartbeats_sent,
+            heartbeats_received: v.heartbeats_received,
+            lease_renewals_sent: v.lease_renewals_sent,
+            lease_renewals_received: v.lease_renewals_received,
+            failovers: v.failovers,
+            raft: Some(pb::RaftStatus {
+                term: v.raft.term,
+                leader: v
+                    .raft
+                    .leader
+                    .map_or(pb::ClusterMember::Unspecified.into(), member_pb),
+                commit_index: v.raft.commit_index,
+                applied_index: v.raft.applied_index,
+            }),
+            replication: v
+                .replication
+                .into_iter()
+                .map(|r| pb::ReplicationCounters {
+                    kind: record_kind_to_pb(r.kind).into(),
+                    sent: r.sent,
+                    received: r.received,
+                    held: r.held,
+                })
+                .collect(),
+            members: v
+                .members
+                .into_iter()
+                .map(|m| pb::MemberReachability {
+                    member: member_pb(m.member),
+                    control_address: m.control_address.to_string(),
+                    reachable: m.reachable,
+                    last_contact_ms_ago: m
+                        .last_contact
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                })
+                .collect(),
         }
     }
 }
@@ -506,6 +672,169 @@ impl TryFrom<pb::Event> for EventView {
             vpn: non_empty(p.vpn),
             spi: (p.spi != 0).then_some(p.spi),
             message: p.message,
+        })
+    }
+}
+
+impl TryFrom<pb::GetClusterStatusResponse> for ClusterStatusView {
+    type Error = DecodeError;
+
+    fn try_from(p: pb::GetClusterStatusResponse) -> Result<Self, DecodeError> {
+        Ok(Self {
+            cluster_id: small("GetClusterStatusResponse.cluster_id", p.cluster_id)?,
+            local_member: member_from_pb("GetClusterStatusResponse.local_member", p.local_member)?,
+            redundancy_groups: p
+                .redundancy_groups
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl TryFrom<pb::RedundancyGroupStatus> for RedundancyGroupView {
+    type Error = DecodeError;
+
+    fn try_from(p: pb::RedundancyGroupStatus) -> Result<Self, DecodeError> {
+        Ok(Self {
+            redundancy_group: small("RedundancyGroupStatus.redundancy_group", p.redundancy_group)?,
+            failover_count: p.failover_count,
+            epoch: p.epoch,
+            preempt: p.preempt,
+            manual_failover: p.manual_failover,
+            nodes: p
+                .nodes
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl TryFrom<pb::RedundancyGroupNode> for GroupNodeView {
+    type Error = DecodeError;
+
+    fn try_from(p: pb::RedundancyGroupNode) -> Result<Self, DecodeError> {
+        let status = match pb::RedundancyState::try_from(p.status) {
+            Ok(pb::RedundancyState::Primary) => RedundancyState::Primary,
+            Ok(pb::RedundancyState::Secondary) => RedundancyState::Secondary,
+            Ok(pb::RedundancyState::SecondaryHold) => RedundancyState::SecondaryHold,
+            Ok(pb::RedundancyState::Lost) => RedundancyState::Lost,
+            Ok(pb::RedundancyState::Disabled) => RedundancyState::Disabled,
+            Ok(pb::RedundancyState::Hold) => RedundancyState::Hold,
+            Ok(pb::RedundancyState::Ineligible) => RedundancyState::Ineligible,
+            _ => {
+                return Err(decode_err(
+                    "RedundancyGroupNode.status",
+                    format!("value {}", p.status),
+                ));
+            }
+        };
+        Ok(Self {
+            node: member_from_pb("RedundancyGroupNode.node", p.node)?,
+            priority: small("RedundancyGroupNode.priority", p.priority)?,
+            status,
+            monitor_failures: p
+                .monitor_failures
+                .into_iter()
+                .map(TryInto::try_into)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl TryFrom<pb::MonitorFailure> for MonitorFailure {
+    type Error = DecodeError;
+
+    fn try_from(p: pb::MonitorFailure) -> Result<Self, DecodeError> {
+        let kind = match pb::MonitorKind::try_from(p.kind) {
+            Ok(pb::MonitorKind::Interface) => MonitorKind::Interface,
+            Ok(pb::MonitorKind::Ip) => MonitorKind::Ip,
+            Ok(pb::MonitorKind::Spu) => MonitorKind::Spu,
+            _ => {
+                return Err(decode_err(
+                    "MonitorFailure.kind",
+                    format!("value {}", p.kind),
+                ));
+            }
+        };
+        Ok(Self {
+            kind,
+            object: p.object,
+            weight: p.weight,
+        })
+    }
+}
+
+impl TryFrom<pb::GetClusterStatisticsResponse> for ClusterStatisticsView {
+    type Error = DecodeError;
+
+    fn try_from(p: pb::GetClusterStatisticsResponse) -> Result<Self, DecodeError> {
+        let raft = p.raft.unwrap_or_default();
+        let leader = match pb::ClusterMember::try_from(raft.leader) {
+            Ok(pb::ClusterMember::Unspecified) => None,
+            _ => Some(member_from_pb("RaftStatus.leader", raft.leader)?),
+        };
+        let replication = p
+            .replication
+            .into_iter()
+            .map(|r| {
+                let kind = match pb::RecordKind::try_from(r.kind) {
+                    Ok(pb::RecordKind::IkeSa) => RecordKind::IkeSa,
+                    Ok(pb::RecordKind::ChildSa) => RecordKind::ChildSa,
+                    Ok(pb::RecordKind::SequenceReservation) => RecordKind::SequenceReservation,
+                    Ok(pb::RecordKind::ReplayMark) => RecordKind::ReplayMark,
+                    _ => {
+                        return Err(decode_err(
+                            "ReplicationCounters.kind",
+                            format!("value {}", r.kind),
+                        ));
+                    }
+                };
+                Ok(ReplicationView {
+                    kind,
+                    sent: r.sent,
+                    received: r.received,
+                    held: r.held,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let members = p
+            .members
+            .into_iter()
+            .map(|m| {
+                Ok(MemberReachabilityView {
+                    member: member_from_pb("MemberReachability.member", m.member)?,
+                    control_address: m.control_address.parse().map_err(|_| {
+                        decode_err(
+                            "MemberReachability.control_address",
+                            format!("\"{}\" is not address:port", m.control_address),
+                        )
+                    })?,
+                    reachable: m.reachable,
+                    last_contact: m.last_contact_ms_ago.map(Duration::from_millis),
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        Ok(Self {
+            cluster_id: small("GetClusterStatisticsResponse.cluster_id", p.cluster_id)?,
+            local_member: member_from_pb(
+                "GetClusterStatisticsResponse.local_member",
+                p.local_member,
+            )?,
+            heartbeats_sent: p.heartbeats_sent,
+            heartbeats_received: p.heartbeats_received,
+            lease_renewals_sent: p.lease_renewals_sent,
+            lease_renewals_received: p.lease_renewals_received,
+            failovers: p.failovers,
+            raft: RaftView {
+                term: raft.term,
+                leader,
+                commit_index: raft.commit_index,
+                applied_index: raft.applied_index,
+            },
+            replication,
+            members,
         })
     }
 }

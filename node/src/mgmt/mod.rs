@@ -35,9 +35,11 @@ use vpn_proto::v1::management_server::ManagementServer;
 
 pub use auth::{Caller, Role, Rpc};
 pub use backend::{
-    Backend, BackendError, ClearScope, ConfigObjectKind, EventKind, EventView, FieldError, IkeRole,
-    IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView, StatsView,
-    TerminateTarget, TrafficSelectorView, TunnelMapEntry,
+    Backend, BackendError, ClearScope, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind,
+    EventKind, EventView, FieldError, GroupNodeView, IkeRole, IkeSaState, IkeSaView, IpsecProtocol,
+    IpsecSaView, Member, MemberReachabilityView, MonitorFailure, MonitorKind, NOT_CLUSTERED,
+    OperationOutcome, RaftView, RecordKind, RedundancyGroupView, RedundancyState, ReplicationView,
+    SpuStatsView, StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
 };
 pub use service::ManagementService;
 pub use tls::TlsFiles;

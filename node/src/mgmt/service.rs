@@ -16,8 +16,8 @@ use vpn_proto::v1 as pb;
 use super::auth::{Caller, Rpc, authorize};
 use super::backend::{Backend, EventKind, EventView, OperationOutcome};
 use super::convert::{
-    clear_scope, config_object_kind, optional_name, required_name, status_from_backend,
-    terminate_target, watch_kinds,
+    clear_scope, config_object_kind, failover_target, optional_name, redundancy_group,
+    required_name, spu, status_from_backend, terminate_target, watch_kinds,
 };
 
 /// The service, generic over nothing: the daemon's state is behind `backend`.
@@ -213,6 +213,87 @@ impl pb::management_server::Management for ManagementService {
                 .remove_config_object(kind, name)
                 .await
                 .map_err(status_from_backend),
+            Err(e) => Err(e),
+        };
+        finish(&caller, rpc, result)
+    }
+
+    async fn get_cluster_status(
+        &self,
+        request: Request<pb::GetClusterStatusRequest>,
+    ) -> Result<Response<pb::GetClusterStatusResponse>, Status> {
+        authorize(&request, Rpc::GetClusterStatus)?;
+        let status = self
+            .backend
+            .cluster_status()
+            .await
+            .map_err(status_from_backend)?;
+        Ok(Response::new(status.into()))
+    }
+
+    async fn get_cluster_statistics(
+        &self,
+        request: Request<pb::GetClusterStatisticsRequest>,
+    ) -> Result<Response<pb::GetClusterStatisticsResponse>, Status> {
+        authorize(&request, Rpc::GetClusterStatistics)?;
+        let stats = self
+            .backend
+            .cluster_statistics()
+            .await
+            .map_err(status_from_backend)?;
+        Ok(Response::new(stats.into()))
+    }
+
+    async fn request_cluster_failover(
+        &self,
+        request: Request<pb::RequestClusterFailoverRequest>,
+    ) -> OpResult {
+        let rpc = Rpc::RequestClusterFailover;
+        let caller = authorize(&request, rpc)?;
+        let result = match failover_target(request.get_ref()) {
+            Ok((group, node)) => self
+                .backend
+                .request_failover(group, node)
+                .await
+                .map_err(status_from_backend),
+            Err(e) => Err(e),
+        };
+        finish(&caller, rpc, result)
+    }
+
+    async fn reset_cluster_failover(
+        &self,
+        request: Request<pb::ResetClusterFailoverRequest>,
+    ) -> OpResult {
+        let rpc = Rpc::ResetClusterFailover;
+        let caller = authorize(&request, rpc)?;
+        let result = match redundancy_group("redundancy_group", request.get_ref().redundancy_group)
+        {
+            Ok(group) => self
+                .backend
+                .reset_failover(group)
+                .await
+                .map_err(status_from_backend),
+            Err(e) => Err(e),
+        };
+        finish(&caller, rpc, result)
+    }
+
+    async fn fail_spu(&self, request: Request<pb::FailSpuRequest>) -> OpResult {
+        let rpc = Rpc::FailSpu;
+        let caller = authorize(&request, rpc)?;
+        let result = match spu(request.get_ref().spu) {
+            Ok(n) => self.backend.fail_spu(n).await.map_err(status_from_backend),
+            Err(e) => Err(e),
+        };
+        finish(&caller, rpc, result)
+    }
+
+    async fn add_spu(&self, request: Request<pb::AddSpuRequest>) -> OpResult {
+        let rpc = Rpc::AddSpu;
+        let caller = authorize(&request, rpc)?;
+        let result = match spu(request.get_ref().spu) {
+            Ok(n) => self.backend.add_spu(n).await.map_err(status_from_backend),
             Err(e) => Err(e),
         };
         finish(&caller, rpc, result)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ike::cert::{Credential, KeyKind, PrivateKey, TrustStore, certs_from_pem};
@@ -18,7 +18,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
 use super::{EspOptions, GatewaySpec, ManualSpec, NodeSpec, TunnelSpec};
-use crate::config::model::{self, Auth, Binding, Config, Establish, NextHop, Remote};
+use crate::config::model::{self, Auth, Binding, Config, Establish, Member, NextHop, Remote};
 
 /// Inner MTU of `st0` interfaces unless configured: room for IPv4 + UDP + ESP with a
 /// 16-byte IV, padding and a 16-byte ICV inside a 1500-byte path.
@@ -116,6 +116,160 @@ impl NodeSpec {
             natt_listen,
         })
     }
+}
+
+/// What a chassis cluster member runs: who it is, how to reach the others, and the
+/// redundancy groups with everything that moves with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// This process (`vpnd --node`).
+    pub me: Member,
+    /// The cluster link address of every member, this one included, in
+    /// [`Member::ALL`] order.
+    pub members: Vec<(Member, SocketAddr)>,
+    /// This member's replicated log: `data-directory/<member>`, so that members
+    /// sharing a host (tests, one machine's containers) never share a log.
+    pub data_dir: PathBuf,
+    /// Cluster-wide settings and redundancy groups. On a gateway node, interface
+    /// monitors that name a reth are resolved to its child interface on that node; the
+    /// witness forwards nothing and so monitors nothing (its groups carry no monitors).
+    pub ha: ha::ClusterConfig,
+    /// The redundant Ethernet interfaces as this node sees them; empty on the witness.
+    pub reths: Vec<RethSpec>,
+    /// The redundancy group of each IKE gateway (by gateway name): the group of the
+    /// reth that carries its local address. Gateways and their SAs move with it.
+    pub gateway_groups: Vec<(String, u8)>,
+    /// The redundancy group of each manually keyed VPN (by VPN name), likewise.
+    pub manual_groups: Vec<(String, u8)>,
+}
+
+impl ClusterSpec {
+    /// The redundancy group of IKE gateway `gateway`.
+    pub fn gateway_group(&self, gateway: &str) -> Option<u8> {
+        self.gateway_groups
+            .iter()
+            .find(|(g, _)| g == gateway)
+            .map(|(_, n)| *n)
+    }
+}
+
+/// One redundant Ethernet interface on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RethSpec {
+    /// `rethN`.
+    pub name: String,
+    /// The redundancy group whose primary carries the addresses.
+    pub group: u8,
+    /// This node's child interface (`child-interface.node0` on node0).
+    pub interface: String,
+    /// The floating addresses (address, prefix length), IPv4 first.
+    pub addresses: Vec<(IpAddr, u8)>,
+}
+
+/// The cluster part of a configuration for member `member` (`vpnd --node`), or `None`
+/// for a standalone gateway.
+///
+/// The same file serves every member, so the member comes from the command line; a
+/// file with `[chassis.cluster]` and no member, or a member with no
+/// `[chassis.cluster]`, is refused rather than guessed at: either would start a node
+/// that forwards traffic the other node may forward too.
+pub fn cluster_spec(
+    cfg: &Config,
+    member: Option<Member>,
+) -> Result<Option<ClusterSpec>, SpecError> {
+    let (cluster, me) = match (&cfg.cluster, member) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(m)) => (c, m),
+        (Some(_), None) => {
+            return Err(err(
+                "chassis.cluster",
+                "the configuration is for a chassis cluster: say which member this is with \
+                 --node node0, node1 or witness (or VPND_NODE)",
+            ));
+        }
+        (None, Some(m)) => {
+            return Err(err(
+                "--node",
+                format!("{m} given, but the configuration has no [chassis.cluster]"),
+            ));
+        }
+    };
+    let reth_child = |name: &str| {
+        cfg.reths
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.child_interface(me))
+            .map(str::to_owned)
+    };
+    let groups = cluster
+        .redundancy_groups
+        .iter()
+        .map(|g| {
+            let mut out = ha::GroupConfig::new(g.id);
+            out.priority = g.priority;
+            out.preempt = g.preempt;
+            if me.is_gateway() {
+                out.interface_monitor = g
+                    .interface_monitor
+                    .iter()
+                    .map(|(name, w)| (reth_child(name).unwrap_or_else(|| name.clone()), *w))
+                    .collect();
+                out.ip_monitor = g
+                    .ip_monitoring
+                    .iter()
+                    .map(|m| ha::IpMonitor {
+                        address: m.address,
+                        weight: m.weight,
+                        interval: m.interval,
+                        threshold: m.threshold,
+                    })
+                    .collect();
+            }
+            if let Some(w) = g.spu_weight {
+                out.spu_weight = w;
+            }
+            out
+        })
+        .collect();
+    let reths = cfg
+        .reths
+        .iter()
+        .filter_map(|r| {
+            Some(RethSpec {
+                name: r.name.clone(),
+                group: r.redundancy_group,
+                interface: r.child_interface(me)?.to_owned(),
+                addresses: r.addresses().map(|a| (a.address, a.prefix_len)).collect(),
+            })
+        })
+        .collect();
+    let group_of = |local: Option<IpAddr>| {
+        local
+            .and_then(|a| cfg.reth_with_address(a))
+            .map(|r| r.redundancy_group)
+    };
+    Ok(Some(ClusterSpec {
+        me,
+        members: cluster.control_addresses.clone(),
+        data_dir: cluster.data_directory.join(me.to_string()),
+        ha: ha::ClusterConfig {
+            cluster_id: cluster.cluster_id,
+            heartbeat_interval: cluster.heartbeat_interval,
+            heartbeat_threshold: cluster.heartbeat_threshold,
+            groups,
+        },
+        reths,
+        gateway_groups: cfg
+            .gateways
+            .iter()
+            .filter_map(|g| Some((g.name.clone(), group_of(g.local_address)?)))
+            .collect(),
+        manual_groups: cfg
+            .manual_vpns
+            .iter()
+            .filter_map(|m| Some((m.name.clone(), group_of(Some(m.local_address))?)))
+            .collect(),
+    }))
 }
 
 fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError> {
