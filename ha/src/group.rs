@@ -261,7 +261,8 @@ impl GroupFsm {
             .is_none_or(|u| u <= now + self.lease - self.interval.min(self.lease));
         if due && needed {
             self.renewing = Some(now);
-            return Some(Command::Renew(self.fence()));
+            // The caller adds its replay marks.
+            return Some(Command::Renew(self.fence(), Vec::new()));
         }
         None
     }

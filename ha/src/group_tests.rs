@@ -108,11 +108,14 @@ fn a_renewal_in_between_makes_the_takeover_stale() {
     // node1 was cut off and believes the lease expired; node0 renewed meanwhile.
     let late = t + c.lease() * 2;
     let takeover = n1.poll(late, ALIVE).expect("proposes from its stale view");
-    let renew = Command::Renew(sa_sync::Fence {
-        group: 1,
-        node: Member::Node0,
-        epoch: 1,
-    });
+    let renew = Command::Renew(
+        sa_sync::Fence {
+            group: 1,
+            node: Member::Node0,
+            epoch: 1,
+        },
+        Vec::new(),
+    );
     assert!(log.apply(&renew, &mut [&mut n0], late));
     assert!(!log.apply(&takeover, &mut [&mut n0, &mut n1], late));
     assert_eq!(log.state.group(1).owner, Some(Member::Node0));
@@ -135,7 +138,7 @@ fn owner_renews_every_interval_and_stops_when_renewals_stop() {
     n0.acquired(t);
     assert_eq!(n0.poll(t + ms(10), ALIVE), None, "fresh lease");
     let at = t + c.heartbeat_interval;
-    assert!(matches!(n0.poll(at, ALIVE), Some(Command::Renew(_))));
+    assert!(matches!(n0.poll(at, ALIVE), Some(Command::Renew(..))));
     // The renewal never commits: forwarding ends with the first lease.
     assert!(n0.forward_until(t + c.lease() - ms(1)).is_some());
     assert!(n0.forward_until(t + c.lease()).is_none());
@@ -202,7 +205,10 @@ fn preempt_waits_for_its_delay() {
         priority: 200,
         alive: true,
     };
-    assert!(matches!(n1.poll(t, better), None | Some(Command::Renew(_))));
+    assert!(matches!(
+        n1.poll(t, better),
+        None | Some(Command::Renew(..))
+    ));
     n1.renewed(t);
     let before = t + Duration::from_secs(9);
     assert!(!matches!(

@@ -20,8 +20,10 @@ pub enum Command {
         /// The group's lease counter the candidate saw.
         lease: u64,
     },
-    /// The owner extends its lease.
-    Renew(Fence),
+    /// The owner extends its lease, and records its inbound high marks as of the
+    /// renewal: a renewal never commits without them, so what an owner accepts beyond
+    /// the replicated marks is bounded by one lease (see `ha::group`).
+    Renew(Fence, Vec<(SaId, u64)>),
     /// The owner gives the group up (manual failover, preempt, shutdown): it has already
     /// stopped forwarding, so the other node may take over at once.
     Release(Fence),

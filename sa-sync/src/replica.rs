@@ -205,8 +205,15 @@ impl<S: LogStore> Replica<S> {
             return Ok(());
         }
         match self.node.step(msg) {
-            // A message for a peer raft-rs does not know, or a stale one: not our fault.
-            Ok(()) | Err(raft::Error::StepPeerNotFound | raft::Error::StepLocalMsg) => Ok(()),
+            // A message for a peer raft-rs does not know, a stale one, or a proposal a
+            // follower forwarded to us while we cannot take it (the proposer times out
+            // and retries): none of them is our failure.
+            Ok(())
+            | Err(
+                raft::Error::StepPeerNotFound
+                | raft::Error::StepLocalMsg
+                | raft::Error::ProposalDropped,
+            ) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -354,5 +361,13 @@ impl<S: LogStore> Replica<S> {
     /// Reports a member unreachable, so the leader probes instead of streaming to it.
     pub fn report_unreachable(&mut self, member: Member) {
         self.node.report_unreachable(member.raft_id());
+    }
+
+    /// Reports that a snapshot sent to `member` was lost. raft-rs keeps a member it sent
+    /// a snapshot to paused until that member acknowledges it; a snapshot lost on the
+    /// way would leave the member behind until the next leader change.
+    pub fn report_snapshot_lost(&mut self, member: Member) {
+        self.node
+            .report_snapshot(member.raft_id(), raft::SnapshotStatus::Failure);
     }
 }

@@ -150,10 +150,11 @@ impl ClusterState {
                 g.lease += 1;
                 Ok(())
             }
-            Command::Renew(fence) => {
+            Command::Renew(fence, marks) => {
                 self.check(fence)?;
                 let g = self.groups.entry(fence.group).or_default();
                 g.lease += 1;
+                self.raise_marks(marks);
                 Ok(())
             }
             Command::Release(fence) => {
@@ -232,12 +233,16 @@ impl ClusterState {
             }
             Command::ReplayMarks(fence, marks) => {
                 self.check(fence)?;
-                for (sa, high) in marks {
-                    if let Some(m) = self.replay.get_mut(sa) {
-                        *m = (*m).max(*high);
-                    }
-                }
+                self.raise_marks(marks);
                 Ok(())
+            }
+        }
+    }
+
+    fn raise_marks(&mut self, marks: &[(SaId, u64)]) {
+        for (sa, high) in marks {
+            if let Some(m) = self.replay.get_mut(sa) {
+                *m = (*m).max(*high);
             }
         }
     }

@@ -55,7 +55,7 @@ fn acquire_needs_the_current_view_and_bumps_epoch() {
     // A renewal after node1 looked makes its view stale as well.
     let seen = s.group(1);
     assert_eq!(
-        s.apply(3, &Command::Renew(fence(1, Member::Node0, 1))),
+        s.apply(3, &Command::Renew(fence(1, Member::Node0, 1), Vec::new())),
         Ok(())
     );
     let late = Command::Acquire {
@@ -97,7 +97,7 @@ fn deposed_owner_cannot_write() {
     assert_eq!(s.apply(2, &put), Ok(()));
     acquire(&mut s, 3, 1, Member::Node1).unwrap();
     for (i, cmd) in [
-        Command::Renew(old),
+        Command::Renew(old, Vec::new()),
         Command::Release(old),
         Command::Reserve {
             fence: old,
@@ -225,7 +225,7 @@ fn command() -> impl Strategy<Value = Command> {
                 lease,
             }
         }),
-        f.clone().prop_map(Command::Renew),
+        f.clone().prop_map(|f| Command::Renew(f, Vec::new())),
         f.clone().prop_map(Command::Release),
         (f.clone(), 1u32..4, 1u32..4, 0u64..1000).prop_map(|(fence, i, o, reserve)| {
             Command::PutChildSa {
