@@ -1,4 +1,5 @@
-//! Generates the management API's messages, client and server from `management.proto`.
+//! Generates the messages, clients and servers of the management API (`management.proto`)
+//! and of the cluster transport (`cluster.proto`).
 //!
 //! protoc comes from `protoc-bin-vendored` and is handed to prost-build directly, never
 //! through the `PROTOC` environment variable: raft-proto's build reads that variable and
@@ -7,8 +8,13 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=management.proto");
+    println!("cargo:rerun-if-changed=cluster.proto");
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_prost_build::configure().compile_with_config(config, &["management.proto"], &["."])?;
+    tonic_prost_build::configure().compile_with_config(
+        config,
+        &["management.proto", "cluster.proto"],
+        &["."],
+    )?;
     Ok(())
 }
