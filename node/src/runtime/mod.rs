@@ -317,6 +317,14 @@ fn spawn_bridge(
                             g.do_send(gateway::DataplaneNotice { worker, event });
                         }
                     }
+                    Ok(DataplaneEvent::WorkerFailed { worker }) => {
+                        // Re-anchoring the worker's tunnels on the survivors is not built
+                        // yet (cluster issue, services cards): say so loudly.
+                        tracing::error!(
+                            spu = worker,
+                            "SPU failed: tunnels anchored on it are down until renegotiated"
+                        );
+                    }
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 }
