@@ -9,6 +9,7 @@ pub mod config;
 
 pub use config::{Config, ConfigError, Diagnostic};
 pub mod cli;
+pub mod cluster;
 pub mod demo;
 pub mod mgmt;
 pub mod runtime;

@@ -139,8 +139,13 @@ impl UdpSocket {
             Type::DGRAM.cloexec(),
             Some(Protocol::UDP),
         )?;
+        // IP_FREEBIND: a cluster's standby binds its floating (reth) address before it
+        // holds it, so the socket is ready the moment the address moves here.
         if addr.is_ipv6() {
             sock.set_only_v6(true)?;
+            sock.set_freebind_v6(true)?;
+        } else {
+            sock.set_freebind_v4(true)?;
         }
         sock.set_reuse_port(reuse_port)?;
         super::set_recv_buffer(&sock, RECV_BUFFER);

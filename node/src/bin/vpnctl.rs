@@ -38,7 +38,7 @@ Commands (Junos operational syntax):
   delete security ike proposal|policy|gateway NAME            (operator)
   delete security ipsec proposal|policy|vpn NAME              (operator)
   monitor security events [kind KIND]... [gateway NAME] [vpn NAME]
-  pki init DIR [--san NAME]... [--force]
+  pki init DIR [--san NAME]... [--force]   management and cluster certificates
 
 Credentials: --pki DIR uses DIR/ca.pem, DIR/IDENTITY.pem and DIR/IDENTITY.key, with
 IDENTITY from --identity (operator or read-only, as written by `pki init`); or name the
@@ -440,7 +440,8 @@ enum MonitorWhat {
 
 #[derive(Subcommand, Debug)]
 enum Pki {
-    /// Write a CA, a server certificate and operator and read-only client certificates.
+    /// Write a CA, a server certificate and operator and read-only client certificates,
+    /// and a cluster CA with one certificate per cluster member (node0, node1, witness).
     Init {
         /// Directory to write to (created if missing).
         dir: PathBuf,
@@ -615,6 +616,11 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 println!(
                     "client: vpnctl --pki {} [--identity read-only] ...",
+                    dir.display()
+                );
+                println!(
+                    "cluster: copy {0} to node0, node1 and the witness; each runs vpnd --node MEMBER --pki {0} \
+                     (cluster-ca.pem, cluster-MEMBER.pem, cluster-MEMBER.key)",
                     dir.display()
                 );
             }

@@ -120,13 +120,18 @@ fn real_main() -> Result<()> {
                 }
                 (None, _) => None,
             };
-            run(spec, mgmt)
+            run(spec, cluster, mgmt, args.pki.as_deref())
         }
         Command::Demo { .. } => unreachable!("handled before loading a configuration"),
     }
 }
 
-fn run(spec: NodeSpec, mgmt: Option<(std::net::SocketAddr, PathBuf)>) -> Result<()> {
+fn run(
+    mut spec: NodeSpec,
+    cluster: Option<node::runtime::spec::ClusterSpec>,
+    mgmt: Option<(std::net::SocketAddr, PathBuf)>,
+    pki: Option<&std::path::Path>,
+) -> Result<()> {
     if !is_root() {
         bail!(
             "vpnd needs root (CAP_NET_ADMIN and CAP_NET_RAW): it creates TUN interfaces, \
@@ -139,8 +144,40 @@ fn run(spec: NodeSpec, mgmt: Option<(std::net::SocketAddr, PathBuf)>) -> Result<
             .build()
             .unwrap_or_else(|e| panic!("cannot build the tokio runtime: {e}"))
     });
+    if let Some(c) = &cluster {
+        for g in &mut spec.gateways {
+            g.group = c.gateway_group(&g.name);
+        }
+    }
     system.block_on(async move {
+        let member = match &cluster {
+            Some(c) => {
+                let pki = pki.context(
+                    "a chassis cluster member needs --pki DIR with the cluster certificates \
+                     (`vpnctl pki init DIR` writes them; copy the directory to every member)",
+                )?;
+                let handle = node::cluster::start_member(c, pki)
+                    .await
+                    .context("starting the cluster member")?;
+                tracing::info!(member = %c.me, listen = %handle.local_addr(), "cluster member started");
+                Some((c.clone(), handle))
+            }
+            None => None,
+        };
+        if let Some((c, handle)) = &member
+            && c.me == Member::Witness
+        {
+            tracing::info!("witness running: it votes and keeps the cluster log, forwards nothing");
+            wait_for_signal().await?;
+            handle.clone().shutdown().await;
+            return Ok(());
+        }
         let node = Node::start(spec).await.context("starting the node")?;
+        if let Some((c, handle)) = &member {
+            node::cluster::join(&node, c.clone(), handle.clone())
+                .await
+                .context("joining the chassis cluster")?;
+        }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         if let Some((listen, dir)) = mgmt {
             let tls = node::mgmt::TlsFiles::from_pki_dir(&dir, "server");

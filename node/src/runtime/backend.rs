@@ -13,10 +13,11 @@ use tokio::sync::broadcast;
 
 use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, Status, Terminate};
 use super::spu::Spus;
+use crate::mgmt::Member;
 use crate::mgmt::backend::{
-    Backend, BackendError, ClearScope, ConfigObjectKind, EventView, IkeRole, IkeSaState, IkeSaView,
-    IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView, StatsView, TerminateTarget,
-    TrafficSelectorView, TunnelMapEntry,
+    Backend, BackendError, ClearScope, ClusterStatusView, ConfigObjectKind, EventView, IkeRole,
+    IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView, StatsView,
+    TerminateTarget, TrafficSelectorView, TunnelMapEntry,
 };
 
 /// A gateway actor with the names the API knows it by.
@@ -38,6 +39,8 @@ pub struct RuntimeBackend {
     gateways: Vec<GatewayHandle>,
     spus: Spus,
     events: broadcast::Sender<EventView>,
+    /// The redundancy-group actor, once the node joined its chassis cluster.
+    cluster: std::sync::OnceLock<actix::Addr<crate::cluster::redundancy::Redundancy>>,
 }
 
 impl RuntimeBackend {
@@ -51,7 +54,28 @@ impl RuntimeBackend {
             gateways,
             spus,
             events,
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Serves the chassis cluster commands from the node's redundancy-group actor.
+    pub fn join_cluster(&self, redundancy: actix::Addr<crate::cluster::redundancy::Redundancy>) {
+        let _ = self.cluster.set(redundancy);
+    }
+
+    fn redundancy(
+        &self,
+    ) -> Result<&actix::Addr<crate::cluster::redundancy::Redundancy>, BackendError> {
+        self.cluster.get().ok_or_else(BackendError::not_clustered)
+    }
+
+    async fn pin(&self, group: u8, node: Option<Member>) -> Result<(), BackendError> {
+        use crate::cluster::redundancy::Pin;
+        self.redundancy()?
+            .send(Pin { group, node })
+            .await
+            .map_err(unavailable)?
+            .map_err(|e| BackendError::Unavailable(format!("cluster log: {e}")))
     }
 
     fn by_vpn(&self, vpn: &str) -> Result<&GatewayHandle, BackendError> {
@@ -313,6 +337,29 @@ impl Backend for RuntimeBackend {
         } else {
             OperationOutcome::NoChange(format!("gateway {}: no IKE SA", g.name))
         })
+    }
+
+    async fn cluster_status(&self) -> Result<ClusterStatusView, BackendError> {
+        use crate::cluster::redundancy::Status;
+        self.redundancy()?.send(Status).await.map_err(unavailable)
+    }
+
+    async fn request_failover(
+        &self,
+        group: u8,
+        node: Member,
+    ) -> Result<OperationOutcome, BackendError> {
+        self.pin(group, Some(node)).await?;
+        Ok(OperationOutcome::Done(format!(
+            "redundancy group {group}: failover to {node} requested (pinned until reset)"
+        )))
+    }
+
+    async fn reset_failover(&self, group: u8) -> Result<OperationOutcome, BackendError> {
+        self.pin(group, None).await?;
+        Ok(OperationOutcome::Done(format!(
+            "redundancy group {group}: manual failover reset"
+        )))
     }
 
     async fn rekey(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use dataplane::engine::EngineEvent;
-use dataplane::sa::UdpEncap;
+use dataplane::sa::{SaConfig, UdpEncap};
 use ike::engine::{Event, IkeSa};
+use sa_sync::cluster::ClusterHandle;
+use sa_sync::{ChildSaRecord, ClusterState, Command, Fence, IkeSaRecord, SaId};
 use tokio::sync::broadcast;
 
 use super::GatewaySpec;
@@ -15,6 +17,7 @@ use super::child_sa::{ChildSa, ChildSaInfo, Close, Describe};
 use super::ike_socket::{IkeSocket, RouteSpi, SendIke};
 use super::mapping;
 use super::spu::Spus;
+use crate::cluster::records;
 use crate::mgmt::backend::{EventKind, EventView};
 
 /// Wait before initiating again after a failure.
@@ -67,6 +70,45 @@ pub struct DataplaneNotice {
     pub event: EngineEvent,
 }
 
+/// This node became primary of the gateway's redundancy group: continue the replicated
+/// IKE SA and child SAs (or negotiate if there are none), writing through the log.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Activate {
+    /// What this node writes with.
+    pub fence: Fence,
+    /// The cluster member.
+    pub handle: ClusterHandle,
+    /// The replicated state at the takeover.
+    pub state: Box<ClusterState>,
+}
+
+impl std::fmt::Debug for Activate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activate")
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This node is no longer primary: forget the SAs without telling the peer (the other
+/// node carries them on).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Deactivate;
+
+/// Where a clustered gateway writes while it is primary.
+#[derive(Clone)]
+struct Replication {
+    handle: ClusterHandle,
+    fence: Fence,
+}
+
+/// Sequence numbers the first reservation of a new SA allows (before any rate is
+/// known); well above the dataplane's low-water mark, so the next reservation is asked
+/// for long before this one runs out.
+const FIRST_RESERVATION: u64 = 1 << 16;
+
 /// State of the gateway, for `show security ike security-associations`.
 #[derive(Message, Debug)]
 #[rtype(result = "GatewayInfo")]
@@ -116,6 +158,15 @@ pub struct Gateway {
     buf: Vec<u8>,
     events: broadcast::Sender<EventView>,
     established_at: Option<SystemTime>,
+    /// While primary of its redundancy group (clustered gateways only).
+    cluster: Option<Replication>,
+    /// IKE datagrams waiting for the state they depend on to be committed.
+    held: Vec<SendIke>,
+    replicating: bool,
+    /// The IKE SA state version last committed to the log.
+    replicated: Option<u64>,
+    /// Outbound sequence limits committed per outbound SPI, and the packet rate seen.
+    reservations: std::collections::HashMap<u32, (u64, ha::RateMeter)>,
 }
 
 /// A child SA pair this gateway installed.
@@ -159,7 +210,17 @@ impl Gateway {
             buf: Vec::with_capacity(2048),
             events,
             established_at: None,
+            cluster: None,
+            held: Vec::new(),
+            replicating: false,
+            replicated: None,
+            reservations: std::collections::HashMap::new(),
         }
+    }
+
+    /// Clustered and not primary: the gateway neither negotiates nor answers.
+    fn passive(&self) -> bool {
+        self.spec.group.is_some() && self.cluster.is_none()
     }
 
     /// Publishes an event on the management feed (nobody listening is fine).
@@ -179,7 +240,7 @@ impl Gateway {
     }
 
     fn initiate(&mut self, ctx: &mut Context<Self>) {
-        if self.sa.is_some() {
+        if self.sa.is_some() || self.passive() {
             return;
         }
         let remote = SocketAddr::new(self.spec.remote, 500);
@@ -243,7 +304,7 @@ impl Gateway {
         if let Some(sa) = &mut self.sa {
             while let Some(t) = sa.poll_transmit(&mut self.buf) {
                 self.remote = t.destination;
-                self.socket.do_send(SendIke {
+                self.held.push(SendIke {
                     src: t.local,
                     dst: t.destination,
                     natt: t.non_esp_marker,
@@ -257,6 +318,7 @@ impl Gateway {
         for e in events {
             self.on_event(e, ctx);
         }
+        self.flush(ctx);
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }
@@ -302,7 +364,7 @@ impl Gateway {
                     Some(u64::from(install.inbound.spi)),
                     format!("IPsec SA {:#010x} {what}", install.inbound.spi),
                 );
-                self.install_child(&install);
+                self.install_child(&install, ctx);
             }
             Event::ChildSaDeleted { inbound_spi, .. } => {
                 self.publish(
@@ -401,21 +463,283 @@ impl Gateway {
         }
     }
 
-    fn install_child(&mut self, install: &ike::engine::ChildSaInstall) {
+    /// Sends the held IKE datagrams. A clustered primary first commits the IKE SA's new
+    /// state (message IDs, keys, children) to the log: write-ahead, so the standby never
+    /// lags behind what the peer has seen.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.replicating {
+            return;
+        }
+        let pending = match (&self.cluster, &self.sa) {
+            (Some(rep), Some(sa)) if sa.is_established() => {
+                let version = sa.state_version();
+                (self.replicated != Some(version)).then(|| {
+                    sa.snapshot(Instant::now())
+                        .map(|snap| (rep.clone(), version, snap))
+                })
+            }
+            _ => None,
+        };
+        let Some(pending) = pending else {
+            for m in self.held.drain(..) {
+                self.socket.do_send(m);
+            }
+            return;
+        };
+        let (rep, version, snapshot) = match pending {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(gateway = %self.spec.name, error = %e, "IKE SA snapshot failed");
+                return;
+            }
+        };
+        let (spi_i, spi_r) = snapshot.spis();
+        let state = match records::encode_ike(&snapshot) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(gateway = %self.spec.name, error = %e, "IKE SA record does not encode");
+                return;
+            }
+        };
+        let record = IkeSaRecord {
+            gateway: self.spec.name.clone(),
+            group: rep.fence.group,
+            spi_i,
+            spi_r,
+            version,
+            state,
+        };
+        self.replicating = true;
+        let handle = rep.handle.clone();
+        let fence = rep.fence;
+        let fut = async move { handle.propose(Command::PutIkeSa(fence, record)).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.replicating = false;
+            match res {
+                Ok(Ok(())) => {
+                    act.replicated = Some(version);
+                    act.flush(ctx);
+                }
+                Ok(Err(rejected)) => {
+                    // Deposed: the datagrams belong to the new primary now.
+                    tracing::warn!(gateway = %act.spec.name, %rejected, "IKE SA not replicated: datagrams dropped");
+                    act.held.clear();
+                }
+                Err(e) => {
+                    // Retransmissions (ours or the peer's) bring the exchange back.
+                    tracing::warn!(gateway = %act.spec.name, error = %e, "IKE SA not replicated: datagrams dropped");
+                    act.held.clear();
+                }
+            }
+        }));
+    }
+
+    /// Proposes a write if this gateway is a clustered primary (fire and forget: the
+    /// records it keeps tidy are also superseded by the next IKE SA record).
+    fn write(&self, command: impl FnOnce(Fence) -> Command) {
+        if let Some(rep) = &self.cluster {
+            let handle = rep.handle.clone();
+            let command = command(rep.fence);
+            actix::spawn(async move {
+                if let Err(e) = handle.propose(command).await {
+                    tracing::warn!(error = %e, "cluster write lost");
+                }
+            });
+        }
+    }
+
+    /// Starts the actor of a child SA pair, anchored on this gateway's SPU.
+    fn start_child(&mut self, inbound: SaConfig, outbound: SaConfig) {
+        let (inbound_spi, outbound_spi) = (inbound.spi, outbound.spi);
+        let actor = ChildSa::new(self.spus.clone(), self.anchor, inbound, outbound).start();
+        self.children.push(Child {
+            inbound_spi,
+            outbound_spi,
+            actor,
+        });
+    }
+
+    /// Installs a pair only once its record and first reservation are committed: the
+    /// standby must know every SA before a packet is sent on it.
+    fn install_replicated(
+        &mut self,
+        install: &ike::engine::ChildSaInstall,
+        mut inbound: SaConfig,
+        mut outbound: SaConfig,
+        from: (u64, u64),
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(rep) = self.cluster.clone() else {
+            return;
+        };
+        let (mark, reserved) = from;
+        let limit = reserved + FIRST_RESERVATION;
+        let record = match records::encode_child(install) {
+            Ok(secret) => ChildSaRecord {
+                gateway: self.spec.name.clone(),
+                group: rep.fence.group,
+                inbound_spi: inbound.spi,
+                outbound_spi: outbound.spi,
+                anchor: self.anchor as u32,
+                install: secret,
+            },
+            Err(e) => {
+                tracing::error!(gateway = %self.spec.name, error = %e, "child SA record does not encode");
+                return;
+            }
+        };
+        inbound.initial_seq = mark;
+        outbound.initial_seq = reserved;
+        outbound.seq_limit = limit;
+        let handle = rep.handle.clone();
+        let fence = rep.fence;
+        // One entry carries the record and the reservation the SA starts with.
+        let fut = async move {
+            handle
+                .propose(Command::PutChildSa {
+                    fence,
+                    record,
+                    reserve: limit,
+                })
+                .await
+        };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
+            Ok(Ok(())) => {
+                act.reservations
+                    .insert(outbound.spi, (limit, ha::RateMeter::new()));
+                act.start_child(inbound, outbound);
+            }
+            Ok(Err(e)) => tracing::warn!(gateway = %act.spec.name, error = %e, "child SA not replicated: not installed"),
+            Err(e) => tracing::warn!(gateway = %act.spec.name, error = %e, "child SA not replicated: not installed"),
+        }));
+    }
+
+    /// Asks the log for more outbound sequence numbers; the dataplane may use them once
+    /// committed.
+    fn reserve_more(
+        &mut self,
+        key: dataplane::sa::SaKey,
+        seq: u64,
+        limit: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(rep) = self.cluster.clone() else {
+            return;
+        };
+        let policy = ha::ReservePolicy {
+            min_block: FIRST_RESERVATION,
+            ..ha::ReservePolicy::default()
+        };
+        let entry = self
+            .reservations
+            .entry(key.spi)
+            .or_insert((limit, ha::RateMeter::new()));
+        let rate = entry.1.sample(Instant::now(), seq);
+        let upto = policy.next_limit(seq, limit.max(entry.0), rate);
+        let handle = rep.handle.clone();
+        let sa = SaId {
+            gateway: self.spec.name.clone(),
+            spi: key.spi,
+        };
+        let fence = rep.fence;
+        let fut = async move { handle.propose(Command::Reserve { fence, sa, upto }).await };
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _| {
+            if let Ok(Ok(())) = res {
+                if let Some(e) = act.reservations.get_mut(&key.spi) {
+                    e.0 = e.0.max(upto);
+                }
+                if let Err(e) = act.spus.extend_reservation(act.anchor, key, upto) {
+                    tracing::warn!(gateway = %act.spec.name, error = %e, "extending the reservation");
+                }
+            }
+        }));
+    }
+
+    /// Continues the replicated IKE SA and child SAs of this gateway.
+    fn restore(&mut self, state: &ClusterState, ctx: &mut Context<Self>) {
+        let Some(record) = state.ike_sa(&self.spec.name) else {
+            if self.spec.initiate {
+                self.initiate(ctx);
+            }
+            return;
+        };
+        let restored = records::decode_ike(&record.state).and_then(|snap| {
+            IkeSa::restore(self.spec.ike.clone(), snap, Self::rng(), Instant::now())
+                .map_err(|e| e.to_string())
+        });
+        let sa = match restored {
+            Ok(sa) => sa,
+            Err(e) => {
+                tracing::error!(gateway = %self.spec.name, error = %e, "replicated IKE SA not restorable: negotiating anew");
+                if self.spec.initiate {
+                    self.initiate(ctx);
+                }
+                return;
+            }
+        };
+        tracing::warn!(
+            gateway = %self.spec.name,
+            spi_i = format_args!("{:016x}", record.spi_i),
+            spi_r = format_args!("{:016x}", record.spi_r),
+            "IKE SA taken over from the replicated state"
+        );
+        self.replicated = Some(sa.state_version());
+        let remote = sa.addresses().1;
+        self.set_sa(sa, ctx);
+        self.remote = remote;
+        self.established_at = Some(SystemTime::now());
+        let children: Vec<ChildSaRecord> = state.child_sas(&self.spec.name).cloned().collect();
+        for child in &children {
+            let install = match records::decode_child(&child.install) {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::error!(gateway = %self.spec.name, error = %e, "replicated child SA not decodable");
+                    continue;
+                }
+            };
+            let udp_encap = install.udp_encap.map(|(local_port, remote_port)| UdpEncap {
+                local_port,
+                remote_port,
+            });
+            let Ok((inbound, outbound)) = mapping::child_sas(&install, &self.spec, udp_encap)
+            else {
+                continue;
+            };
+            let mark = state
+                .replay_mark(&SaId {
+                    gateway: self.spec.name.clone(),
+                    spi: inbound.spi,
+                })
+                .unwrap_or(0);
+            let reserved = state
+                .reservation(&SaId {
+                    gateway: self.spec.name.clone(),
+                    spi: outbound.spi,
+                })
+                .unwrap_or(0);
+            tracing::info!(
+                gateway = %self.spec.name,
+                inbound = format_args!("{:#010x}", inbound.spi),
+                outbound = format_args!("{:#010x}", outbound.spi),
+                replay_mark = mark,
+                reservation = reserved,
+                "child SA taken over"
+            );
+            self.install_replicated(&install, inbound, outbound, (mark, reserved), ctx);
+        }
+        self.drive(ctx);
+    }
+
+    fn install_child(&mut self, install: &ike::engine::ChildSaInstall, ctx: &mut Context<Self>) {
         let udp_encap = install.udp_encap.map(|(local_port, remote_port)| UdpEncap {
             local_port,
             remote_port,
         });
         match mapping::child_sas(install, &self.spec, udp_encap) {
-            Ok((inbound, outbound)) => {
-                let (inbound_spi, outbound_spi) = (inbound.spi, outbound.spi);
-                let actor = ChildSa::new(self.spus.clone(), self.anchor, inbound, outbound).start();
-                self.children.push(Child {
-                    inbound_spi,
-                    outbound_spi,
-                    actor,
-                });
+            Ok((inbound, outbound)) if self.cluster.is_some() => {
+                self.install_replicated(install, inbound, outbound, (0, 0), ctx);
             }
+            Ok((inbound, outbound)) => self.start_child(inbound, outbound),
             Err(e) => {
                 tracing::error!(gateway = %self.spec.name, error = %e, "child SA not installable");
             }
@@ -430,10 +754,23 @@ impl Gateway {
         {
             let c = self.children.remove(i);
             c.actor.do_send(Close);
+            self.reservations.remove(&c.outbound_spi);
+            let sa = SaId {
+                gateway: self.spec.name.clone(),
+                spi: inbound_spi,
+            };
+            self.write(|fence| Command::DeleteChildSa(fence, sa));
         }
     }
 
     fn teardown(&mut self, ctx: &mut Context<Self>) {
+        if self.sa.is_some() {
+            let gateway = self.spec.name.clone();
+            self.write(|fence| Command::DeleteIkeSa(fence, gateway));
+        }
+        self.replicated = None;
+        self.held.clear();
+        self.reservations.clear();
         self.sa = None;
         self.established_at = None;
         self.route(None, ctx);
@@ -451,7 +788,8 @@ impl Actor for Gateway {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if self.spec.initiate {
+        // A clustered gateway waits for its redundancy group (`Activate`).
+        if self.spec.initiate && !self.passive() {
             self.initiate(ctx);
         }
     }
@@ -461,6 +799,10 @@ impl Handler<Datagram> for Gateway {
     type Result = ();
 
     fn handle(&mut self, msg: Datagram, ctx: &mut Context<Self>) {
+        if self.passive() {
+            tracing::debug!(gateway = %self.spec.name, "IKE datagram while standing by: dropped");
+            return;
+        }
         // Both ends initiating at once: exactly one of the two IKE_SA_INITs must win, or
         // each drops the other's request and both time out. The end with the higher
         // address yields and answers; the other ignores the request and keeps its own.
@@ -515,6 +857,14 @@ impl Handler<Shutdown> for Gateway {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        if self.spec.group.is_some() {
+            // A cluster member going down hands its tunnels over; deleting them at the
+            // peer would end them for the whole cluster.
+            self.cluster = None;
+            self.teardown(ctx);
+            ctx.stop();
+            return;
+        }
         if let Some(sa) = &mut self.sa
             && sa.delete(Instant::now()).is_ok()
         {
@@ -539,7 +889,13 @@ impl Handler<DataplaneNotice> for Gateway {
     fn handle(&mut self, msg: DataplaneNotice, ctx: &mut Context<Self>) {
         let key = match msg.event {
             EngineEvent::SoftLifetime(k) | EngineEvent::RekeyRequired(k) => k,
-            EngineEvent::HardLifetime(_) | EngineEvent::ReservationLow { .. } => return,
+            EngineEvent::ReservationLow { key, seq, limit } => {
+                if self.children.iter().any(|c| c.outbound_spi == key.spi) {
+                    self.reserve_more(key, seq, limit, ctx);
+                }
+                return;
+            }
+            EngineEvent::HardLifetime(_) => return,
         };
         let Some(child) = self
             .children
@@ -647,4 +1003,45 @@ fn is_init_request(data: &[u8]) -> bool {
         && data[18] == 34
         && data[19] & 0x20 == 0
         && data[19] & 0x08 != 0
+}
+
+impl Handler<Activate> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, msg: Activate, ctx: &mut Context<Self>) {
+        let again = self.cluster.is_some();
+        self.cluster = Some(Replication {
+            handle: msg.handle,
+            fence: msg.fence,
+        });
+        if again && self.sa.is_some() {
+            // Primary again at a new epoch without having stood by: write everything
+            // again under the new fence.
+            self.replicated = None;
+            self.drive(ctx);
+            return;
+        }
+        self.teardown_silently(ctx);
+        self.restore(&msg.state, ctx);
+    }
+}
+
+impl Handler<Deactivate> for Gateway {
+    type Result = ();
+
+    fn handle(&mut self, _: Deactivate, ctx: &mut Context<Self>) {
+        if self.cluster.take().is_some() {
+            tracing::warn!(gateway = %self.spec.name, "standing by: SAs left to the new primary");
+        }
+        self.teardown_silently(ctx);
+    }
+}
+
+impl Gateway {
+    /// Forgets the SAs without Delete to the peer and without cluster writes.
+    fn teardown_silently(&mut self, ctx: &mut Context<Self>) {
+        let cluster = self.cluster.take();
+        self.teardown(ctx);
+        self.cluster = cluster;
+    }
 }

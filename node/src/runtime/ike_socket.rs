@@ -93,12 +93,10 @@ impl IkeSocket {
     ) -> Result<IkeSocket, RuntimeError> {
         let mut sockets = Vec::new();
         for addr in addrs {
-            let s = UdpSocket::bind(addr)
-                .await
-                .map_err(|source| RuntimeError::IkeSocket {
-                    addr: *addr,
-                    source,
-                })?;
+            let s = bind_freely(*addr).map_err(|source| RuntimeError::IkeSocket {
+                addr: *addr,
+                source,
+            })?;
             sockets.push(Arc::new(s));
         }
         Ok(IkeSocket {
@@ -231,4 +229,20 @@ impl Handler<RegisterPeer> for IkeSocket {
     fn handle(&mut self, msg: RegisterPeer, _: &mut Context<Self>) {
         self.by_peer.insert(msg.peer, msg.gateway);
     }
+}
+
+/// Binds with IP_FREEBIND: a cluster's standby listens on its floating (reth) address
+/// before the address moves to it.
+fn bind_freely(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+        sock.set_freebind_v6(true)?;
+    } else {
+        sock.set_freebind_v4(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
 }

@@ -121,6 +121,10 @@ pub struct GatewaySpec {
     pub initiate: bool,
     /// ESP options.
     pub esp: EspOptions,
+    /// The chassis-cluster redundancy group that owns the gateway; `None` standalone.
+    /// A clustered gateway negotiates and answers only while its node is the group's
+    /// primary, and writes its SAs through the replicated log.
+    pub group: Option<u8>,
 }
 
 /// A manually keyed SA pair (Junos `vpn NAME manual`).
@@ -181,6 +185,8 @@ pub struct Node {
     pub spus: Spus,
     /// What the management API serves.
     pub backend: Arc<backend::RuntimeBackend>,
+    /// Control of the dataplane (fence, sequence marks) for the chassis cluster.
+    pub dataplane: dataplane::worker::DataplaneHandle,
     stop: Arc<AtomicBool>,
     bridge: Option<JoinHandle<()>>,
 }
@@ -263,6 +269,7 @@ impl Node {
             gateways,
             spus,
             backend,
+            dataplane: handle,
             stop,
             bridge: Some(bridge),
         })

@@ -1,4 +1,5 @@
-//! Addresses and static routes of `st0.N` interfaces, over rtnetlink.
+//! Addresses and static routes of `st0.N` interfaces and the floating addresses of
+//! redundant (`rethN`) interfaces, over rtnetlink.
 //!
 //! The dataplane creates the TUN devices and brings them up; which addresses they carry
 //! and which prefixes route into them is configuration, applied here with netlink (the
@@ -27,18 +28,7 @@ pub async fn configure(tunnel: &TunnelSpec) -> Result<(), String> {
 }
 
 async fn apply(handle: &rtnetlink::Handle, tunnel: &TunnelSpec) -> Result<(), String> {
-    let name = tunnel.name();
-    let index = handle
-        .link()
-        .get()
-        .match_name(name.clone())
-        .execute()
-        .try_next()
-        .await
-        .map_err(|e| format!("looking up {name}: {e}"))?
-        .ok_or_else(|| format!("{name} does not exist"))?
-        .header
-        .index;
+    let index = link_index(handle, &tunnel.name()).await?;
     for (addr, len) in &tunnel.addresses {
         handle
             .address()
@@ -63,4 +53,67 @@ async fn apply(handle: &rtnetlink::Handle, tunnel: &TunnelSpec) -> Result<(), St
             .map_err(|e| format!("route {dst}/{len}: {e}"))?;
     }
     Ok(())
+}
+
+/// Adds (`present`) or removes a redundant interface's floating addresses: what moves
+/// with a redundancy group. Removing an address that is not there is not an error.
+pub async fn set_addresses(
+    interface: &str,
+    addresses: &[(IpAddr, u8)],
+    present: bool,
+) -> Result<(), String> {
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
+    let task = tokio::spawn(connection);
+    let result = async {
+        let index = link_index(&handle, interface).await?;
+        for (addr, len) in addresses {
+            if present {
+                handle
+                    .address()
+                    .add(index, *addr, *len)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(|e| format!("address {addr}/{len}: {e}"))?;
+                continue;
+            }
+            let mut held = handle
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .set_address_filter(*addr)
+                .execute();
+            while let Some(msg) = held
+                .try_next()
+                .await
+                .map_err(|e| format!("listing addresses of {interface}: {e}"))?
+            {
+                handle
+                    .address()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| format!("removing {addr}/{len}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    task.abort();
+    result
+}
+
+async fn link_index(handle: &rtnetlink::Handle, name: &str) -> Result<u32, String> {
+    Ok(handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| format!("looking up {name}: {e}"))?
+        .ok_or_else(|| format!("{name} does not exist"))?
+        .header
+        .index)
 }

@@ -458,6 +458,7 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         ike,
         binding: vpn.binding.tunnel_id(),
         initiate: vpn.establish == Establish::Immediately,
+        group: None,
         esp: EspOptions {
             replay_window: vpn.options.anti_replay.unwrap_or(0),
             df_bit: vpn.options.df_bit,

@@ -88,6 +88,7 @@ pub struct Spus {
     load: Arc<Mutex<Vec<usize>>>,
     /// Anchors already chosen, by binding: every SA of a tunnel lives on one SPU.
     anchors: Arc<Mutex<std::collections::HashMap<TunnelId, usize>>>,
+    handle: DataplaneHandle,
 }
 
 impl Spus {
@@ -105,6 +106,7 @@ impl Spus {
             actors,
             load: Arc::new(Mutex::new(vec![0; n])),
             anchors: Arc::new(Mutex::new(std::collections::HashMap::new())),
+            handle,
         }
     }
 
@@ -170,6 +172,14 @@ impl Spus {
         if let Some(actor) = self.actors.get(spu) {
             actor.do_send(RemoveSas(keys));
         }
+    }
+
+    /// Raises an outbound SA's sequence limit to a newly committed cluster reservation.
+    /// A quick control call to the worker, answered between two batches.
+    pub fn extend_reservation(&self, spu: usize, key: SaKey, limit: u64) -> Result<bool, String> {
+        self.handle
+            .extend_reservation(spu, key, limit)
+            .map_err(|e| e.to_string())
     }
 
     /// Counters of every SPU.

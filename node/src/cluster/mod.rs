@@ -1,0 +1,90 @@
+//! The node in a chassis cluster: its member of the replicated log (`sa-sync`), the
+//! redundancy-group actor that decides what this node forwards (`ha`), and the records
+//! gateways write through the log.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`records`] | IKE SA snapshots and child SA installs as replicated bytes |
+//! | [`redundancy`] | the `Redundancy` actor: leases, fence, reth addresses, takeover |
+
+pub mod records;
+pub mod redundancy;
+
+use std::path::Path;
+use std::time::Duration;
+
+use actix::prelude::*;
+use sa_sync::cluster::{ClusterHandle, ClusterNode, ClusterNodeConfig};
+
+use crate::runtime::Node;
+use crate::runtime::spec::ClusterSpec;
+
+/// Why the node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The cluster certificates are missing or unreadable.
+    #[error("cluster certificates: {0}")]
+    Tls(String),
+    /// This member has no control address in the configuration.
+    #[error("no control address for {0}")]
+    NoAddress(sa_sync::Member),
+    /// The replica did not start.
+    #[error("cluster member: {0}")]
+    Start(#[from] sa_sync::cluster::StartError),
+    /// The replica stopped before the node joined.
+    #[error("cluster member stopped")]
+    Stopped,
+}
+
+/// Starts this member's replica of the cluster log, with its certificates from the PKI
+/// directory. The Raft tick follows the heartbeat interval, so leader elections take a
+/// fraction of a lease.
+pub async fn start_member(spec: &ClusterSpec, pki: &Path) -> Result<ClusterHandle, ClusterError> {
+    let tls = crate::mgmt::pki::cluster_tls(pki, spec.me)
+        .map_err(|e| ClusterError::Tls(e.to_string()))?;
+    let listen = spec
+        .members
+        .iter()
+        .find(|(m, _)| *m == spec.me)
+        .map(|(_, a)| *a)
+        .ok_or(ClusterError::NoAddress(spec.me))?;
+    let peers = spec
+        .members
+        .iter()
+        .filter(|(m, _)| *m != spec.me)
+        .copied()
+        .collect();
+    let mut config = ClusterNodeConfig::new(spec.me, listen, peers, spec.data_dir.clone(), tls);
+    config.tick = (spec.ha.heartbeat_interval / 10)
+        .clamp(Duration::from_millis(10), Duration::from_millis(100));
+    Ok(ClusterNode::start(config).await?)
+}
+
+/// Puts a started node under its redundancy groups: from now on it forwards, negotiates
+/// and holds reth addresses only for the groups it is primary of.
+pub async fn join(
+    node: &Node,
+    spec: ClusterSpec,
+    handle: ClusterHandle,
+) -> Result<Addr<redundancy::Redundancy>, ClusterError> {
+    let feed = handle.applied();
+    let state = handle
+        .read(|s| s.clone())
+        .await
+        .map_err(|_| ClusterError::Stopped)?;
+    let gateways = node
+        .gateways
+        .iter()
+        .filter_map(|(name, addr)| spec.gateway_group(name).map(|g| (g, addr.clone())))
+        .collect();
+    let actor = redundancy::Redundancy::new(
+        spec,
+        handle,
+        node.dataplane.clone(),
+        gateways,
+        (feed, state),
+    )
+    .start();
+    node.backend.join_cluster(actor.clone());
+    Ok(actor)
+}

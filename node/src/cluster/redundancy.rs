@@ -1,0 +1,550 @@
+//! The `Redundancy` actor: runs this node's `ha::GroupFsm` for every redundancy group
+//! against the replicated log, and turns its decisions into effects: the dataplane
+//! fence, the floating reth addresses, and gateways that take over or stand by.
+//!
+//! It keeps a mirror of the replicated `ClusterState`: the state machine is
+//! deterministic, so applying the applied-entry feed to a copy read once at start gives
+//! the same state as the replica's, without a round trip per entry.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use dataplane::sa::Direction;
+use dataplane::worker::DataplaneHandle;
+use ha::{GroupFsm, GroupRole, PeerView};
+use sa_sync::cluster::{ClusterHandle, ProposeError};
+use sa_sync::{Applied, ClusterState, Command, Fence, Member, NodeStatus, Outcome, SaId};
+use tokio::sync::broadcast;
+
+use crate::mgmt::backend::{
+    ClusterStatusView, GroupNodeView, RedundancyGroupView, RedundancyState,
+};
+use crate::runtime::gateway::{Activate, Deactivate, Gateway};
+use crate::runtime::spec::ClusterSpec;
+
+/// Replay marks are proposed at most this often (renewals carry them too).
+const MARK_INTERVAL: Duration = Duration::from_millis(50);
+/// Gratuitous ARPs / unsolicited NAs sent when an address moves here.
+const ANNOUNCEMENTS: usize = 3;
+
+/// An entry applied by the replica.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+struct AppliedEntry(Box<Applied>);
+
+/// The applied feed lagged or closed: read the whole state again.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+struct Resync(Box<ClusterState>);
+
+/// `show chassis cluster status`.
+#[derive(Message, Debug)]
+#[rtype(result = "ClusterStatusView")]
+pub struct Status;
+
+/// `request chassis cluster failover [reset]`: pins a group to a node (or unpins it).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), String>")]
+pub struct Pin {
+    /// The group.
+    pub group: u8,
+    /// The node, or `None` to reset.
+    pub node: Option<Member>,
+}
+
+/// Counters for `show chassis cluster statistics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Lease renewals proposed.
+    pub renewals_sent: u64,
+    /// Lease renewals committed.
+    pub renewals_committed: u64,
+    /// Times this node became primary of a group.
+    pub takeovers: u64,
+    /// Replay mark batches proposed.
+    pub mark_batches: u64,
+}
+
+/// The redundancy-group actor of a gateway node.
+pub struct Redundancy {
+    spec: ClusterSpec,
+    handle: ClusterHandle,
+    dataplane: DataplaneHandle,
+    gateways: Vec<(u8, Addr<Gateway>)>,
+    fsms: Vec<GroupFsm>,
+    mirror: ClusterState,
+    /// Groups this node forwards, with the epoch it forwards them at.
+    active: BTreeMap<u8, u64>,
+    last_marks: Instant,
+    counters: Counters,
+    /// The applied-entry feed, subscribed before `mirror` was read so nothing falls in
+    /// between; taken by `started`.
+    feed: Option<broadcast::Receiver<Applied>>,
+}
+
+impl std::fmt::Debug for Redundancy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redundancy")
+            .field("me", &self.spec.me)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redundancy {
+    /// The actor for this node; `state` is the replicated state read after subscribing
+    /// to `feed`, which the actor follows from then on.
+    pub fn new(
+        spec: ClusterSpec,
+        handle: ClusterHandle,
+        dataplane: DataplaneHandle,
+        gateways: Vec<(u8, Addr<Gateway>)>,
+        (feed, state): (broadcast::Receiver<Applied>, ClusterState),
+    ) -> Self {
+        let now = Instant::now();
+        let fsms = spec
+            .ha
+            .groups
+            .iter()
+            .map(|g| GroupFsm::new(spec.me, &spec.ha, g, now))
+            .collect();
+        // Nothing is forwarded until a lease says so.
+        dataplane.set_fence(Some(now));
+        Self {
+            spec,
+            handle,
+            dataplane,
+            gateways,
+            fsms,
+            mirror: state,
+            active: BTreeMap::new(),
+            last_marks: now,
+            counters: Counters::default(),
+            feed: Some(feed),
+        }
+    }
+
+    fn tick_interval(&self) -> Duration {
+        (self.spec.ha.heartbeat_interval / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(100))
+    }
+
+    fn peer_view(&self, group: u8) -> PeerView {
+        let Some(peer) = self.spec.me.peer() else {
+            return PeerView {
+                priority: 0,
+                alive: false,
+            };
+        };
+        let priority = self
+            .mirror
+            .node_status(peer)
+            .and_then(|s| s.priorities.iter().find(|(g, _)| *g == group))
+            .map_or_else(
+                || {
+                    self.spec
+                        .ha
+                        .group(group)
+                        .and_then(|g| g.priority.get(peer.index()).copied())
+                        .unwrap_or(0)
+                },
+                |(_, p)| *p,
+            );
+        let alive = self
+            .handle
+            .status()
+            .peers
+            .iter()
+            .any(|p| p.member == peer && p.connected);
+        PeerView { priority, alive }
+    }
+
+    /// Inbound high marks the dataplane holds above what the log has.
+    fn fresh_marks(&self) -> Vec<(SaId, u64)> {
+        let by_spi: BTreeMap<u32, SaId> = self
+            .mirror
+            .all_child_sas()
+            .map(|c| {
+                (
+                    c.inbound_spi,
+                    SaId {
+                        gateway: c.gateway.clone(),
+                        spi: c.inbound_spi,
+                    },
+                )
+            })
+            .collect();
+        let mut marks = Vec::new();
+        for w in self.dataplane.live_workers() {
+            let Ok(held) = self.dataplane.seq_marks(w) else {
+                continue;
+            };
+            for m in held {
+                if m.key.direction != Direction::Inbound {
+                    continue;
+                }
+                if let Some(id) = by_spi.get(&m.key.spi)
+                    && self.mirror.replay_mark(id).is_some_and(|r| r < m.seq)
+                {
+                    marks.push((id.clone(), m.seq));
+                }
+            }
+        }
+        marks
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for i in 0..self.fsms.len() {
+            let group = self.fsms[i].group();
+            let peer = self.peer_view(group);
+            let Some(mut command) = self.fsms[i].poll(now, peer) else {
+                continue;
+            };
+            if let Command::Renew(_, marks) = &mut command {
+                *marks = self.fresh_marks();
+                self.counters.renewals_sent += 1;
+            }
+            self.propose_group(i, command, now, ctx);
+        }
+        if now >= self.last_marks + MARK_INTERVAL && !self.active.is_empty() {
+            self.last_marks = now;
+            let marks = self.fresh_marks();
+            if let Some((&group, &epoch)) = self.active.iter().next()
+                && !marks.is_empty()
+            {
+                self.counters.mark_batches += 1;
+                let fence = Fence {
+                    group,
+                    node: self.spec.me,
+                    epoch,
+                };
+                let handle = self.handle.clone();
+                actix::spawn(async move {
+                    let _ = handle.propose(Command::ReplayMarks(fence, marks)).await;
+                });
+            }
+        }
+        self.reconcile(ctx);
+    }
+
+    fn propose_group(&mut self, i: usize, command: Command, at: Instant, ctx: &mut Context<Self>) {
+        let handle = self.handle.clone();
+        let renew = matches!(command, Command::Renew(..));
+        let acquire = matches!(command, Command::Acquire { .. });
+        tracing::debug!(group = self.fsms[i].group(), ?command, "cluster proposal");
+        let fut = async move { handle.propose(command).await };
+        ctx.spawn(fut.into_actor(self).map(move |res: Result<Outcome, ProposeError>, act, ctx| {
+            let fsm = &mut act.fsms[i];
+            match res {
+                Ok(Ok(())) if acquire => fsm.acquired(at),
+                Ok(Ok(())) if renew => {
+                    act.counters.renewals_committed += 1;
+                    fsm.renewed(at);
+                }
+                Ok(Ok(())) => {}
+                Ok(Err(rejected)) => {
+                    tracing::debug!(group = fsm.group(), %rejected, "cluster proposal refused");
+                    fsm.proposal_lost();
+                }
+                Err(e) => {
+                    tracing::debug!(group = fsm.group(), error = %e, "cluster proposal lost");
+                    fsm.proposal_lost();
+                }
+            }
+            act.reconcile(ctx);
+        }));
+    }
+
+    /// Makes the effects match the FSMs: fence, addresses, gateways.
+    fn reconcile(&mut self, _ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut fence: Option<Instant> = None;
+        let groups: Vec<(u8, Option<Instant>, u64)> = self
+            .fsms
+            .iter()
+            .filter(|f| f.group() != 0)
+            .map(|f| (f.group(), f.forward_until(now), f.seen().epoch))
+            .collect();
+        for (group, until, epoch) in groups {
+            if let Some(u) = until {
+                fence = Some(fence.map_or(u, |f| f.min(u)));
+            }
+            match (until.is_some(), self.active.get(&group).copied()) {
+                (true, None) => self.take_over(group, epoch),
+                (true, Some(e)) if e != epoch => {
+                    self.stand_by(group);
+                    self.take_over(group, epoch);
+                }
+                (false, Some(_)) => self.stand_by(group),
+                _ => {}
+            }
+        }
+        self.dataplane.set_fence(Some(fence.unwrap_or(now)));
+    }
+
+    fn take_over(&mut self, group: u8, epoch: u64) {
+        tracing::warn!(group, epoch, member = %self.spec.me, "redundancy group: becoming primary");
+        self.counters.takeovers += 1;
+        self.active.insert(group, epoch);
+        let fence = Fence {
+            group,
+            node: self.spec.me,
+            epoch,
+        };
+        for (g, gw) in &self.gateways {
+            if *g == group {
+                gw.do_send(Activate {
+                    fence,
+                    handle: self.handle.clone(),
+                    state: Box::new(self.mirror.clone()),
+                });
+            }
+        }
+        let reths: Vec<_> = self
+            .spec
+            .reths
+            .iter()
+            .filter(|r| r.group == group)
+            .cloned()
+            .collect();
+        actix::spawn(async move {
+            for r in reths {
+                if let Err(e) =
+                    crate::runtime::net::set_addresses(&r.interface, &r.addresses, true).await
+                {
+                    tracing::error!(reth = %r.name, interface = %r.interface, error = %e, "taking the reth addresses");
+                    continue;
+                }
+                for _ in 0..ANNOUNCEMENTS {
+                    for (addr, _) in &r.addresses {
+                        let sent = match addr {
+                            std::net::IpAddr::V4(a) => {
+                                dataplane::io::announce::gratuitous_arp(&r.interface, *a)
+                            }
+                            std::net::IpAddr::V6(a) => {
+                                dataplane::io::announce::unsolicited_na(&r.interface, *a)
+                            }
+                        };
+                        if let Err(e) = sent {
+                            tracing::warn!(reth = %r.name, %addr, error = %e, "announcing the moved address");
+                        }
+                    }
+                    actix_rt::time::sleep(Duration::from_millis(100)).await;
+                }
+                tracing::info!(reth = %r.name, interface = %r.interface, "reth addresses taken");
+            }
+        });
+    }
+
+    fn stand_by(&mut self, group: u8) {
+        tracing::warn!(group, member = %self.spec.me, "redundancy group: standing by");
+        self.active.remove(&group);
+        for (g, gw) in &self.gateways {
+            if *g == group {
+                gw.do_send(Deactivate);
+            }
+        }
+        let reths: Vec<_> = self
+            .spec
+            .reths
+            .iter()
+            .filter(|r| r.group == group)
+            .cloned()
+            .collect();
+        actix::spawn(async move {
+            for r in reths {
+                if let Err(e) =
+                    crate::runtime::net::set_addresses(&r.interface, &r.addresses, false).await
+                {
+                    tracing::error!(reth = %r.name, error = %e, "releasing the reth addresses");
+                }
+            }
+        });
+    }
+
+    fn observe_all(&mut self) {
+        let now = Instant::now();
+        for fsm in &mut self.fsms {
+            fsm.observe(self.mirror.group(fsm.group()), now);
+        }
+    }
+
+    fn publish_status(&self) {
+        let status = NodeStatus {
+            priorities: self
+                .fsms
+                .iter()
+                .map(|f| (f.group(), f.effective_priority()))
+                .collect(),
+            failures: Vec::new(),
+            spus: self.dataplane.live_workers().len() as u32,
+        };
+        let handle = self.handle.clone();
+        let me = self.spec.me;
+        actix::spawn(async move {
+            // Retried until committed: the peer's preempt decisions read it.
+            for _ in 0..50 {
+                match handle
+                    .propose(Command::Status {
+                        node: me,
+                        status: status.clone(),
+                    })
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(_) => actix_rt::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+    }
+
+    fn role(&self, fsm: &GroupFsm, node: Member, now: Instant) -> RedundancyState {
+        if node == self.spec.me {
+            return match fsm.role(now) {
+                GroupRole::Primary => RedundancyState::Primary,
+                GroupRole::Secondary => RedundancyState::Secondary,
+                GroupRole::Lost => RedundancyState::Lost,
+                GroupRole::Disabled => RedundancyState::Ineligible,
+            };
+        }
+        let seen = fsm.seen();
+        let alive = self.peer_view(fsm.group()).alive;
+        if !alive {
+            RedundancyState::Lost
+        } else if seen.owner == Some(node) {
+            RedundancyState::Primary
+        } else {
+            RedundancyState::Secondary
+        }
+    }
+}
+
+impl Actor for Redundancy {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.observe_all();
+        self.publish_status();
+        let Some(mut applied) = self.feed.take() else {
+            return;
+        };
+        let handle = self.handle.clone();
+        let me = ctx.address();
+        actix::spawn(async move {
+            loop {
+                match applied.recv().await {
+                    Ok(a) => me.do_send(AppliedEntry(Box::new(a))),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "cluster feed lagged: reading the state again");
+                        match handle.read(|s| s.clone()).await {
+                            Ok(s) => me.do_send(Resync(Box::new(s))),
+                            Err(_) => return,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        let every = self.tick_interval();
+        ctx.run_interval(every, |act, ctx| act.poll(ctx));
+    }
+}
+
+impl Handler<AppliedEntry> for Redundancy {
+    type Result = ();
+
+    fn handle(&mut self, msg: AppliedEntry, ctx: &mut Context<Self>) {
+        let a = msg.0;
+        let _ = self.mirror.apply(a.index, &a.command);
+        if matches!(
+            a.command,
+            Command::Acquire { .. }
+                | Command::Renew(..)
+                | Command::Release(_)
+                | Command::Pin { .. }
+        ) {
+            self.observe_all();
+            self.reconcile(ctx);
+        }
+    }
+}
+
+impl Handler<Resync> for Redundancy {
+    type Result = ();
+
+    fn handle(&mut self, msg: Resync, ctx: &mut Context<Self>) {
+        if msg.0.applied() > self.mirror.applied() {
+            self.mirror = *msg.0;
+        }
+        self.observe_all();
+        self.reconcile(ctx);
+    }
+}
+
+impl Handler<Status> for Redundancy {
+    type Result = MessageResult<Status>;
+
+    fn handle(&mut self, _: Status, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let groups = self
+            .fsms
+            .iter()
+            .map(|fsm| {
+                let seen = fsm.seen();
+                let nodes = [Member::Node0, Member::Node1]
+                    .into_iter()
+                    .map(|node| GroupNodeView {
+                        node,
+                        priority: if node == self.spec.me {
+                            fsm.effective_priority()
+                        } else {
+                            self.peer_view(fsm.group()).priority
+                        },
+                        status: self.role(fsm, node, now),
+                        monitor_failures: Vec::new(),
+                    })
+                    .collect();
+                RedundancyGroupView {
+                    redundancy_group: fsm.group(),
+                    failover_count: seen.epoch.saturating_sub(1),
+                    epoch: seen.epoch,
+                    preempt: self
+                        .spec
+                        .ha
+                        .group(fsm.group())
+                        .is_some_and(|g| g.preempt.is_some()),
+                    manual_failover: seen.manual.is_some(),
+                    nodes,
+                }
+            })
+            .collect();
+        MessageResult(ClusterStatusView {
+            cluster_id: self.spec.ha.cluster_id,
+            local_member: self.spec.me,
+            redundancy_groups: groups,
+        })
+    }
+}
+
+impl Handler<Pin> for Redundancy {
+    type Result = ResponseFuture<Result<(), String>>;
+
+    fn handle(&mut self, msg: Pin, _: &mut Context<Self>) -> Self::Result {
+        let handle = self.handle.clone();
+        Box::pin(async move {
+            match handle
+                .propose(Command::Pin {
+                    group: msg.group,
+                    node: msg.node,
+                })
+                .await
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(r)) => Err(r.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
