@@ -224,11 +224,7 @@ impl Sim {
         let who = (self.rng.next_u32() % 3) as usize;
         let len = 50 + u64::from(self.rng.next_u32() % 2000);
         match roll {
-            0..=2 => {
-                if self.hosts[who].replica.is_some() {
-                    self.crash(who, len);
-                }
-            }
+            0..=2 if self.hosts[who].replica.is_some() => self.crash(who, len),
             3..=5 => {
                 self.note(format!("pause {} for {len} ms", self.hosts[who].me));
                 self.hosts[who].paused_until = self.now + len;
