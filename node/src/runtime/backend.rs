@@ -15,9 +15,9 @@ use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, Status, Term
 use super::spu::Spus;
 use crate::mgmt::Member;
 use crate::mgmt::backend::{
-    Backend, BackendError, ClearScope, ClusterStatusView, ConfigObjectKind, EventView, IkeRole,
-    IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView, StatsView,
-    TerminateTarget, TrafficSelectorView, TunnelMapEntry,
+    Backend, BackendError, ClearScope, ClusterStatusView, ConfigObjectKind, EventView, FieldError,
+    IkeRole, IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView,
+    StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
 };
 
 /// A gateway actor with the names the API knows it by.
@@ -359,6 +359,22 @@ impl Backend for RuntimeBackend {
         self.pin(group, None).await?;
         Ok(OperationOutcome::Done(format!(
             "redundancy group {group}: manual failover reset"
+        )))
+    }
+
+    async fn fail_spu(&self, spu: u32) -> Result<OperationOutcome, BackendError> {
+        let spu = spu as usize;
+        if spu >= self.spus.len() {
+            return Err(BackendError::Invalid(vec![FieldError::new(
+                "spu",
+                format!("no SPU {spu} (this node has {})", self.spus.len()),
+            )]));
+        }
+        self.spus
+            .inject_failure(spu)
+            .map_err(BackendError::FailedPrecondition)?;
+        Ok(OperationOutcome::Done(format!(
+            "SPU {spu} failed: its tunnels move to the surviving SPUs"
         )))
     }
 

@@ -97,6 +97,14 @@ impl std::fmt::Debug for Activate {
 #[rtype(result = "()")]
 pub struct Deactivate;
 
+/// An SPU failed; the gateway's tunnel may have been re-anchored.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SpuFailed {
+    /// The failed SPU.
+    pub spu: usize,
+}
+
 /// Where a clustered gateway writes while it is primary.
 #[derive(Clone)]
 struct Replication {
@@ -689,7 +697,19 @@ impl Gateway {
         self.remote = remote;
         self.established_at = Some(SystemTime::now());
         let children: Vec<ChildSaRecord> = state.child_sas(&self.spec.name).cloned().collect();
-        for child in &children {
+        self.reinstall(state, &children, ctx);
+        self.drive(ctx);
+    }
+
+    /// Installs replicated pairs on the current anchor, inbound above the replicated
+    /// mark and outbound above the committed reservation.
+    fn reinstall(
+        &mut self,
+        state: &ClusterState,
+        children: &[ChildSaRecord],
+        ctx: &mut Context<Self>,
+    ) {
+        for child in children {
             let install = match records::decode_child(&child.install) {
                 Ok(i) => i,
                 Err(e) => {
@@ -727,7 +747,6 @@ impl Gateway {
             );
             self.install_replicated(&install, inbound, outbound, (mark, reserved), ctx);
         }
-        self.drive(ctx);
     }
 
     fn install_child(&mut self, install: &ike::engine::ChildSaInstall, ctx: &mut Context<Self>) {
@@ -1043,5 +1062,47 @@ impl Gateway {
         let cluster = self.cluster.take();
         self.teardown(ctx);
         self.cluster = cluster;
+    }
+}
+
+impl Handler<SpuFailed> for Gateway {
+    type Result = ();
+
+    /// A clustered primary reinstalls its pairs on the new anchor from the replicated
+    /// records, above the committed reservation and replay mark: nothing is
+    /// renegotiated. A standalone gateway has no reservation to restart outbound
+    /// sequence numbers above, so it rekeys its child SAs (the IKE SA stays): the new
+    /// pairs are installed on the new anchor.
+    fn handle(&mut self, msg: SpuFailed, ctx: &mut Context<Self>) {
+        if self.anchor != msg.spu {
+            return;
+        }
+        self.anchor = self.spus.anchor_for(self.spec.binding);
+        tracing::warn!(gateway = %self.spec.name, from = msg.spu, to = self.anchor, "tunnel re-anchored after an SPU failure");
+        if let Some(rep) = self.cluster.clone() {
+            let name = self.spec.name.clone();
+            let fut = async move { rep.handle.read(|s| s.clone()).await };
+            ctx.spawn(fut.into_actor(self).map(move |state, act, ctx| {
+                let Ok(state) = state else {
+                    return;
+                };
+                for c in act.children.drain(..) {
+                    c.actor.do_send(Close);
+                }
+                act.reservations.clear();
+                let children: Vec<ChildSaRecord> = state.child_sas(&name).cloned().collect();
+                act.reinstall(&state, &children, ctx);
+            }));
+            return;
+        }
+        let spis: Vec<u32> = self.children.iter().map(|c| c.inbound_spi).collect();
+        if let Some(sa) = &mut self.sa {
+            for spi in spis {
+                if let Err(e) = sa.rekey_child(spi, Instant::now()) {
+                    tracing::warn!(gateway = %self.spec.name, error = %e, "child rekey after an SPU failure not started");
+                }
+            }
+        }
+        self.drive(ctx);
     }
 }

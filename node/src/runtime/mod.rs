@@ -262,8 +262,14 @@ impl Node {
         let backend = Arc::new(backend::RuntimeBackend::new(handles, spus.clone(), events));
 
         let stop = Arc::new(AtomicBool::new(false));
-        let bridge = spawn_bridge(dataplane, socket.clone(), gateways.clone(), stop.clone())
-            .map_err(RuntimeError::Thread)?;
+        let bridge = spawn_bridge(
+            dataplane,
+            socket.clone(),
+            gateways.clone(),
+            spus.clone(),
+            stop.clone(),
+        )
+        .map_err(RuntimeError::Thread)?;
         Ok(Node {
             socket,
             gateways,
@@ -306,6 +312,7 @@ fn spawn_bridge(
     dataplane: Dataplane,
     socket: Addr<IkeSocket>,
     gateways: Vec<(String, Addr<Gateway>)>,
+    spus: Spus,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -325,12 +332,15 @@ fn spawn_bridge(
                         }
                     }
                     Ok(DataplaneEvent::WorkerFailed { worker }) => {
-                        // Re-anchoring the worker's tunnels on the survivors is not built
-                        // yet (cluster issue, services cards): say so loudly.
+                        let moved = spus.fail(worker);
                         tracing::error!(
                             spu = worker,
-                            "SPU failed: tunnels anchored on it are down until renegotiated"
+                            tunnels = moved.len(),
+                            "SPU failed: re-anchoring its tunnels on the surviving SPUs"
                         );
+                        for (_, g) in &gateways {
+                            g.do_send(gateway::SpuFailed { spu: worker });
+                        }
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,

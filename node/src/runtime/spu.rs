@@ -120,6 +120,46 @@ impl Spus {
         self.actors.is_empty()
     }
 
+    /// Takes a failed SPU (services card) out of anchoring and re-anchors its tunnels on
+    /// the least-loaded survivors; returns the moved bindings with their new anchor.
+    /// Idempotent: a second report of the same failure moves nothing.
+    pub fn fail(&self, spu: usize) -> Vec<(TunnelId, usize)> {
+        {
+            let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+            match load.get_mut(spu) {
+                Some(l) if *l != usize::MAX => *l = usize::MAX,
+                _ => return Vec::new(),
+            }
+        }
+        let moved: Vec<TunnelId> = {
+            let anchors = self.anchors.lock().unwrap_or_else(|p| p.into_inner());
+            anchors
+                .iter()
+                .filter(|(_, a)| **a == spu)
+                .map(|(b, _)| *b)
+                .collect()
+        };
+        let mut out = Vec::new();
+        for binding in moved {
+            let anchor = self.anchor_tunnel();
+            self.anchors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(binding, anchor);
+            if let Err(e) = self.handle.route_tunnel(binding, Some(anchor)) {
+                tracing::error!(tunnel = binding, anchor, error = %e, "re-routing a tunnel off a failed SPU");
+            }
+            out.push((binding, anchor));
+        }
+        out
+    }
+
+    /// Fails an SPU on purpose (`request chassis spu fail`): the worker stops, and its
+    /// failure is reported through the dataplane's events like a crash.
+    pub fn inject_failure(&self, spu: usize) -> Result<(), String> {
+        self.handle.fail_worker(spu).map_err(|e| e.to_string())
+    }
+
     /// Picks the least-loaded SPU for a new tunnel and counts it there.
     pub fn anchor_tunnel(&self) -> usize {
         let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
