@@ -241,6 +241,20 @@ impl Daemon {
         let config_path = dir.join(format!("{name}.toml"));
         fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
+        Self::spawn_file(vpnd, ns, name, dir, &config_path, extra_args, own_group)
+    }
+
+    /// [`Daemon::spawn`] with a configuration file that already exists: one file that
+    /// several daemons share, as the members of a chassis cluster do.
+    pub fn spawn_file(
+        vpnd: &Path,
+        ns: &str,
+        name: &str,
+        dir: &Path,
+        config_path: &Path,
+        extra_args: &[String],
+        own_group: bool,
+    ) -> Result<Daemon> {
         let log_path = dir.join(format!("{name}.log"));
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
@@ -248,7 +262,7 @@ impl Daemon {
         cmd.args(["netns", "exec", ns])
             .arg(vpnd)
             .arg("--config")
-            .arg(&config_path)
+            .arg(config_path)
             .args(["--log", DAEMON_LOG])
             .args(extra_args)
             .arg("run")
@@ -267,7 +281,7 @@ impl Daemon {
         Ok(Daemon {
             name: name.into(),
             ns: ns.into(),
-            config: config_path,
+            config: config_path.to_owned(),
             log: log_path,
             child,
             exit: None,
@@ -500,6 +514,68 @@ impl Lab {
         )?;
         self.daemons.push(d);
         Ok(self.daemons.len() - 1)
+    }
+
+    /// Starts `vpnd` in namespace `short` with an existing configuration file and
+    /// `extra_args` after the lab's own (`--node node0`, ...); the daemon is named
+    /// `short`. Returns its index in `self.daemons`.
+    pub fn start_vpnd_file(
+        &mut self,
+        short: &str,
+        config: &Path,
+        extra_args: &[String],
+    ) -> Result<usize> {
+        let ns = self.ns_name(short);
+        let mut args = self.daemon_args.clone();
+        args.extend_from_slice(extra_args);
+        let d = Daemon::spawn_file(
+            &self.vpnd,
+            &ns,
+            short,
+            &self.dir.path,
+            config,
+            &args,
+            self.own_group,
+        )?;
+        self.daemons.push(d);
+        Ok(self.daemons.len() - 1)
+    }
+
+    /// A Linux bridge `bridge` (up) in namespace `short`: an Ethernet segment that more
+    /// than two namespaces share, such as the link a cluster's two nodes and a peer sit
+    /// on. STP is off (the kernel default), so ports forward at once.
+    pub fn add_bridge(&self, short: &str, bridge: &str) -> Result<()> {
+        let ns = self.ns(short);
+        ns.ip(&["link", "add", bridge, "type", "bridge"])
+            .with_context(|| format!("creating bridge {bridge} in {}", ns.name))?;
+        ns.ip(&["link", "set", bridge, "up"])
+    }
+
+    /// Plugs namespace `short` into `bridge` of namespace `switch` with a veth pair:
+    /// `dev` in `short` (with `addr`, prefix length included, if any) and `SHORT-DEV`
+    /// as the bridge port. Both ends come up.
+    pub fn plug(
+        &self,
+        (short, dev, addr): (&str, &str, Option<&str>),
+        (switch, bridge): (&str, &str),
+    ) -> Result<()> {
+        let port = format!("{short}-{dev}");
+        // IFNAMSIZ: 15 characters and the terminating NUL.
+        if port.len() > 15 {
+            bail!(
+                "bridge port name {port:?} is longer than 15 characters: shorten {short:?} or {dev:?}"
+            );
+        }
+        let (n, sw) = (self.ns(short), self.ns(switch));
+        n.ip(&[
+            "link", "add", dev, "type", "veth", "peer", "name", &port, "netns", &sw.name,
+        ])
+        .with_context(|| format!("plugging {short} {dev} into {switch} {bridge}"))?;
+        sw.ip(&["link", "set", &port, "master", bridge, "up"])?;
+        if let Some(addr) = addr {
+            n.ip(&["addr", "add", addr, "dev", dev])?;
+        }
+        n.ip(&["link", "set", dev, "up"])
     }
 
     /// The daemon started in namespace `short`.
@@ -753,11 +829,16 @@ impl Capture {
 
     /// Stops tcpdump (after a moment for packets still in flight) and returns the
     /// Ethernet frames it captured.
-    pub fn finish(mut self) -> Result<Vec<Vec<u8>>> {
+    pub fn finish(self) -> Result<Vec<Vec<u8>>> {
+        Ok(self.finish_timed()?.into_iter().map(|f| f.data).collect())
+    }
+
+    /// [`Capture::finish`] with each frame's capture time.
+    pub fn finish_timed(mut self) -> Result<Vec<PcapFrame>> {
         std::thread::sleep(Duration::from_millis(300));
         self.stop();
         let data = fs::read(&self.path).context("reading the capture")?;
-        parse_pcap(&data)
+        parse_pcap_timed(&data)
     }
 
     fn stop(&mut self) {
@@ -786,25 +867,57 @@ impl Drop for Capture {
 
 /// Frames of a classic pcap file (either byte order).
 pub fn parse_pcap(data: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let le = match data.get(..4) {
-        Some([0xd4, 0xc3, 0xb2, 0xa1]) => true,
-        Some([0xa1, 0xb2, 0xc3, 0xd4]) => false,
+    Ok(parse_pcap_timed(data)?
+        .into_iter()
+        .map(|f| f.data)
+        .collect())
+}
+
+/// One captured frame and when it was captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcapFrame {
+    /// Capture time, since the Unix epoch (tcpdump stamps with the wall clock).
+    pub time: Duration,
+    /// The link-layer frame (Ethernet here).
+    pub data: Vec<u8>,
+}
+
+/// Frames of a classic pcap file with their timestamps: either byte order, microsecond
+/// or nanosecond resolution.
+pub fn parse_pcap_timed(data: &[u8]) -> Result<Vec<PcapFrame>> {
+    let (le, nanos) = match data.get(..4) {
+        Some([0xd4, 0xc3, 0xb2, 0xa1]) => (true, false),
+        Some([0xa1, 0xb2, 0xc3, 0xd4]) => (false, false),
+        Some([0x4d, 0x3c, 0xb2, 0xa1]) => (true, true),
+        Some([0xa1, 0xb2, 0x3c, 0x4d]) => (false, true),
         _ => bail!("not a pcap file"),
+    };
+    let word = |off: usize| {
+        let b = [data[off], data[off + 1], data[off + 2], data[off + 3]];
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
     };
     let mut frames = Vec::new();
     let mut off = 24;
     while off + 16 <= data.len() {
-        let b = [data[off + 8], data[off + 9], data[off + 10], data[off + 11]];
-        let caplen = if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        } as usize;
+        let (secs, frac) = (u64::from(word(off)), word(off + 4));
+        let caplen = word(off + 8) as usize;
         off += 16;
         if off + caplen > data.len() {
             break;
         }
-        frames.push(data[off..off + caplen].to_vec());
+        let sub = if nanos {
+            Duration::from_nanos(u64::from(frac))
+        } else {
+            Duration::from_micros(u64::from(frac))
+        };
+        frames.push(PcapFrame {
+            time: Duration::from_secs(secs) + sub,
+            data: data[off..off + caplen].to_vec(),
+        });
         off += caplen;
     }
     Ok(frames)
@@ -954,4 +1067,610 @@ pub fn log_field(line: &str, key: &str) -> Option<String> {
             .unwrap_or("")
             .to_string(),
     )
+}
+
+/// Namespace prefix and work directory of one test: `KIND{pid}-TAG` and
+/// `vpnd-KIND-{pid}-TAG` in the temporary directory. The process id keeps concurrent
+/// runs (two engineers, two checkouts) apart.
+pub fn lab_names(kind: &str, tag: &str) -> Result<(String, WorkDir)> {
+    let pid = std::process::id();
+    let dir = WorkDir::create(&format!("vpnd-{kind}-{pid}-{tag}"))?;
+    Ok((format!("{kind}{pid}-{tag}"), dir))
+}
+
+/// How long [`netns_test_lock`] waits for another run's tests to finish.
+pub const NETNS_LOCK_WAIT: Duration = Duration::from_secs(20 * 60);
+
+/// An exclusive `flock` on a file, released when dropped (closing the file releases
+/// it, also when the process dies, so a crashed run leaves no stale lock).
+#[derive(Debug)]
+pub struct ExclusiveLock {
+    _file: fs::File,
+    /// The lock file.
+    pub path: PathBuf,
+}
+
+impl ExclusiveLock {
+    /// Takes the lock on `path` (created if missing), polling until `timeout`. Locks
+    /// belong to open files, so two threads of one process exclude each other too.
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<Self> {
+        use std::os::fd::AsRawFd as _;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening the lock file {}", path.display()))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; no pointers.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(ExclusiveLock {
+                    _file: file,
+                    path: path.to_owned(),
+                });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                bail!("locking {}: {e}", path.display());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {}: another test run holds it",
+                    path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// The lock that runs timing-sensitive root tests one at a time, across test binaries
+/// and concurrent `cargo test` processes: failover gaps measured on two shared cores
+/// mean nothing while another lab's daemons compete for them.
+pub fn netns_test_lock() -> Result<ExclusiveLock> {
+    ExclusiveLock::acquire(
+        &std::env::temp_dir().join("vpnd-netns-tests.lock"),
+        NETNS_LOCK_WAIT,
+    )
+}
+
+/// Runs `cmd` with its output captured, killing it after `timeout`: for clients that
+/// would wait forever on a stopped server (a SIGSTOPped daemon's kernel still accepts
+/// TCP connections, and nobody answers on them).
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let reader = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = reader(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = reader(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?} did not finish within {timeout:?} (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// `vpnctl` against a daemon's management API, run inside the daemon's namespace (the
+/// API listens on that namespace's loopback), with a bounded run time.
+#[derive(Debug, Clone)]
+pub struct Vpnctl {
+    /// The `vpnctl` executable.
+    pub exe: PathBuf,
+    /// The PKI directory (`vpnctl pki init`).
+    pub pki: PathBuf,
+    /// `--server`.
+    pub server: String,
+    /// `--identity`.
+    pub identity: String,
+    /// Longest run of one command.
+    pub timeout: Duration,
+}
+
+impl Vpnctl {
+    /// As operator, against `127.0.0.1:50051`, 10 s per command.
+    pub fn new(exe: impl Into<PathBuf>, pki: impl Into<PathBuf>) -> Self {
+        Vpnctl {
+            exe: exe.into(),
+            pki: pki.into(),
+            server: "127.0.0.1:50051".into(),
+            identity: "operator".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// `vpnctl --json ARGS` in namespace `ns`: its standard output, or an error with
+    /// the command and what it printed.
+    pub fn run(&self, ns: &str, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(&self.exe)
+            .args(["--server", &self.server, "--identity", &self.identity])
+            .arg("--pki")
+            .arg(&self.pki)
+            .arg("--json")
+            .args(args);
+        let out = output_within(&mut cmd, self.timeout)
+            .with_context(|| format!("vpnctl {} in {ns}", args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "`vpnctl {}` in {ns} failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// [`Vpnctl::run`], its output parsed as JSON.
+    pub fn json(&self, ns: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let text = self.run(ns, args)?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "`vpnctl --json {}` in {ns} printed no JSON: {text}",
+                args.join(" ")
+            )
+        })
+    }
+}
+
+/// The MAC address of `dev` in namespace `ns`.
+pub fn link_mac(ns: &str, dev: &str) -> Result<[u8; 6]> {
+    let out = run("ip", &["-n", ns, "-j", "link", "show", "dev", dev])?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("`ip -j link` output")?;
+    let text = v[0]["address"]
+        .as_str()
+        .with_context(|| format!("no address of {dev} in {ns}: {v}"))?;
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut mac {
+        *b = parts
+            .next()
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+            .with_context(|| format!("bad MAC address {text:?}"))?;
+    }
+    Ok(mac)
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+// ---- sequence-numbered UDP probe ----
+
+/// First bytes of every probe datagram, so that stray traffic is never counted.
+const PROBE_MAGIC: &[u8; 4] = b"VPRB";
+/// Probe datagram size: small, so the probe measures forwarding, not bandwidth.
+const PROBE_LEN: usize = 64;
+/// How long receivers keep listening after the senders stop, for packets in flight.
+const PROBE_DRAIN: Duration = Duration::from_millis(500);
+
+/// One probe datagram as received: its sequence number, and when it was sent and
+/// received, both as offsets from the probe's start.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    seq: u64,
+    sent: Duration,
+    arrived: Duration,
+}
+
+/// One direction's record.
+#[derive(Debug, Default)]
+struct FlowLog {
+    sent: std::sync::atomic::AtomicU64,
+    send_errors: std::sync::atomic::AtomicU64,
+    arrivals: std::sync::Mutex<Vec<Arrival>>,
+}
+
+/// What one direction of a [`UdpProbe`] saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// `from -> to`.
+    pub name: String,
+    /// Datagrams sent (send errors included: the network had no route for them).
+    pub sent: u64,
+    /// Sends that failed at once (no route or neighbour).
+    pub send_errors: u64,
+    /// Distinct sequence numbers received.
+    pub received: u64,
+    /// Sent and never received.
+    pub lost: u64,
+    /// Sequence numbers received more than once (each extra copy counts).
+    pub duplicates: u64,
+    /// Arrivals with a lower sequence number than one received before.
+    pub reordered: u64,
+    /// The longest time without an arrival while the sender was sending (from the
+    /// start, between arrivals, or from the last arrival to the sender's stop).
+    pub longest_gap: Duration,
+    /// When that gap began, from the probe's start.
+    pub gap_from: Duration,
+}
+
+impl std::fmt::Display for FlowStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: sent {} ({} send errors), received {}, lost {}, duplicates {}, reordered {}, \
+             longest gap {} ms (from {:.3} s)",
+            self.name,
+            self.sent,
+            self.send_errors,
+            self.received,
+            self.lost,
+            self.duplicates,
+            self.reordered,
+            self.longest_gap.as_millis(),
+            self.gap_from.as_secs_f64()
+        )
+    }
+}
+
+/// A sequence-numbered UDP flow in each direction between two hosts in two
+/// namespaces, one datagram per `interval` each way, recording every arrival: loss,
+/// duplicates (a replayed packet that got through), reordering and the longest gap
+/// (the outage a failover caused) per direction.
+///
+/// The sockets are created on threads that entered the hosts' namespaces (a socket
+/// stays in the namespace it was created in), and used from plain threads.
+#[derive(Debug)]
+pub struct UdpProbe {
+    start: Instant,
+    names: [String; 2],
+    flows: [std::sync::Arc<FlowLog>; 2],
+    sending: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    receiving: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    senders: Vec<std::thread::JoinHandle<()>>,
+    receivers: Vec<std::thread::JoinHandle<()>>,
+    stopped_at: Option<Duration>,
+}
+
+impl UdpProbe {
+    /// Starts the flows between `a` and `b`: (namespace, address to bind and to send
+    /// to). Direction 0 is a to b, direction 1 b to a.
+    pub fn start(a: (&str, SocketAddr), b: (&str, SocketAddr), interval: Duration) -> Result<Self> {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let bind = |(ns, addr): (&str, SocketAddr)| {
+            in_netns(ns, || {
+                let s = std::net::UdpSocket::bind(addr)
+                    .with_context(|| format!("binding the probe socket {addr} in {ns}"))?;
+                s.set_read_timeout(Some(Duration::from_millis(50)))?;
+                s.set_write_timeout(Some(Duration::from_millis(100)))?;
+                Ok(s)
+            })
+        };
+        let sockets = [bind(a)?, bind(b)?];
+        let peers = [b.1, a.1];
+        let mut probe = UdpProbe {
+            start: Instant::now(),
+            names: [format!("{} -> {}", a.0, b.0), format!("{} -> {}", b.0, a.0)],
+            flows: [Arc::default(), Arc::default()],
+            sending: Arc::new(AtomicBool::new(true)),
+            receiving: Arc::new(AtomicBool::new(true)),
+            senders: Vec::new(),
+            receivers: Vec::new(),
+            stopped_at: None,
+        };
+        for dir in 0..2 {
+            // Direction `dir` leaves from socket `dir` and arrives at the other.
+            let tx = sockets[dir].try_clone()?;
+            let rx = sockets[1 - dir].try_clone()?;
+            let (to, start) = (peers[dir], probe.start);
+            let (log_tx, log_rx) = (probe.flows[dir].clone(), probe.flows[dir].clone());
+            let (sending, receiving) = (probe.sending.clone(), probe.receiving.clone());
+            let tag = dir as u8;
+            probe.senders.push(std::thread::spawn(move || {
+                probe_send(&tx, to, tag, start, interval, &sending, &log_tx);
+            }));
+            probe.receivers.push(std::thread::spawn(move || {
+                probe_receive(&rx, tag, start, &receiving, &log_rx);
+            }));
+        }
+        Ok(probe)
+    }
+
+    /// Datagrams of direction `dir` (0: a to b) sent at or after `t` and received.
+    pub fn received_sent_after(&self, dir: usize, t: Instant) -> usize {
+        let from = t.saturating_duration_since(self.start);
+        self.flows[dir]
+            .arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|a| a.sent >= from)
+            .count()
+    }
+
+    /// Waits until both directions received `count` datagrams sent at or after `t`:
+    /// traffic flows again after an event at `t`.
+    pub fn wait_flowing_after(&self, t: Instant, count: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = [
+                self.received_sent_after(0, t),
+                self.received_sent_after(1, t),
+            ];
+            if got.iter().all(|n| *n >= count) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {count} probe datagrams each way \
+                     sent after the event: {}: {}, {}: {}",
+                    self.names[0],
+                    got[0],
+                    self.names[1],
+                    got[1]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops sending, waits for what is in flight, and reports each direction.
+    pub fn stop(mut self) -> [FlowStats; 2] {
+        self.halt();
+        [self.stats(0), self.stats(1)]
+    }
+
+    fn halt(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.stopped_at.is_some() {
+            return;
+        }
+        self.sending.store(false, Ordering::Relaxed);
+        for t in self.senders.drain(..) {
+            let _ = t.join();
+        }
+        self.stopped_at = Some(self.start.elapsed());
+        std::thread::sleep(PROBE_DRAIN);
+        self.receiving.store(false, Ordering::Relaxed);
+        for t in self.receivers.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    fn stats(&self, dir: usize) -> FlowStats {
+        use std::sync::atomic::Ordering;
+        let log = &self.flows[dir];
+        let arrivals = log.arrivals.lock().unwrap_or_else(|p| p.into_inner());
+        let sent = log.sent.load(Ordering::Relaxed);
+        let mut seen = std::collections::HashSet::new();
+        let (mut duplicates, mut reordered, mut highest) = (0, 0, None);
+        for a in arrivals.iter() {
+            if !seen.insert(a.seq) {
+                duplicates += 1;
+            }
+            match highest {
+                Some(h) if a.seq < h => reordered += 1,
+                _ => highest = Some(a.seq),
+            }
+        }
+        let end = self.stopped_at.unwrap_or_else(|| self.start.elapsed());
+        let mut points: Vec<Duration> = vec![Duration::ZERO];
+        points.extend(arrivals.iter().map(|a| a.arrived.min(end)));
+        points.push(end);
+        let (longest_gap, gap_from) = points
+            .windows(2)
+            .map(|w| (w[1].saturating_sub(w[0]), w[0]))
+            .max_by_key(|(gap, _)| *gap)
+            .unwrap_or_default();
+        let received = seen.len() as u64;
+        FlowStats {
+            name: self.names[dir].clone(),
+            sent,
+            send_errors: log.send_errors.load(Ordering::Relaxed),
+            received,
+            lost: sent.saturating_sub(received),
+            duplicates,
+            reordered,
+            longest_gap,
+            gap_from,
+        }
+    }
+}
+
+impl Drop for UdpProbe {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn probe_send(
+    sock: &std::net::UdpSocket,
+    to: SocketAddr,
+    dir: u8,
+    start: Instant,
+    interval: Duration,
+    sending: &std::sync::atomic::AtomicBool,
+    log: &FlowLog,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buf = [0u8; PROBE_LEN];
+    buf[..4].copy_from_slice(PROBE_MAGIC);
+    buf[4] = dir;
+    let mut next = Instant::now();
+    let mut seq = 0u64;
+    while sending.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        let sent = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        buf[5..13].copy_from_slice(&seq.to_be_bytes());
+        buf[13..21].copy_from_slice(&sent.to_be_bytes());
+        if sock.send_to(&buf, to).is_err() {
+            log.send_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        log.sent.fetch_add(1, Ordering::Relaxed);
+        seq += 1;
+        next += interval;
+        // After a stall of this process (two shared cores), carry on from now instead of
+        // sending the missed slots in a burst that the network never asked for.
+        let now = Instant::now();
+        if now > next + interval * 20 {
+            next = now;
+        }
+    }
+}
+
+fn probe_receive(
+    sock: &std::net::UdpSocket,
+    dir: u8,
+    start: Instant,
+    receiving: &std::sync::atomic::AtomicBool,
+    log: &FlowLog,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buf = [0u8; 256];
+    while receiving.load(Ordering::Relaxed) {
+        let Ok((n, _)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        if n < 21 || &buf[..4] != PROBE_MAGIC || buf[4] != dir {
+            continue;
+        }
+        let arrived = start.elapsed();
+        let field = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[at..at + 8]);
+            u64::from_be_bytes(b)
+        };
+        log.arrivals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arrival {
+                seq: field(5),
+                sent: Duration::from_nanos(field(13)),
+                arrived,
+            });
+    }
+}
+
+// ---- ESP on the wire ----
+
+/// One ESP packet in a capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EspPacket {
+    /// Capture time, since the Unix epoch.
+    pub time: Duration,
+    /// The Ethernet source: which node sent it, when nodes do not share a MAC.
+    pub src_mac: [u8; 6],
+    /// Outer source address.
+    pub src: std::net::Ipv4Addr,
+    /// Outer destination address.
+    pub dst: std::net::Ipv4Addr,
+    /// Security parameter index.
+    pub spi: u32,
+    /// Sequence number (the low 32 bits with ESN).
+    pub seq: u32,
+    /// ESP in UDP 4500 (RFC 3948) rather than IP protocol 50.
+    pub udp: bool,
+}
+
+/// ESP packets in captured Ethernet frames over IPv4: raw (IP protocol 50) and in UDP
+/// 4500 (after the UDP header; IKE behind the non-ESP marker and NAT-T keepalives are
+/// not ESP). Non-first fragments carry no ESP header and are skipped.
+pub fn esp_packets(frames: &[PcapFrame]) -> Vec<EspPacket> {
+    let mut out = Vec::new();
+    for f in frames {
+        let d = &f.data;
+        if d.len() < 34 || u16::from_be_bytes([d[12], d[13]]) != 0x0800 {
+            continue;
+        }
+        let ip = &d[14..];
+        let hl = usize::from(ip[0] & 0x0f) * 4;
+        let fragment_offset = u16::from_be_bytes([ip[6] & 0x1f, ip[7]]);
+        if hl < 20 || ip.len() < hl || fragment_offset != 0 {
+            continue;
+        }
+        let l4 = &ip[hl..];
+        let (esp, udp) = match ip[9] {
+            50 => (l4, false),
+            17 if l4.len() >= 8 => {
+                let sport = u16::from_be_bytes([l4[0], l4[1]]);
+                let dport = u16::from_be_bytes([l4[2], l4[3]]);
+                let body = &l4[8..];
+                if (sport != 4500 && dport != 4500) || body.len() < 8 || body[..4] == [0; 4] {
+                    continue;
+                }
+                (body, true)
+            }
+            _ => continue,
+        };
+        if esp.len() < 8 {
+            continue;
+        }
+        let word = |at: usize| u32::from_be_bytes([esp[at], esp[at + 1], esp[at + 2], esp[at + 3]]);
+        let addr = |at: usize| std::net::Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]);
+        let mut src_mac = [0u8; 6];
+        src_mac.copy_from_slice(&d[6..12]);
+        out.push(EspPacket {
+            time: f.time,
+            src_mac,
+            src: addr(12),
+            dst: addr(16),
+            spi: word(0),
+            seq: word(4),
+            udp,
+        });
+    }
+    out
+}
+
+/// (SPI, sequence number, times seen) of every pair seen more than once: a sequence
+/// number is the AES-GCM nonce, so a repeat on the wire is a nonce reused under one key
+/// (unless the capture saw one packet twice, which a capture on one end host's
+/// interface does not).
+pub fn repeated_esp(packets: &[EspPacket]) -> Vec<(u32, u32, usize)> {
+    let mut count: std::collections::BTreeMap<(u32, u32), usize> = Default::default();
+    for p in packets {
+        *count.entry((p.spi, p.seq)).or_default() += 1;
+    }
+    count
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|((spi, seq), n)| (spi, seq, n))
+        .collect()
 }
