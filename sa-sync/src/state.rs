@@ -92,6 +92,17 @@ impl ClusterState {
         self.children.values()
     }
 
+    /// How many records of each kind the state holds: IKE SAs, child SA pairs,
+    /// reservations, replay marks.
+    pub fn counts(&self) -> [usize; 4] {
+        [
+            self.ike.len(),
+            self.children.len(),
+            self.reservations.len(),
+            self.replay.len(),
+        ]
+    }
+
     /// The committed outbound reservation of an SA (gateway, peer's SPI).
     pub fn reservation(&self, sa: &SaId) -> Option<u64> {
         self.reservations.get(sa).copied()

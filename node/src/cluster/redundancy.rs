@@ -18,7 +18,8 @@ use sa_sync::{Applied, ClusterState, Command, Fence, Member, NodeStatus, Outcome
 use tokio::sync::broadcast;
 
 use crate::mgmt::backend::{
-    ClusterStatusView, GroupNodeView, RedundancyGroupView, RedundancyState,
+    ClusterStatisticsView, ClusterStatusView, GroupNodeView, MemberReachabilityView, RaftView,
+    RecordKind, RedundancyGroupView, RedundancyState, ReplicationView,
 };
 use crate::runtime::gateway::{Activate, Deactivate, Gateway};
 use crate::runtime::spec::ClusterSpec;
@@ -43,6 +44,11 @@ struct Resync(Box<ClusterState>);
 #[rtype(result = "ClusterStatusView")]
 pub struct Status;
 
+/// `show chassis cluster statistics`.
+#[derive(Message, Debug)]
+#[rtype(result = "ClusterStatisticsView")]
+pub struct Statistics;
+
 /// `request chassis cluster failover [reset]`: pins a group to a node (or unpins it).
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), String>")]
@@ -64,6 +70,10 @@ pub struct Counters {
     pub takeovers: u64,
     /// Replay mark batches proposed.
     pub mark_batches: u64,
+    /// Lease renewals of the other node applied here.
+    pub renewals_received: u64,
+    /// Records written by this node and by others, per `RecordKind::ALL`.
+    pub records: [(u64, u64); 4],
 }
 
 /// The redundancy-group actor of a gateway node.
@@ -457,6 +467,24 @@ impl Handler<AppliedEntry> for Redundancy {
 
     fn handle(&mut self, msg: AppliedEntry, ctx: &mut Context<Self>) {
         let a = msg.0;
+        let ours = a.proposal.is_some_and(|p| p.proposer == self.spec.me);
+        let kind = match &a.command {
+            Command::PutIkeSa(..) | Command::DeleteIkeSa(..) => Some(0),
+            Command::PutChildSa { .. } | Command::DeleteChildSa(..) => Some(1),
+            Command::Reserve { .. } => Some(2),
+            Command::ReplayMarks(..) => Some(3),
+            Command::Renew(..) if !ours && a.outcome.is_ok() => {
+                self.counters.renewals_received += 1;
+                None
+            }
+            _ => None,
+        };
+        if let Some(k) = kind
+            && a.outcome.is_ok()
+        {
+            let (sent, received) = &mut self.counters.records[k];
+            *if ours { sent } else { received } += 1;
+        }
         let _ = self.mirror.apply(a.index, &a.command);
         if matches!(
             a.command,
@@ -545,6 +573,59 @@ impl Handler<Pin> for Redundancy {
                 Ok(Err(r)) => Err(r.to_string()),
                 Err(e) => Err(e.to_string()),
             }
+        })
+    }
+}
+
+impl Handler<Statistics> for Redundancy {
+    type Result = MessageResult<Statistics>;
+
+    fn handle(&mut self, _: Statistics, _: &mut Context<Self>) -> Self::Result {
+        let raft = self.handle.status();
+        let counts = self.mirror.counts();
+        let replication = RecordKind::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| ReplicationView {
+                kind,
+                sent: self.counters.records[i].0,
+                received: self.counters.records[i].1,
+                held: counts[i] as u64,
+            })
+            .collect();
+        let now = Instant::now();
+        let members = self
+            .spec
+            .members
+            .iter()
+            .map(|(member, addr)| {
+                let peer = raft.peers.iter().find(|p| p.member == *member);
+                MemberReachabilityView {
+                    member: *member,
+                    control_address: *addr,
+                    reachable: *member == self.spec.me || peer.is_some_and(|p| p.connected),
+                    last_contact: peer
+                        .and_then(|p| p.last_contact)
+                        .map(|t| now.saturating_duration_since(t)),
+                }
+            })
+            .collect();
+        MessageResult(ClusterStatisticsView {
+            cluster_id: self.spec.ha.cluster_id,
+            local_member: self.spec.me,
+            heartbeats_sent: self.counters.renewals_sent,
+            heartbeats_received: self.counters.renewals_received,
+            lease_renewals_sent: self.counters.renewals_sent,
+            lease_renewals_received: self.counters.renewals_received,
+            failovers: self.counters.takeovers,
+            raft: RaftView {
+                term: raft.term,
+                leader: raft.leader,
+                commit_index: raft.commit,
+                applied_index: raft.applied,
+            },
+            replication,
+            members,
         })
     }
 }

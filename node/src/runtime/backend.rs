@@ -15,9 +15,10 @@ use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, Status, Term
 use super::spu::Spus;
 use crate::mgmt::Member;
 use crate::mgmt::backend::{
-    Backend, BackendError, ClearScope, ClusterStatusView, ConfigObjectKind, EventView, FieldError,
-    IkeRole, IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView, OperationOutcome, SpuStatsView,
-    StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
+    Backend, BackendError, ClearScope, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind,
+    EventView, FieldError, IkeRole, IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView,
+    OperationOutcome, SpuStatsView, StatsView, TerminateTarget, TrafficSelectorView,
+    TunnelMapEntry,
 };
 
 /// A gateway actor with the names the API knows it by.
@@ -342,6 +343,14 @@ impl Backend for RuntimeBackend {
     async fn cluster_status(&self) -> Result<ClusterStatusView, BackendError> {
         use crate::cluster::redundancy::Status;
         self.redundancy()?.send(Status).await.map_err(unavailable)
+    }
+
+    async fn cluster_statistics(&self) -> Result<ClusterStatisticsView, BackendError> {
+        use crate::cluster::redundancy::Statistics;
+        self.redundancy()?
+            .send(Statistics)
+            .await
+            .map_err(unavailable)
     }
 
     async fn request_failover(
