@@ -4,9 +4,11 @@
 //!
 //! | module | holds |
 //! |---|---|
+//! | [`monitor`] | interface, IP and SPU monitoring weights |
 //! | [`records`] | IKE SA snapshots and child SA installs as replicated bytes |
 //! | [`redundancy`] | the `Redundancy` actor: leases, fence, reth addresses, takeover |
 
+pub mod monitor;
 pub mod records;
 pub mod redundancy;
 

@@ -39,6 +39,14 @@ struct AppliedEntry(Box<Applied>);
 #[rtype(result = "()")]
 struct Resync(Box<ClusterState>);
 
+/// An IP monitor's probe came back.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+struct Probed {
+    address: std::net::IpAddr,
+    answered: bool,
+}
+
 /// `show chassis cluster status`.
 #[derive(Message, Debug)]
 #[rtype(result = "ClusterStatusView")]
@@ -91,6 +99,10 @@ pub struct Redundancy {
     /// The applied-entry feed, subscribed before `mirror` was read so nothing falls in
     /// between; taken by `started`.
     feed: Option<broadcast::Receiver<Applied>>,
+    probes: Vec<super::monitor::IpProbe>,
+    /// Current monitoring failures per group.
+    failures: BTreeMap<u8, Vec<crate::mgmt::backend::MonitorFailure>>,
+    last_monitor: Instant,
 }
 
 impl std::fmt::Debug for Redundancy {
@@ -119,6 +131,12 @@ impl Redundancy {
             .iter()
             .map(|g| GroupFsm::new(spec.me, &spec.ha, g, now))
             .collect();
+        let mut probes: Vec<super::monitor::IpProbe> = Vec::new();
+        for m in spec.ha.groups.iter().flat_map(|g| g.ip_monitor.iter()) {
+            if !probes.iter().any(|p| p.address() == m.address) {
+                probes.push(super::monitor::IpProbe::new(m.clone(), now));
+            }
+        }
         // Nothing is forwarded until a lease says so.
         dataplane.set_fence(Some(now));
         Self {
@@ -132,6 +150,9 @@ impl Redundancy {
             last_marks: now,
             counters: Counters::default(),
             feed: Some(feed),
+            probes,
+            failures: BTreeMap::new(),
+            last_monitor: now,
         }
     }
 
@@ -204,7 +225,59 @@ impl Redundancy {
         marks
     }
 
+    /// Re-evaluates the monitors (at most every 100 ms) and the weights they cost.
+    fn monitor(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if now < self.last_monitor + Duration::from_millis(100) {
+            return;
+        }
+        self.last_monitor = now;
+        for p in &mut self.probes {
+            if let Some(address) = p.due(now) {
+                // Until the answer comes, the next probe is not due.
+                p.record(true, now);
+                let me = ctx.address();
+                actix::spawn(async move {
+                    let answered = tokio::task::spawn_blocking(move || {
+                        super::monitor::echo(address, Duration::from_secs(1))
+                    })
+                    .await
+                    .unwrap_or(false);
+                    me.do_send(Probed { address, answered });
+                });
+            }
+        }
+        let live = self.dataplane.live_workers();
+        let failed_spus: Vec<usize> = (0..self.dataplane.workers())
+            .filter(|w| !live.contains(w))
+            .collect();
+        let mut changed = false;
+        for fsm in &mut self.fsms {
+            let Some(group) = self.spec.ha.group(fsm.group()) else {
+                continue;
+            };
+            let failures = super::monitor::failures(group, &self.probes, &failed_spus);
+            let weight: u32 = failures.iter().map(|f| f.weight).sum();
+            let before = fsm.effective_priority();
+            fsm.set_failed_weight(weight);
+            if fsm.effective_priority() != before {
+                tracing::warn!(
+                    group = fsm.group(),
+                    weight,
+                    ?failures,
+                    "monitoring weight changed the node's priority"
+                );
+                changed = true;
+            }
+            self.failures.insert(fsm.group(), failures);
+        }
+        if changed {
+            self.publish_status();
+        }
+    }
+
     fn poll(&mut self, ctx: &mut Context<Self>) {
+        self.monitor(ctx);
         let now = Instant::now();
         for i in 0..self.fsms.len() {
             let group = self.fsms[i].group();
@@ -531,7 +604,11 @@ impl Handler<Status> for Redundancy {
                             self.peer_view(fsm.group()).priority
                         },
                         status: self.role(fsm, node, now),
-                        monitor_failures: Vec::new(),
+                        monitor_failures: if node == self.spec.me {
+                            self.failures.get(&fsm.group()).cloned().unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        },
                     })
                     .collect();
                 RedundancyGroupView {
@@ -627,5 +704,18 @@ impl Handler<Statistics> for Redundancy {
             replication,
             members,
         })
+    }
+}
+
+impl Handler<Probed> for Redundancy {
+    type Result = ();
+
+    fn handle(&mut self, msg: Probed, _: &mut Context<Self>) {
+        let now = Instant::now();
+        for p in &mut self.probes {
+            if p.address() == msg.address {
+                p.record(msg.answered, now);
+            }
+        }
     }
 }
