@@ -174,6 +174,18 @@ impl GroupFsm {
         self.changing = None;
     }
 
+    /// Gives the group up at once (the node is shutting down): forwarding stops now and
+    /// the returned `Release` lets the peer take over without waiting for the lease.
+    pub fn leave(&mut self, now: Instant) -> Option<Command> {
+        if !self.owns() {
+            return None;
+        }
+        self.lease_until = None;
+        self.renewing = None;
+        self.changing = Some(now);
+        Some(Command::Release(self.fence()))
+    }
+
     /// The fence: the instant until which this node may forward the group's traffic.
     pub fn forward_until(&self, now: Instant) -> Option<Instant> {
         self.lease_until.filter(|u| *u > now && self.owns())

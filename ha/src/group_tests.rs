@@ -246,3 +246,23 @@ fn monitoring_failure_gives_the_group_up_only_to_a_healthy_peer() {
         Some(Command::Release(_))
     ));
 }
+
+#[test]
+fn leaving_stops_forwarding_before_the_release_commits() {
+    let (c, g) = config(None);
+    let t = Instant::now();
+    let mut n0 = GroupFsm::new(Member::Node0, &c, &g, t);
+    assert_eq!(n0.leave(t), None, "nothing to leave");
+    n0.observe(
+        GroupState {
+            owner: Some(Member::Node0),
+            epoch: 1,
+            lease: 1,
+            manual: None,
+        },
+        t,
+    );
+    n0.acquired(t);
+    assert!(matches!(n0.leave(t), Some(Command::Release(_))));
+    assert!(n0.forward_until(t).is_none());
+}

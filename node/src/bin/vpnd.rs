@@ -173,11 +173,14 @@ fn run(
             return Ok(());
         }
         let node = Node::start(spec).await.context("starting the node")?;
-        if let Some((c, handle)) = &member {
-            node::cluster::join(&node, c.clone(), handle.clone())
-                .await
-                .context("joining the chassis cluster")?;
-        }
+        let redundancy = match &member {
+            Some((c, handle)) => Some(
+                node::cluster::join(&node, c.clone(), handle.clone())
+                    .await
+                    .context("joining the chassis cluster")?,
+            ),
+            None => None,
+        };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         if let Some((listen, dir)) = mgmt {
             let tls = node::mgmt::TlsFiles::from_pki_dir(&dir, "server");
@@ -195,8 +198,19 @@ fn run(
         tracing::info!("vpnd running");
         wait_for_signal().await?;
         let _ = stop_tx.send(());
-        tracing::info!("shutting down: deleting IKE SAs at their peers");
+        match &redundancy {
+            Some(r) => {
+                // The SAs live on in the other node: hand them over, delete nothing.
+                tracing::info!("leaving the chassis cluster: handing redundancy groups over");
+                let leave = r.send(node::cluster::redundancy::Leave);
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), leave).await;
+            }
+            None => tracing::info!("shutting down: deleting IKE SAs at their peers"),
+        }
         node.shutdown().await;
+        if let Some((_, handle)) = member {
+            handle.shutdown().await;
+        }
         Ok(())
     })
 }

@@ -52,6 +52,11 @@ struct Probed {
 #[rtype(result = "ClusterStatusView")]
 pub struct Status;
 
+/// The node is shutting down: stop forwarding now and hand every owned group over.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Leave;
+
 /// `show chassis cluster statistics`.
 #[derive(Message, Debug)]
 #[rtype(result = "ClusterStatisticsView")]
@@ -100,6 +105,8 @@ pub struct Redundancy {
     /// between; taken by `started`.
     feed: Option<broadcast::Receiver<Applied>>,
     probes: Vec<super::monitor::IpProbe>,
+    /// Shutting down: no more proposals of our own.
+    leaving: bool,
     /// Current monitoring failures per group.
     failures: BTreeMap<u8, Vec<crate::mgmt::backend::MonitorFailure>>,
     last_monitor: Instant,
@@ -151,6 +158,7 @@ impl Redundancy {
             counters: Counters::default(),
             feed: Some(feed),
             probes,
+            leaving: false,
             failures: BTreeMap::new(),
             last_monitor: now,
         }
@@ -277,6 +285,9 @@ impl Redundancy {
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.leaving {
+            return;
+        }
         self.monitor(ctx);
         let now = Instant::now();
         for i in 0..self.fsms.len() {
@@ -717,5 +728,23 @@ impl Handler<Probed> for Redundancy {
                 p.record(msg.answered, now);
             }
         }
+    }
+}
+
+impl Handler<Leave> for Redundancy {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
+        self.leaving = true;
+        let now = Instant::now();
+        self.dataplane.set_fence(Some(now));
+        let releases: Vec<Command> = self.fsms.iter_mut().filter_map(|f| f.leave(now)).collect();
+        let handle = self.handle.clone();
+        Box::pin(async move {
+            for r in releases {
+                tracing::info!(?r, "handing the redundancy group over");
+                let _ = handle.propose(r).await;
+            }
+        })
     }
 }
