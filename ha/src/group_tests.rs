@@ -37,6 +37,22 @@ impl Log {
     }
 }
 
+/// A node that owns group 1 at epoch 1 with a lease from `t`.
+fn owner(me: Member, c: &ClusterConfig, g: &GroupConfig, t: Instant) -> GroupFsm {
+    let mut fsm = GroupFsm::new(me, c, g, t);
+    fsm.observe(
+        GroupState {
+            owner: Some(me),
+            epoch: 1,
+            lease: 1,
+            manual: None,
+        },
+        t,
+    );
+    fsm.acquired(t);
+    fsm
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -125,17 +141,7 @@ fn a_renewal_in_between_makes_the_takeover_stale() {
 fn owner_renews_every_interval_and_stops_when_renewals_stop() {
     let (c, g) = config(None);
     let t = Instant::now();
-    let mut n0 = GroupFsm::new(Member::Node0, &c, &g, t);
-    n0.observe(
-        GroupState {
-            owner: Some(Member::Node0),
-            epoch: 1,
-            lease: 1,
-            manual: None,
-        },
-        t,
-    );
-    n0.acquired(t);
+    let mut n0 = owner(Member::Node0, &c, &g, t);
     assert_eq!(n0.poll(t + ms(10), ALIVE), None, "fresh lease");
     let at = t + c.heartbeat_interval;
     assert!(matches!(n0.poll(at, ALIVE), Some(Command::Renew(..))));
@@ -190,17 +196,7 @@ fn manual_failover_releases_then_the_pinned_node_acquires() {
 fn preempt_waits_for_its_delay() {
     let (c, g) = config(Some(Duration::from_secs(10)));
     let t = Instant::now();
-    let mut n1 = GroupFsm::new(Member::Node1, &c, &g, t);
-    n1.observe(
-        GroupState {
-            owner: Some(Member::Node1),
-            epoch: 1,
-            lease: 1,
-            manual: None,
-        },
-        t,
-    );
-    n1.acquired(t);
+    let mut n1 = owner(Member::Node1, &c, &g, t);
     let better = PeerView {
         priority: 200,
         alive: true,
@@ -223,17 +219,7 @@ fn preempt_waits_for_its_delay() {
 fn monitoring_failure_gives_the_group_up_only_to_a_healthy_peer() {
     let (c, g) = config(None);
     let t = Instant::now();
-    let mut n0 = GroupFsm::new(Member::Node0, &c, &g, t);
-    n0.observe(
-        GroupState {
-            owner: Some(Member::Node0),
-            epoch: 1,
-            lease: 1,
-            manual: None,
-        },
-        t,
-    );
-    n0.acquired(t);
+    let mut n0 = owner(Member::Node0, &c, &g, t);
     n0.set_failed_weight(255);
     assert_eq!(n0.effective_priority(), 0);
     let sick_peer = PeerView {
@@ -251,18 +237,9 @@ fn monitoring_failure_gives_the_group_up_only_to_a_healthy_peer() {
 fn leaving_stops_forwarding_before_the_release_commits() {
     let (c, g) = config(None);
     let t = Instant::now();
-    let mut n0 = GroupFsm::new(Member::Node0, &c, &g, t);
-    assert_eq!(n0.leave(t), None, "nothing to leave");
-    n0.observe(
-        GroupState {
-            owner: Some(Member::Node0),
-            epoch: 1,
-            lease: 1,
-            manual: None,
-        },
-        t,
-    );
-    n0.acquired(t);
+    let mut idle = GroupFsm::new(Member::Node0, &c, &g, t);
+    assert_eq!(idle.leave(t), None, "nothing to leave");
+    let mut n0 = owner(Member::Node0, &c, &g, t);
     assert!(matches!(n0.leave(t), Some(Command::Release(_))));
     assert!(n0.forward_until(t).is_none());
 }

@@ -396,13 +396,7 @@ impl Redundancy {
                 });
             }
         }
-        let reths: Vec<_> = self
-            .spec
-            .reths
-            .iter()
-            .filter(|r| r.group == group)
-            .cloned()
-            .collect();
+        let reths = self.reths_of(group);
         actix::spawn(async move {
             for r in reths {
                 if let Err(e) =
@@ -432,6 +426,15 @@ impl Redundancy {
         });
     }
 
+    fn reths_of(&self, group: u8) -> Vec<crate::runtime::spec::RethSpec> {
+        self.spec
+            .reths
+            .iter()
+            .filter(|r| r.group == group)
+            .cloned()
+            .collect()
+    }
+
     fn stand_by(&mut self, group: u8) {
         tracing::warn!(group, member = %self.spec.me, "redundancy group: standing by");
         self.active.remove(&group);
@@ -440,13 +443,7 @@ impl Redundancy {
                 gw.do_send(Deactivate);
             }
         }
-        let reths: Vec<_> = self
-            .spec
-            .reths
-            .iter()
-            .filter(|r| r.group == group)
-            .cloned()
-            .collect();
+        let reths = self.reths_of(group);
         actix::spawn(async move {
             for r in reths {
                 if let Err(e) =
