@@ -357,6 +357,119 @@ fn netns_manual_failover_and_reset() {
     cl.assert_resumed(&esp, &primary, target);
 }
 
+/// How long a cluster restarted from its data directories may take to run, elect a
+/// primary and carry traffic again: well inside the peer's DPD tolerance (10 s x 5).
+const RESTART: Duration = Duration::from_secs(30);
+
+/// Every member killed at once with traffic established, all restarted with the same
+/// data directories: the replicated log brings the records back, a primary is elected
+/// again and carries on the tunnel from them: the peer keeps its IKE SA and child
+/// SAs, and no sequence number is sent twice.
+#[test]
+fn netns_whole_cluster_restart_from_disk() {
+    let _lock = root_test();
+    let (mut cl, primary) = ClusterLab::formed("restart", LabOptions::default());
+    let (spis_before, inits_before) = cl.peer_before();
+    let r = cl.statistics(&primary);
+    let stats_before = cl.check("show chassis cluster statistics before the kill", r);
+    let r = cl.start_probe();
+    let probe = cl.check("starting the probe", r);
+    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
+    cl.check("probe traffic before the kill", r);
+
+    let t_kill = Instant::now();
+    let members = ["node0", "node1", "witness"];
+    let r = cl.kill9(&members);
+    cl.check("kill -9 of every member", r);
+    eprintln!("all members killed; {primary} was primary");
+    let wall_restart = wall_now();
+    let r = cl.restart(&members);
+    cl.check("restarting every member from its data directory", r);
+    eprintln!(
+        "all members running again {:?} after the kill",
+        t_kill.elapsed()
+    );
+    let r = cl.wait_primary(DATA_GROUP, None, RESTART);
+    let new_primary = cl.check("a primary of group 1 after the restart", r);
+    eprintln!(
+        "{new_primary} primary of group 1 {:?} after the kill",
+        t_kill.elapsed()
+    );
+    let r = probe.wait_flowing_after(t_kill, FLOWING, RESTART);
+    cl.check(
+        &format!("probe traffic resuming through {new_primary} after the restart"),
+        r,
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = probe.stop();
+    report_probe("restart of the whole cluster", &stats);
+    let gap = stats
+        .iter()
+        .map(|s| s.longest_gap)
+        .max()
+        .unwrap_or_default();
+    eprintln!("restart gap: {gap:?} (lease {:?})", cl.lease);
+
+    // The new primary continued the replicated IKE SA instead of negotiating one.
+    let r = cl.lab.daemon(&new_primary).wait_log(
+        &["IKE SA taken over from the replicated state"],
+        1,
+        TAKEOVER,
+    );
+    let taken = cl.check(
+        &format!("{new_primary} logging that it took the IKE SA over from the replicated state"),
+        r,
+    );
+    eprintln!("{new_primary}: {}", taken[0]);
+    // The records are back from disk: the new primary's replicated state holds them.
+    let r = cl.statistics(&new_primary);
+    let stats_after = cl.check("show chassis cluster statistics after the restart", r);
+    for kind in ["ike-sa", "child-sa"] {
+        let held = |v: &serde_json::Value| {
+            v["replication"]
+                .as_array()
+                .and_then(|r| r.iter().find(|k| k["kind"] == kind))
+                .and_then(|k| k["held"].as_u64())
+        };
+        eprintln!(
+            "{kind} records held: {:?} before the kill ({primary}), {:?} after the restart ({new_primary})",
+            held(&stats_before),
+            held(&stats_after)
+        );
+        assert!(
+            held(&stats_after).is_some_and(|n| n >= 1),
+            "{new_primary} holds no {kind} record after the restart: the replicated records \
+             did not survive\n{stats_after:#}"
+        );
+    }
+    // Only the primary holds the floating addresses (a restarted member that stands by
+    // must not answer ARP for them).
+    let secondary = other(&new_primary);
+    let r = cl.wait_state(secondary, DATA_GROUP, &["secondary"], TAKEOVER);
+    cl.check(
+        &format!("{secondary} secondary of group 1 after the restart"),
+        r,
+    );
+    let r = cl.reth_addresses_on(secondary);
+    let stale = cl.check(&format!("addresses on {secondary}"), r);
+    assert!(
+        stale.is_empty(),
+        "{secondary} (secondary after the restart) still holds reth addresses: {stale:?}"
+    );
+
+    cl.assert_no_renegotiation("restart of the whole cluster", &spis_before, inits_before);
+    let r = cl.esp_to_peer();
+    let esp = cl.check("reading the capture", r);
+    cl.esp_timeline(&esp, wall_restart);
+    assert_no_repeated_esp("restart of the whole cluster", &esp);
+    let spis = cluster::assert_continued("restart of the whole cluster", &esp, wall_restart);
+    assert!(
+        !spis.is_empty(),
+        "no ESP reached the peer after the restart\n{}",
+        cl.logs()
+    );
+}
+
 /// The lab's configurations pass `vpnd check` for every member and the peer, and
 /// mirror each other. Needs no root, so configuration mistakes show up in every run.
 #[test]

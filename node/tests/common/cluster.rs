@@ -49,6 +49,8 @@ pub const PEER_CONFIG: &str = include_str!("../data/cluster-lab-peer.toml");
 pub const STRONGSWAN_PEER_CONFIG: &str = include_str!("../data/cluster-lab-strongswan.conf");
 
 pub const PEER_OUTER: &str = "198.51.100.2";
+/// reth0's address: the cluster's end of the tunnel.
+pub const CLUSTER_OUTER: &str = "198.51.100.1";
 pub const LAN1_HOST: &str = common::LAN_A_HOST;
 pub const LAN1_GW: &str = common::LAN_A_GW;
 pub const LAN2_HOST: &str = common::LAN_B_HOST;
@@ -193,6 +195,8 @@ pub struct ClusterLab {
     /// Each node's `eth0` MAC, to tell the nodes' ESP apart on the wire when the
     /// runtime does not give reth0 a shared virtual MAC.
     eth0_mac: [[u8; 6]; 2],
+    /// Member restarts so far (their earlier logs are kept as `MEMBER.N.log`).
+    restarts: usize,
 }
 
 impl ClusterLab {
@@ -282,6 +286,7 @@ impl ClusterLab {
             lease,
             stopped: None,
             eth0_mac,
+            restarts: 0,
         })
     }
 
@@ -341,6 +346,48 @@ impl ClusterLab {
         Ok(())
     }
 
+    /// kill -9 of `members`, all signalled before any is waited for; returns once they
+    /// are gone.
+    pub fn kill9(&mut self, members: &[&str]) -> Result<()> {
+        for member in members {
+            self.lab
+                .daemon(member)
+                .signal(libc::SIGKILL)
+                .with_context(|| format!("kill -9 {member}"))?;
+        }
+        for member in members {
+            self.lab
+                .daemon(member)
+                .wait_exit(Duration::from_secs(5))
+                .with_context(|| format!("{member} to die"))?;
+        }
+        Ok(())
+    }
+
+    /// Starts `members` again (after [`ClusterLab::kill9`]) with the same configuration
+    /// and data directories, keeping each earlier run's log as `MEMBER.N.log`, and
+    /// waits until they run. All are started before any is waited for, as after a
+    /// power cut.
+    pub fn restart(&mut self, members: &[&str]) -> Result<()> {
+        for member in members {
+            self.restarts += 1;
+            let n = self.restarts;
+            let d = self.lab.daemon(member);
+            if d.exited().is_none() {
+                bail!("{member} is still running: kill it before restarting it");
+            }
+            let kept = d.log.with_file_name(format!("{member}.{n}.log"));
+            std::fs::rename(&d.log, &kept)
+                .with_context(|| format!("keeping {}", d.log.display()))?;
+            d.log = kept;
+            self.spawn_member(member)?;
+        }
+        for member in members {
+            self.wait_member_running(member)?;
+        }
+        Ok(())
+    }
+
     /// Full namespace name of `short`.
     pub fn ns(&self, short: &str) -> String {
         self.lab.ns_name(short)
@@ -376,6 +423,14 @@ impl ClusterLab {
             .run(&self.ns(member), &["show", "chassis", "cluster", "status"])?;
         serde_json::from_str(&text)
             .with_context(|| format!("show chassis cluster status --json on {member}: {text}"))
+    }
+
+    /// `show chassis cluster statistics` as `member` sees it.
+    pub fn statistics(&self, member: &str) -> Result<serde_json::Value> {
+        self.vpnctl.json(
+            &self.ns(member),
+            &["show", "chassis", "cluster", "statistics"],
+        )
     }
 
     /// The primary of group `id` that every answering node agrees on; an error if they
@@ -418,6 +473,28 @@ impl ClusterLab {
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `node` reports itself in one of `states` in group `id`.
+    pub fn wait_state(
+        &mut self,
+        node: &str,
+        id: u8,
+        states: &[&str],
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.status(node).and_then(|s| s.state_of(id, node));
+            match state {
+                Ok(s) if states.contains(&s.as_str()) => return Ok(s),
+                last if Instant::now() >= deadline => bail!(
+                    "timed out after {timeout:?} waiting for {node} to report itself {states:?} \
+                     in group {id}; last answer: {last:?}"
+                ),
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
         }
     }
 
@@ -486,6 +563,20 @@ impl ClusterLab {
     pub fn st0_packets(&self, node: &str) -> Result<u64> {
         let (rx, _, tx, _) = common::link_counters(&self.ns(node), "st0.0")?;
         Ok(rx + tx)
+    }
+
+    /// Which of the reth addresses `node`'s `eth0` and `eth1` hold.
+    pub fn reth_addresses_on(&self, node: &str) -> Result<Vec<String>> {
+        let mut held = Vec::new();
+        for (dev, addr) in [("eth0", CLUSTER_OUTER), ("eth1", LAN1_GW)] {
+            if common::link_addresses(&self.ns(node), dev)?
+                .iter()
+                .any(|a| a == addr)
+            {
+                held.push(format!("{addr} on {dev}"));
+            }
+        }
+        Ok(held)
     }
 
     pub fn start_probe(&self) -> Result<UdpProbe> {
@@ -695,6 +786,41 @@ pub fn assert_no_repeated_esp(what: &str, packets: &[EspPacket]) {
     );
 }
 
+/// Every child SA the peer saw ESP on both before and after `event` (wall clock)
+/// continued above its earlier sequence numbers: the SA was resumed, whoever sent it
+/// (the same node after a restart cannot be told apart by MAC). Returns the SPIs seen
+/// after the event.
+pub fn assert_continued(what: &str, packets: &[EspPacket], event: Duration) -> Vec<u32> {
+    use std::collections::BTreeMap;
+    let mut before: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut after: BTreeMap<u32, u32> = BTreeMap::new();
+    for p in packets {
+        let (map, keep_max) = if p.time < event {
+            (&mut before, true)
+        } else {
+            (&mut after, false)
+        };
+        let m = map.entry(p.spi).or_insert(p.seq);
+        *m = if keep_max {
+            (*m).max(p.seq)
+        } else {
+            (*m).min(p.seq)
+        };
+    }
+    for (spi, min) in &after {
+        if let Some(max) = before.get(spi) {
+            eprintln!(
+                "{what}: SPI {spi:08x} sent up to sequence number {max} before, resumed at {min}"
+            );
+            assert!(
+                min > max,
+                "{what}: SPI {spi:08x} resumed at sequence number {min}, not above {max}"
+            );
+        }
+    }
+    after.into_keys().collect()
+}
+
 /// What a kill -9 of the primary under traffic gave.
 #[derive(Debug)]
 pub struct Takeover {
@@ -737,10 +863,8 @@ pub fn kill_primary_under_traffic(
     let carried_before = cl.check("st0.0 counters", cl.st0_packets(survivor));
 
     let (t_kill, wall_kill) = (Instant::now(), wall_now());
-    let r = cl.lab.daemon(primary).signal(libc::SIGKILL);
+    let r = cl.kill9(&[primary]);
     cl.check(&format!("kill -9 {primary}"), r);
-    let r = cl.lab.daemon(primary).wait_exit(Duration::from_secs(5));
-    cl.check(&format!("{primary} to die"), r);
     let r = cl.wait_primary(DATA_GROUP, Some(survivor), timeout);
     cl.check(
         &format!("{survivor} taking over group 1 after kill -9 of {primary}"),

@@ -1269,6 +1269,21 @@ pub fn link_mac(ns: &str, dev: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// The IPv4 and IPv6 addresses (without prefix length) on `dev` in namespace `ns`.
+pub fn link_addresses(ns: &str, dev: &str) -> Result<Vec<String>> {
+    let out = run("ip", &["-n", ns, "-j", "addr", "show", "dev", dev])?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("`ip -j addr` output")?;
+    Ok(v[0]["addr_info"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["local"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter()
