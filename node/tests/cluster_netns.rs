@@ -470,6 +470,104 @@ fn netns_whole_cluster_restart_from_disk() {
     );
 }
 
+/// An SPU (dataplane worker) of the primary fails under traffic: the primary
+/// re-anchors the tunnel on its surviving SPU from the replicated records, keeping the
+/// child SAs (same SPIs, outbound above the committed reservation) and the IKE SA; no
+/// failover, no renegotiation at the peer, no (SPI, sequence number) twice.
+#[test]
+fn netns_spu_failure_reanchors_without_renegotiation() {
+    let _lock = root_test();
+    let opts = LabOptions {
+        workers: Some(2),
+        ..LabOptions::default()
+    };
+    let (mut cl, primary) = ClusterLab::formed("spu", opts);
+    let (spis_before, inits_before) = cl.peer_before();
+    let r = cl.ipsec_sas(&primary);
+    let sas_before = cl.check(&format!("IPsec SAs on {primary}"), r);
+    let r = cl.tunnel_map(&primary);
+    let map_before = cl.check(&format!("tunnel map of {primary}"), r);
+    eprintln!("{primary}: IPsec SAs {sas_before:?}, tunnel map {map_before:?}");
+    let [(inbound, outbound, anchor)] = sas_before.as_slice() else {
+        panic!("{primary} should hold exactly one IPsec SA pair: {sas_before:?}");
+    };
+    assert_eq!(
+        map_before
+            .iter()
+            .find(|(t, _)| t == "st0.0")
+            .map(|(_, spu)| spu),
+        Some(anchor),
+        "the tunnel map of {primary} disagrees with its SAs' anchor: {map_before:?}"
+    );
+    let r = cl.start_probe();
+    let probe = cl.check("starting the probe", r);
+    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
+    cl.check("probe traffic before the SPU failure", r);
+
+    let (t_fail, wall_fail) = (Instant::now(), wall_now());
+    let spu = anchor.to_string();
+    let r = cl.vpnctl.run(
+        &cl.ns(&primary),
+        &["request", "chassis", "spu", "fail", &spu],
+    );
+    cl.check(&format!("request chassis spu fail {spu} on {primary}"), r);
+    let r = common::wait_for("the IPsec SAs to move off the failed SPU", TAKEOVER, || {
+        cl.ipsec_sas(&primary)
+            .ok()
+            .filter(|sas| !sas.is_empty() && sas.iter().all(|(_, _, a)| a != anchor))
+    });
+    let sas_after = cl.check(&format!("{primary} re-anchoring the tunnel"), r);
+    eprintln!(
+        "{primary}: IPsec SAs {sas_after:?} {:?} after the failure",
+        t_fail.elapsed()
+    );
+    let r = probe.wait_flowing_after(t_fail, FLOWING, TAKEOVER);
+    cl.check("probe traffic after the SPU failure", r);
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = probe.stop();
+    report_probe("SPU failure on the primary", &stats);
+    let gap = stats
+        .iter()
+        .map(|s| s.longest_gap)
+        .max()
+        .unwrap_or_default();
+    eprintln!("SPU failure gap: {gap:?}");
+    for s in &stats {
+        assert!(s.longest_gap < TAKEOVER, "traffic gap too long: {s}");
+    }
+
+    let r = cl.primary(DATA_GROUP);
+    assert_eq!(
+        cl.check("primary after the SPU failure", r),
+        primary,
+        "an SPU failure (spu-weight 128 of priority 200) must not move group 1"
+    );
+    assert_eq!(
+        sas_after,
+        [(inbound.clone(), outbound.clone(), sas_after[0].2)],
+        "the re-anchored tunnel should keep its SA pair (no rekey): before \
+         {sas_before:?}, after {sas_after:?}"
+    );
+    let r = cl.tunnel_map(&primary);
+    let map_after = cl.check(&format!("tunnel map of {primary}"), r);
+    assert!(
+        map_after.iter().all(|(_, s)| s != anchor),
+        "the tunnel map still anchors a tunnel on the failed SPU {anchor}: {map_after:?}"
+    );
+    cl.assert_no_renegotiation("SPU failure on the primary", &spis_before, inits_before);
+    let r = cl.esp_to_peer();
+    let esp = cl.check("reading the capture", r);
+    cl.esp_timeline(&esp, wall_fail);
+    assert_no_repeated_esp("SPU failure on the primary", &esp);
+    let spis = cluster::assert_continued("SPU failure on the primary", &esp, wall_fail);
+    assert!(
+        spis.iter().any(|s| format!("{s:08x}") == *outbound),
+        "no ESP on the outbound SA {outbound} reached the peer after the failure (SPIs: \
+         {spis:08x?})\n{}",
+        cl.logs()
+    );
+}
+
 /// The lab's configurations pass `vpnd check` for every member and the peer, and
 /// mirror each other. Needs no root, so configuration mistakes show up in every run.
 #[test]

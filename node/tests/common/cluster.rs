@@ -565,6 +565,47 @@ impl ClusterLab {
         Ok(rx + tx)
     }
 
+    /// `node`'s child SA pairs: (inbound SPI, outbound SPI, anchor SPU), SPIs in hex.
+    pub fn ipsec_sas(&self, node: &str) -> Result<Vec<(String, String, u64)>> {
+        let v = self.vpnctl.json(
+            &self.ns(node),
+            &["show", "security", "ipsec", "security-associations"],
+        )?;
+        let sas = v.as_array().with_context(|| format!("not a list: {v}"))?;
+        sas.iter()
+            .map(|sa| {
+                Ok((
+                    sa["inbound_spi"]
+                        .as_str()
+                        .context("inbound_spi")?
+                        .to_owned(),
+                    sa["outbound_spi"]
+                        .as_str()
+                        .context("outbound_spi")?
+                        .to_owned(),
+                    sa["anchor_spu"].as_u64().context("anchor_spu")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// `node`'s tunnel map: (tunnel, SPU) pairs.
+    pub fn tunnel_map(&self, node: &str) -> Result<Vec<(String, u64)>> {
+        let v = self
+            .vpnctl
+            .json(&self.ns(node), &["show", "security", "ike", "tunnel-map"])?;
+        let entries = v.as_array().with_context(|| format!("not a list: {v}"))?;
+        entries
+            .iter()
+            .map(|e| {
+                Ok((
+                    e["tunnel"].as_str().context("tunnel")?.to_owned(),
+                    e["spu"].as_u64().context("spu")?,
+                ))
+            })
+            .collect()
+    }
+
     /// Which of the reth addresses `node`'s `eth0` and `eth1` hold.
     pub fn reth_addresses_on(&self, node: &str) -> Result<Vec<String>> {
         let mut held = Vec::new();
@@ -806,6 +847,23 @@ pub fn assert_continued(what: &str, packets: &[EspPacket], event: Duration) -> V
         } else {
             (*m).min(p.seq)
         };
+    }
+    // Where each SA's sequence numbers jumped furthest (a node that installs an SA from
+    // the replicated records starts above the committed reservation).
+    let mut by_spi: BTreeMap<u32, Vec<&EspPacket>> = BTreeMap::new();
+    for p in packets {
+        by_spi.entry(p.spi).or_default().push(p);
+    }
+    for (spi, mut sent) in by_spi {
+        sent.sort_by_key(|p| p.seq);
+        if let Some(w) = sent.windows(2).max_by_key(|w| w[1].seq - w[0].seq) {
+            eprintln!(
+                "{what}: SPI {spi:08x} jumped from sequence number {} to {} at {:+.3} s",
+                w[0].seq,
+                w[1].seq,
+                w[1].time.as_secs_f64() - event.as_secs_f64()
+            );
+        }
     }
     for (spi, min) in &after {
         if let Some(max) = before.get(spi) {
