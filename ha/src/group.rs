@@ -235,9 +235,9 @@ impl GroupFsm {
         let may_take = match self.seen.owner {
             None => {
                 // Unowned: the preferred node takes it; the other waits a lease
-                // first, unless the preferred one is gone or pinned away.
+                // first (also when the peer seems gone: at a cold start the cluster
+                // link may simply not be up yet), unless pinned here.
                 let preferred = pinned_here
-                    || !peer.alive
                     || peer.priority < self.effective_priority()
                     || (peer.priority == self.effective_priority() && self.me == Member::Node0);
                 preferred || now >= self.started_at.max(self.seen_at) + self.lease

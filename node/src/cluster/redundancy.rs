@@ -39,6 +39,14 @@ struct AppliedEntry(Box<Applied>);
 #[rtype(result = "()")]
 struct Resync(Box<ClusterState>);
 
+/// The reth addresses of a group taken over are in place.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+struct AddressesTaken {
+    group: u8,
+    epoch: u64,
+}
+
 /// An IP monitor's probe came back.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -352,7 +360,7 @@ impl Redundancy {
     }
 
     /// Makes the effects match the FSMs: fence, addresses, gateways.
-    fn reconcile(&mut self, _ctx: &mut Context<Self>) {
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let mut fence: Option<Instant> = None;
         let groups: Vec<(u8, Option<Instant>, u64)> = self
@@ -366,10 +374,10 @@ impl Redundancy {
                 fence = Some(fence.map_or(u, |f| f.min(u)));
             }
             match (until.is_some(), self.active.get(&group).copied()) {
-                (true, None) => self.take_over(group, epoch),
+                (true, None) => self.take_over(group, epoch, ctx),
                 (true, Some(e)) if e != epoch => {
                     self.stand_by(group);
-                    self.take_over(group, epoch);
+                    self.take_over(group, epoch, ctx);
                 }
                 (false, Some(_)) => self.stand_by(group),
                 _ => {}
@@ -378,34 +386,25 @@ impl Redundancy {
         self.dataplane.set_fence(Some(fence.unwrap_or(now)));
     }
 
-    fn take_over(&mut self, group: u8, epoch: u64) {
+    fn take_over(&mut self, group: u8, epoch: u64, ctx: &mut Context<Self>) {
         tracing::warn!(group, epoch, member = %self.spec.me, "redundancy group: becoming primary");
         self.counters.takeovers += 1;
         self.active.insert(group, epoch);
-        let fence = Fence {
-            group,
-            node: self.spec.me,
-            epoch,
-        };
-        for (g, gw) in &self.gateways {
-            if *g == group {
-                gw.do_send(Activate {
-                    fence,
-                    handle: self.handle.clone(),
-                    state: Box::new(self.mirror.clone()),
-                });
-            }
-        }
+        // The addresses first: gateways that resume or initiate right away need their
+        // local address to send from.
         let reths = self.reths_of(group);
+        let me = ctx.address();
         actix::spawn(async move {
-            for r in reths {
+            for r in &reths {
                 if let Err(e) =
                     crate::runtime::net::set_addresses(&r.interface, &r.addresses, true).await
                 {
                     tracing::error!(reth = %r.name, interface = %r.interface, error = %e, "taking the reth addresses");
-                    continue;
                 }
-                for _ in 0..ANNOUNCEMENTS {
+            }
+            me.do_send(AddressesTaken { group, epoch });
+            for _ in 0..ANNOUNCEMENTS {
+                for r in &reths {
                     for (addr, _) in &r.addresses {
                         let sent = match addr {
                             std::net::IpAddr::V4(a) => {
@@ -419,9 +418,8 @@ impl Redundancy {
                             tracing::warn!(reth = %r.name, %addr, error = %e, "announcing the moved address");
                         }
                     }
-                    actix_rt::time::sleep(Duration::from_millis(100)).await;
                 }
-                tracing::info!(reth = %r.name, interface = %r.interface, "reth addresses taken");
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
             }
         });
     }
@@ -743,5 +741,34 @@ impl Handler<Leave> for Redundancy {
                 let _ = handle.propose(r).await;
             }
         })
+    }
+}
+
+impl Handler<AddressesTaken> for Redundancy {
+    type Result = ();
+
+    /// Activates the group's gateways, unless the group was lost meanwhile.
+    fn handle(&mut self, msg: AddressesTaken, _: &mut Context<Self>) {
+        if self.active.get(&msg.group) != Some(&msg.epoch) {
+            return;
+        }
+        tracing::info!(
+            group = msg.group,
+            "reth addresses taken: activating the gateways"
+        );
+        let fence = Fence {
+            group: msg.group,
+            node: self.spec.me,
+            epoch: msg.epoch,
+        };
+        for (g, gw) in &self.gateways {
+            if *g == msg.group {
+                gw.do_send(Activate {
+                    fence,
+                    handle: self.handle.clone(),
+                    state: Box::new(self.mirror.clone()),
+                });
+            }
+        }
     }
 }
