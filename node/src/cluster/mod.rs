@@ -69,6 +69,15 @@ pub async fn join(
     spec: ClusterSpec,
     handle: ClusterHandle,
 ) -> Result<Addr<redundancy::Redundancy>, ClusterError> {
+    // A member restarted after a crash finds the floating addresses of its previous run
+    // still on its interfaces (the kernel kept them). Holding them as a standby would
+    // answer ARP for the primary's addresses: drop them until a group is ours again.
+    for r in &spec.reths {
+        if let Err(e) = crate::runtime::net::set_addresses(&r.interface, &r.addresses, false).await
+        {
+            tracing::warn!(reth = %r.name, interface = %r.interface, error = %e, "clearing stale reth addresses");
+        }
+    }
     let feed = handle.applied();
     let state = handle
         .read(|s| s.clone())
