@@ -197,6 +197,9 @@ pub struct ClusterLab {
     eth0_mac: [[u8; 6]; 2],
     /// Member restarts so far (their earlier logs are kept as `MEMBER.N.log`).
     restarts: usize,
+    /// Anomalies a scenario noticed on the way (e.g. addresses a standby should not
+    /// hold): every failure message repeats them, since they may explain it.
+    pub notes: Vec<String>,
 }
 
 impl ClusterLab {
@@ -287,6 +290,7 @@ impl ClusterLab {
             stopped: None,
             eth0_mac,
             restarts: 0,
+            notes: Vec::new(),
         })
     }
 
@@ -408,7 +412,14 @@ impl ClusterLab {
 
     /// The value of `r`, or a panic naming `step`, with every daemon's log.
     pub fn check<T>(&self, step: &str, r: Result<T>) -> T {
-        r.unwrap_or_else(|e| panic!("{step}: {e:#}\n{}", self.logs()))
+        r.unwrap_or_else(|e| {
+            let notes = if self.notes.is_empty() {
+                String::new()
+            } else {
+                format!("\nnoticed before:\n  {}", self.notes.join("\n  "))
+            };
+            panic!("{step}: {e:#}{notes}\n{}", self.logs())
+        })
     }
 
     /// A gateway node that is running and not stopped: one that can answer.
@@ -618,6 +629,22 @@ impl ClusterLab {
             }
         }
         Ok(held)
+    }
+
+    /// Removes the reth addresses from `node`'s interfaces, as a reboot of its host
+    /// would (a benchmark workaround for a standby that keeps them).
+    pub fn clear_reth_addresses(&self, node: &str) -> Result<()> {
+        for (dev, addr) in [("eth0", CLUSTER_OUTER), ("eth1", LAN1_GW)] {
+            if common::link_addresses(&self.ns(node), dev)?
+                .iter()
+                .any(|a| a == addr)
+            {
+                self.lab
+                    .ns(node)
+                    .ip(&["addr", "del", &format!("{addr}/24"), "dev", dev])?;
+            }
+        }
+        Ok(())
     }
 
     pub fn start_probe(&self) -> Result<UdpProbe> {
@@ -886,6 +913,9 @@ pub struct Takeover {
     pub survivor: &'static str,
     /// The probe, both directions, from before the kill until traffic flowed again.
     pub stats: [FlowStats; 2],
+    /// Each direction's longest time without an arrival from its last arrival before
+    /// the kill on: the outage the kill caused.
+    pub gaps: [Duration; 2],
     /// The kill, on the wall clock (for the capture's timeline).
     pub wall_kill: Duration,
     /// From the kill until the nodes agreed on the survivor as primary.
@@ -893,13 +923,9 @@ pub struct Takeover {
 }
 
 impl Takeover {
-    /// The traffic gap: the longer of the two directions'.
+    /// The traffic gap the kill caused: the longer of the two directions'.
     pub fn gap(&self) -> Duration {
-        self.stats
-            .iter()
-            .map(|s| s.longest_gap)
-            .max()
-            .unwrap_or_default()
+        self.gaps.into_iter().max().unwrap_or_default()
     }
 }
 
@@ -935,7 +961,7 @@ pub fn kill_primary_under_traffic(
         r,
     );
     std::thread::sleep(settle);
-    let stats = probe.stop();
+    let (stats, gaps) = probe.stop_around(t_kill);
     report_probe("kill -9 of the primary", &stats);
     let carried = cl.check("st0.0 counters", cl.st0_packets(survivor)) - carried_before;
     assert!(
@@ -946,6 +972,7 @@ pub fn kill_primary_under_traffic(
     Takeover {
         survivor,
         stats,
+        gaps,
         wall_kill,
         primary_after,
     }

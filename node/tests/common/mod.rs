@@ -1469,6 +1469,42 @@ impl UdpProbe {
         [self.stats(0), self.stats(1)]
     }
 
+    /// [`UdpProbe::stop`], with each direction's longest gap counted from its last
+    /// arrival before `event` on: the outage the event caused, whatever the flow did
+    /// before it.
+    pub fn stop_around(mut self, event: Instant) -> ([FlowStats; 2], [Duration; 2]) {
+        self.halt();
+        let from = event.saturating_duration_since(self.start);
+        let end = self.stopped_at.unwrap_or_else(|| self.start.elapsed());
+        let gaps = [0, 1].map(|dir| {
+            let arrivals = self.flows[dir]
+                .arrivals
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // Arrivals are recorded in arrival order.
+            let before = arrivals
+                .iter()
+                .rev()
+                .map(|a| a.arrived)
+                .find(|t| *t < from)
+                .unwrap_or(Duration::ZERO);
+            let mut points = vec![before];
+            points.extend(
+                arrivals
+                    .iter()
+                    .map(|a| a.arrived.min(end))
+                    .filter(|t| *t >= from),
+            );
+            points.push(end);
+            points
+                .windows(2)
+                .map(|w| w[1].saturating_sub(w[0]))
+                .max()
+                .unwrap_or_default()
+        });
+        ([self.stats(0), self.stats(1)], gaps)
+    }
+
     fn halt(&mut self) {
         use std::sync::atomic::Ordering;
         if self.stopped_at.is_some() {
