@@ -20,12 +20,11 @@
 # the lease, but a debug build adds its own slowness to the takeover), OUT (results
 # file, default /tmp/cluster-failover-DATE.txt), CARGO_TARGET_DIR. The test's own
 # output (every gap, the capture and correctness checks) goes to OUT.SETTING.log.
-# FAILOVER_WORKAROUNDS=1 has the test work around the runtime defects it reports, so
-# that it can measure all its kills: it removes the killed member's floating
-# addresses before restarting it, as a reboot of its host would (the restarted
-# standby keeps them and answers ARP for them), and restarts once more a member that
-# stays `lost` after installing the leader's snapshot (still reported as a failure).
-# Without it a run may stop early: the table then shows the kills it made. The gap of
+# FAILOVER_WORKAROUNDS=1 has the test work around a runtime defect it reports, so
+# that it can measure all its kills: a member restarted after the log was compacted
+# past its last entry catches up through the leader's snapshot and stays `lost`; the
+# test restarts it once more (still reported as a failure). Without it a run may stop
+# early: the table then shows the kills it made. The gap of
 # a kill is the longest time without an arrival from the last arrival before the kill.
 #
 # Each kill: the 1/ms UDP probe flows between the LAN hosts, the primary gets

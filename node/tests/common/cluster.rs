@@ -631,22 +631,6 @@ impl ClusterLab {
         Ok(held)
     }
 
-    /// Removes the reth addresses from `node`'s interfaces, as a reboot of its host
-    /// would (a benchmark workaround for a standby that keeps them).
-    pub fn clear_reth_addresses(&self, node: &str) -> Result<()> {
-        for (dev, addr) in [("eth0", CLUSTER_OUTER), ("eth1", LAN1_GW)] {
-            if common::link_addresses(&self.ns(node), dev)?
-                .iter()
-                .any(|a| a == addr)
-            {
-                self.lab
-                    .ns(node)
-                    .ip(&["addr", "del", &format!("{addr}/24"), "dev", dev])?;
-            }
-        }
-        Ok(())
-    }
-
     pub fn start_probe(&self) -> Result<UdpProbe> {
         let at =
             |host: &str| -> Result<SocketAddr> { Ok(SocketAddr::new(host.parse()?, PROBE_PORT)) };
