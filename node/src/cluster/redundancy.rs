@@ -546,6 +546,18 @@ impl Handler<AppliedEntry> for Redundancy {
 
     fn handle(&mut self, msg: AppliedEntry, ctx: &mut Context<Self>) {
         let a = msg.0;
+        if a.index > self.mirror.applied() + 1 {
+            // Entries the feed does not carry came in between: Raft's empty entries
+            // after an election, or a snapshot from the leader that replaced the
+            // replica's state wholesale. Read the state again rather than guess.
+            let handle = self.handle.clone();
+            let me = ctx.address();
+            actix::spawn(async move {
+                if let Ok(state) = handle.read(|s| s.clone()).await {
+                    me.do_send(Resync(Box::new(state)));
+                }
+            });
+        }
         let ours = a.proposal.is_some_and(|p| p.proposer == self.spec.me);
         let kind = match &a.command {
             Command::PutIkeSa(..) | Command::DeleteIkeSa(..) => Some(0),
@@ -582,7 +594,9 @@ impl Handler<Resync> for Redundancy {
     type Result = ();
 
     fn handle(&mut self, msg: Resync, ctx: &mut Context<Self>) {
-        if msg.0.applied() > self.mirror.applied() {
+        // At the same index the replica's state wins: the mirror may have applied an
+        // entry on top of a state that missed a snapshot.
+        if msg.0.applied() >= self.mirror.applied() {
             self.mirror = *msg.0;
         }
         self.observe_all();
