@@ -20,12 +20,9 @@
 # the lease, but a debug build adds its own slowness to the takeover), OUT (results
 # file, default /tmp/cluster-failover-DATE.txt), CARGO_TARGET_DIR. The test's own
 # output (every gap, the capture and correctness checks) goes to OUT.SETTING.log.
-# FAILOVER_WORKAROUNDS=1 has the test work around a runtime defect it reports, so
-# that it can measure all its kills: a member restarted after the log was compacted
-# past its last entry catches up through the leader's snapshot and stays `lost`; the
-# test restarts it once more (still reported as a failure). Without it a run may stop
-# early: the table then shows the kills it made. The gap of
-# a kill is the longest time without an arrival from the last arrival before the kill.
+# A run that fails a correctness check stops early: the table then shows the kills it
+# made. The gap of a kill is the longest time without an arrival from the last arrival
+# before the kill.
 #
 # Each kill: the 1/ms UDP probe flows between the LAN hosts, the primary gets
 # SIGKILL, the gap is the longest time either direction received nothing; then the
@@ -88,9 +85,7 @@ for setting in $SETTINGS; do
 done
 
 {
-    workarounds=""
-    [ "${FAILOVER_WORKAROUNDS:-0}" = 1 ] && workarounds=", FAILOVER_WORKAROUNDS=1"
-    echo "chassis cluster failover gap: kill -9 of the primary under 1/ms UDP traffic ($PROFILE build$workarounds, $(date -Is), $(nproc) cores)"
+    echo "chassis cluster failover gap: kill -9 of the primary under 1/ms UDP traffic ($PROFILE build, $(date -Is), $(nproc) cores)"
     printf '%-22s %6s %14s %12s %10s %22s\n' "heartbeat (ms x n)" kills "median gap ms" "p99 gap ms" "lease ms" "gap/lease (med/p99)"
     for r in "${rows[@]}"; do
         read -r s k m p l q <<<"$r"

@@ -594,7 +594,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Prints the gaps so far and the `BENCH` line `bench/cluster-failover.sh` reads (the
 /// last one counts, so a run that fails part way still reports the kills it made).
-fn print_bench(heartbeat: &str, gaps: &[Duration], lease: Duration, workarounds: bool) {
+fn print_bench(heartbeat: &str, gaps: &[Duration], lease: Duration) {
     let mut sorted = gaps.to_vec();
     sorted.sort_unstable();
     let (median, p99) = (percentile(&sorted, 50.0), percentile(&sorted, 99.0));
@@ -605,14 +605,13 @@ fn print_bench(heartbeat: &str, gaps: &[Duration], lease: Duration, workarounds:
     );
     eprintln!(
         "BENCH heartbeat={heartbeat} kills={} median_ms={:.0} p99_ms={:.0} lease_ms={:.0} \
-         median_ratio={:.2} p99_ratio={:.2} workarounds={}",
+         median_ratio={:.2} p99_ratio={:.2}",
         gaps.len(),
         ms(median),
         ms(p99),
         ms(lease),
         ms(median) / ms(lease),
         ms(p99) / ms(lease),
-        u8::from(workarounds)
     );
 }
 
@@ -627,12 +626,9 @@ fn print_bench(heartbeat: &str, gaps: &[Duration], lease: Duration, workarounds:
 /// secondary without the floating addresses, no renegotiation at the peer, no (SPI,
 /// sequence number) twice).
 ///
-/// `FAILOVER_WORKAROUNDS=1` works around a runtime defect this benchmark found, to
-/// measure all the kills: a member restarted while the log was compacted past its last
-/// entry catches up through the leader's snapshot and then stays `lost`; the workaround
-/// restarts it once more (the defect is reported, and fails the run, all the same). A
-/// second defect it found, a restarted standby keeping the floating addresses of its
-/// crashed run, is fixed (9c99bbc); the check stays.
+/// Two defects it found are fixed and their checks stay: a restarted standby keeping
+/// the floating addresses of its crashed run (9c99bbc), and a member that caught up
+/// through the leader's snapshot staying `lost` (088abd5).
 #[test]
 #[ignore = "benchmark (minutes): run by bench/cluster-failover.sh"]
 fn bench_failover_gap() {
@@ -641,7 +637,6 @@ fn bench_failover_gap() {
         .ok()
         .map(|v| v.parse().expect("FAILOVER_KILLS: a number"))
         .unwrap_or(BENCH_KILLS);
-    let workarounds = std::env::var_os("FAILOVER_WORKAROUNDS").is_some_and(|v| v == "1");
     let opts = LabOptions {
         heartbeat: bench_heartbeat(),
         ..LabOptions::default()
@@ -665,11 +660,11 @@ fn bench_failover_gap() {
             t.primary_after
         );
         gaps.push(t.gap());
-        print_bench(&heartbeat, &gaps, lease, workarounds);
+        print_bench(&heartbeat, &gaps, lease);
 
         let r = cl.restart(&[&primary]);
         cl.check(&format!("restarting {primary} after kill {i}"), r);
-        let mut back = cl.wait_state(&primary, DATA_GROUP, &["secondary"], timeout);
+        let back = cl.wait_state(&primary, DATA_GROUP, &["secondary"], timeout);
         if back.is_err() {
             let snapshot = "cluster state replaced by the leader's snapshot";
             let installed = !cl.lab.daemon(&primary).log_lines(&[snapshot]).is_empty();
@@ -685,11 +680,6 @@ fn bench_failover_gap() {
             );
             eprintln!("{note}");
             cl.notes.push(note);
-            if workarounds && installed {
-                let r = cl.kill9(&[&primary]).and_then(|()| cl.restart(&[&primary]));
-                cl.check(&format!("restarting {primary} again after kill {i}"), r);
-                back = cl.wait_state(&primary, DATA_GROUP, &["secondary"], timeout);
-            }
         }
         cl.check(&format!("{primary} secondary again after kill {i}"), back);
         let r = cl.wait_primary(DATA_GROUP, Some(t.survivor), timeout);
