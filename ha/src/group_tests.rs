@@ -53,6 +53,20 @@ fn owner(me: Member, c: &ClusterConfig, g: &GroupConfig, t: Instant) -> GroupFsm
     fsm
 }
 
+/// node0 and node1 from a cold start at `t`, after node0's `Acquire` was applied.
+fn node0_primary(c: &ClusterConfig, g: &GroupConfig, t: Instant) -> (GroupFsm, GroupFsm, Log) {
+    let mut n0 = GroupFsm::new(Member::Node0, c, g, t);
+    let mut n1 = GroupFsm::new(Member::Node1, c, g, t);
+    let mut log = Log {
+        state: ClusterState::default(),
+        index: 0,
+    };
+    let cmd = n0.poll(t, ALIVE).expect("node0 acquires");
+    assert!(log.apply(&cmd, &mut [&mut n0, &mut n1], t));
+    n0.acquired(t);
+    (n0, n1, log)
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -84,15 +98,7 @@ fn cold_start_preferred_node_takes_the_group_and_the_other_waits() {
 fn standby_takes_over_only_after_lease_and_margin() {
     let (c, g) = config(None);
     let t = Instant::now();
-    let mut n0 = GroupFsm::new(Member::Node0, &c, &g, t);
-    let mut n1 = GroupFsm::new(Member::Node1, &c, &g, t);
-    let mut log = Log {
-        state: ClusterState::default(),
-        index: 0,
-    };
-    let cmd = n0.poll(t, ALIVE).unwrap();
-    log.apply(&cmd, &mut [&mut n0, &mut n1], t);
-    n0.acquired(t);
+    let (mut n0, mut n1, mut log) = node0_primary(&c, &g, t);
     // node0 dies now. node1 must not act before lease + margin.
     let dead = PeerView {
         priority: 200,
@@ -112,15 +118,7 @@ fn standby_takes_over_only_after_lease_and_margin() {
 fn a_renewal_in_between_makes_the_takeover_stale() {
     let (c, g) = config(None);
     let t = Instant::now();
-    let mut n0 = GroupFsm::new(Member::Node0, &c, &g, t);
-    let mut n1 = GroupFsm::new(Member::Node1, &c, &g, t);
-    let mut log = Log {
-        state: ClusterState::default(),
-        index: 0,
-    };
-    let cmd = n0.poll(t, ALIVE).unwrap();
-    log.apply(&cmd, &mut [&mut n0, &mut n1], t);
-    n0.acquired(t);
+    let (mut n0, mut n1, mut log) = node0_primary(&c, &g, t);
     // node1 was cut off and believes the lease expired; node0 renewed meanwhile.
     let late = t + c.lease() * 2;
     let takeover = n1.poll(late, ALIVE).expect("proposes from its stale view");
@@ -157,15 +155,7 @@ fn owner_renews_every_interval_and_stops_when_renewals_stop() {
 fn manual_failover_releases_then_the_pinned_node_acquires() {
     let (c, g) = config(None);
     let t = Instant::now();
-    let mut n0 = GroupFsm::new(Member::Node0, &c, &g, t);
-    let mut n1 = GroupFsm::new(Member::Node1, &c, &g, t);
-    let mut log = Log {
-        state: ClusterState::default(),
-        index: 0,
-    };
-    let cmd = n0.poll(t, ALIVE).unwrap();
-    log.apply(&cmd, &mut [&mut n0, &mut n1], t);
-    n0.acquired(t);
+    let (mut n0, mut n1, mut log) = node0_primary(&c, &g, t);
     let pin = Command::Pin {
         group: 1,
         node: Some(Member::Node1),
