@@ -169,6 +169,10 @@ pub struct SaConfig {
     /// Outbound: highest sequence number this node may send (the cluster's committed
     /// reservation); `u64::MAX` for a standalone node.
     pub seq_limit: u64,
+    /// Outbound: install behind the binding's current SA instead of in front of it; it
+    /// carries traffic once the SAs ahead of it are removed. The responder of a child
+    /// rekey uses it so that it never sends on an SA the peer has not installed yet.
+    pub standby: bool,
 }
 
 impl std::fmt::Debug for SaConfig {
@@ -218,6 +222,7 @@ impl SaConfig {
             selectors: Vec::new(),
             initial_seq: 0,
             seq_limit: u64::MAX,
+            standby: false,
         }
     }
 

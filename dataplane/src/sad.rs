@@ -63,14 +63,20 @@ impl Sad {
         self.inbound.insert((c.local, c.protocol, c.spi), sa);
     }
 
-    /// Installs (or replaces) an outbound SA; it becomes the one its binding uses.
+    /// Installs (or replaces) an outbound SA; it becomes the one its binding uses,
+    /// unless it is a standby SA, which waits behind those already installed.
     pub fn insert_outbound(&mut self, sa: OutboundSa) {
         let key = sa.common.config.key();
         let binding = sa.common.config.binding;
+        let standby = sa.common.config.standby;
         self.outbound.insert(key, sa);
         let keys = self.bindings.entry(binding).or_default();
         keys.retain(|k| *k != key);
-        keys.push(key);
+        if standby {
+            keys.insert(0, key);
+        } else {
+            keys.push(key);
+        }
     }
 
     /// Removes an SA; true if it was installed.
@@ -137,5 +143,47 @@ impl Sad {
     /// True when no SA is installed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::crypto::EncrAlg;
+    use crate::sa::{Direction, SaConfig};
+
+    fn outbound(spi: u32, standby: bool) -> OutboundSa {
+        let (a, b) = (
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
+        );
+        let mut c = SaConfig::esp_tunnel(Direction::Outbound, spi, a, b)
+            .with_encryption(EncrAlg::AesGcm128, &[7; 20]);
+        c.standby = standby;
+        OutboundSa::new(c).expect("outbound SA")
+    }
+
+    fn serving(sad: &mut Sad) -> Option<u32> {
+        sad.outbound_for(0).map(|sa| sa.common.config.spi)
+    }
+
+    #[test]
+    fn newest_sa_carries_traffic_and_a_standby_waits_for_the_ones_ahead() {
+        let mut sad = Sad::default();
+        sad.insert_outbound(outbound(0x100, false));
+        sad.insert_outbound(outbound(0x200, false));
+        assert_eq!(serving(&mut sad), Some(0x200), "make-before-break");
+        sad.insert_outbound(outbound(0x300, true));
+        assert_eq!(serving(&mut sad), Some(0x200), "a standby SA waits");
+        assert!(sad.remove(&sad_key(0x200)));
+        assert_eq!(serving(&mut sad), Some(0x100));
+        assert!(sad.remove(&sad_key(0x100)));
+        assert_eq!(serving(&mut sad), Some(0x300), "the standby takes over");
+    }
+
+    fn sad_key(spi: u32) -> SaKey {
+        outbound(spi, false).common.config.key()
     }
 }

@@ -454,6 +454,7 @@ impl IkeSa {
         };
         let (answer, mut install, config, low) = self.answer_child(sess, payloads, policy)?;
         install.rekeys = Some(old_inbound);
+        install.outbound_deferred = true;
         let settle = self.settle_time();
         if let Some(c) = self.children.iter_mut().find(|c| c.inbound == old_inbound) {
             // The rekey initiator deletes it; if that never comes, we do.

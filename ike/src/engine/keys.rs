@@ -157,5 +157,6 @@ pub(super) fn child_install(
         remote_ts,
         udp_encap: None,
         rekeys: None,
+        outbound_deferred: false,
     })
 }

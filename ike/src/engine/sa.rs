@@ -80,6 +80,11 @@ pub struct ChildSaInstall {
     /// The inbound SPI of the pair this one replaces (make-before-break: install this
     /// one, the old one's [`Event::ChildSaDeleted`] follows).
     pub rekeys: Option<u32>,
+    /// We answered the rekey: the peer installs its inbound SA only when our response
+    /// reaches it, so a packet sent on the new outbound SA before then is lost. The new
+    /// outbound SA stands behind the old one until the old pair is deleted (normally by
+    /// the rekey's initiator right after the exchange), as strongSwan does.
+    pub outbound_deferred: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -51,6 +51,8 @@ pub struct ChildSa {
     outbound: Option<SaConfig>,
     keys: (SaKey, SaKey),
     installed: bool,
+    /// Told when the pair is in the dataplane; dropped unsent if installing fails.
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
     /// What `show` prints; no keys.
     summary: (EncrAlg, IntegAlg, bool, Vec<Selector>),
     created: SystemTime,
@@ -67,8 +69,14 @@ impl std::fmt::Debug for ChildSa {
 }
 
 impl ChildSa {
-    /// A pair to install on `anchor`.
-    pub fn new(spus: Spus, anchor: usize, inbound: SaConfig, outbound: SaConfig) -> Self {
+    /// A pair to install on `anchor`; `ready` hears when it is installed.
+    pub fn new(
+        spus: Spus,
+        anchor: usize,
+        inbound: SaConfig,
+        outbound: SaConfig,
+        ready: tokio::sync::oneshot::Sender<()>,
+    ) -> Self {
         let keys = (inbound.key(), outbound.key());
         let summary = (
             outbound.encr,
@@ -83,6 +91,7 @@ impl ChildSa {
             outbound: Some(outbound),
             keys,
             installed: false,
+            ready: Some(ready),
             summary,
             created: SystemTime::now(),
         }
@@ -107,6 +116,10 @@ impl Actor for ChildSa {
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(()) => {
                 act.installed = true;
+                if let Some(ready) = act.ready.take() {
+                    // The gateway may be gone already; nobody to tell then.
+                    let _ = ready.send(());
+                }
                 tracing::info!(
                     inbound = format_args!("{:#010x}", act.keys.0.spi),
                     outbound = format_args!("{:#010x}", act.keys.1.spi),

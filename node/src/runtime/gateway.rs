@@ -171,6 +171,9 @@ pub struct Gateway {
     /// IKE datagrams waiting for the state they depend on to be committed.
     held: Vec<SendIke>,
     replicating: bool,
+    /// Child SA pairs negotiated but not yet installed in the dataplane. Datagrams wait
+    /// for them: the peer may send on a new SA as soon as our message reaches it.
+    installing: usize,
     /// The IKE SA state version last committed to the log.
     replicated: Option<u64>,
     /// Outbound sequence limits committed per outbound SPI, and the packet rate seen.
@@ -221,6 +224,7 @@ impl Gateway {
             cluster: None,
             held: Vec::new(),
             replicating: false,
+            installing: 0,
             replicated: None,
             reservations: std::collections::HashMap::new(),
         }
@@ -475,7 +479,7 @@ impl Gateway {
     /// state (message IDs, keys, children) to the log: write-ahead, so the standby never
     /// lags behind what the peer has seen.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.replicating {
+        if self.replicating || self.installing > 0 {
             return;
         }
         let pending = match (&self.cluster, &self.sa) {
@@ -556,15 +560,22 @@ impl Gateway {
         }
     }
 
-    /// Starts the actor of a child SA pair, anchored on this gateway's SPU.
-    fn start_child(&mut self, inbound: SaConfig, outbound: SaConfig) {
+    /// Starts the actor of a child SA pair, anchored on this gateway's SPU; the held
+    /// datagrams leave once it is installed (or has failed).
+    fn start_child(&mut self, inbound: SaConfig, outbound: SaConfig, ctx: &mut Context<Self>) {
         let (inbound_spi, outbound_spi) = (inbound.spi, outbound.spi);
-        let actor = ChildSa::new(self.spus.clone(), self.anchor, inbound, outbound).start();
+        let (ready, installed) = tokio::sync::oneshot::channel();
+        let actor = ChildSa::new(self.spus.clone(), self.anchor, inbound, outbound, ready).start();
         self.children.push(Child {
             inbound_spi,
             outbound_spi,
             actor,
         });
+        self.installing += 1;
+        ctx.spawn(installed.into_actor(self).map(|_, act, ctx| {
+            act.installing -= 1;
+            act.flush(ctx);
+        }));
     }
 
     /// Installs a pair only once its record and first reservation are committed: the
@@ -601,6 +612,7 @@ impl Gateway {
         outbound.seq_limit = limit;
         let handle = rep.handle.clone();
         let fence = rep.fence;
+        self.installing += 1;
         // One entry carries the record and the reservation the SA starts with.
         let fut = async move {
             handle
@@ -611,14 +623,23 @@ impl Gateway {
                 })
                 .await
         };
-        ctx.spawn(fut.into_actor(self).map(move |res, act, _| match res {
-            Ok(Ok(())) => {
-                act.reservations
-                    .insert(outbound.spi, (limit, ha::RateMeter::new()));
-                act.start_child(inbound, outbound);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.installing -= 1;
+            match res {
+                Ok(Ok(())) => {
+                    act.reservations
+                        .insert(outbound.spi, (limit, ha::RateMeter::new()));
+                    act.start_child(inbound, outbound, ctx);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(gateway = %act.spec.name, error = %e, "child SA not replicated: not installed");
+                    act.flush(ctx);
+                }
+                Err(e) => {
+                    tracing::warn!(gateway = %act.spec.name, error = %e, "child SA not replicated: not installed");
+                    act.flush(ctx);
+                }
             }
-            Ok(Err(e)) => tracing::warn!(gateway = %act.spec.name, error = %e, "child SA not replicated: not installed"),
-            Err(e) => tracing::warn!(gateway = %act.spec.name, error = %e, "child SA not replicated: not installed"),
         }));
     }
 
@@ -758,7 +779,7 @@ impl Gateway {
             Ok((inbound, outbound)) if self.cluster.is_some() => {
                 self.install_replicated(install, inbound, outbound, (0, 0), ctx);
             }
-            Ok((inbound, outbound)) => self.start_child(inbound, outbound),
+            Ok((inbound, outbound)) => self.start_child(inbound, outbound, ctx),
             Err(e) => {
                 tracing::error!(gateway = %self.spec.name, error = %e, "child SA not installable");
             }

@@ -56,10 +56,9 @@ pub fn child_sas(
         c.selectors = selectors.clone();
         c
     };
-    Ok((
-        build(Direction::Inbound, &install.inbound),
-        build(Direction::Outbound, &install.outbound),
-    ))
+    let mut outbound = build(Direction::Outbound, &install.outbound);
+    outbound.standby = install.outbound_deferred;
+    Ok((build(Direction::Inbound, &install.inbound), outbound))
 }
 
 /// The dataplane selector for a (local, remote) traffic-selector pair of one family.

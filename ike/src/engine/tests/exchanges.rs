@@ -290,11 +290,20 @@ fn rekey_child_with(from_initiator: bool, nth: usize, fate: Fate) {
     assert_eq!(now.len(), 1, "{fate:?} {nth}");
     assert_ne!(now[0], old);
     // Make-before-break at both ends: the new pair is ready before the old one goes.
-    for (events, old_in) in [(&pair.events_i, old.0), (&pair.events_r, old.1)] {
+    // Only the end that answered the rekey holds its new outbound SA back.
+    let answered = [!from_initiator, from_initiator];
+    for ((events, old_in), answered) in [(&pair.events_i, old.0), (&pair.events_r, old.1)]
+        .into_iter()
+        .zip(answered)
+    {
         let ready = events
             .iter()
             .position(|e| matches!(e, Event::ChildSaReady(c) if c.rekeys == Some(old_in)))
             .unwrap_or_else(|| panic!("no rekey install, {fate:?} {nth}"));
+        let Event::ChildSaReady(install) = &events[ready] else {
+            unreachable!()
+        };
+        assert_eq!(install.outbound_deferred, answered, "{fate:?} {nth}");
         let gone = events
             .iter()
             .position(|e| matches!(e, Event::ChildSaDeleted { inbound_spi, .. } if *inbound_spi == old_in))
