@@ -13,7 +13,7 @@
 //! everything running until Ctrl-C (or `--duration`) and tears it down: the daemons get
 //! SIGTERM (so they delete their SAs at the peer), then the namespaces are deleted.
 //!
-//! The topology code is the end-to-end tests' harness (`tests/common/mod.rs`), so the
+//! The topology code is the end-to-end tests' harness (the `lab` crate), so the
 //! demo and the tests build exactly the same lab.
 
 use std::net::SocketAddr;
@@ -21,9 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-
-#[path = "../tests/common/mod.rs"]
-mod lab;
 
 use lab::{LAN_A_HOST, LAN_B_HOST, Lab, WorkDir};
 

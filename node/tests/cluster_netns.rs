@@ -1,7 +1,7 @@
 //! Chassis cluster end to end: two gateway nodes and a witness (real `vpnd` processes
 //! sharing one configuration), a standalone remote peer (`vpnd` or strongSwan), and LAN
 //! hosts on both sides, in network namespaces. The topology and what a scenario can
-//! measure are described in `common/cluster.rs`; each test here is one scenario:
+//! measure are described in `lab/src/cluster.rs`; each test here is one scenario:
 //! kill -9, SIGSTOP and manual failover of the primary, the same kill -9 against
 //! strongSwan, a restart of the whole cluster from its data directories, and an SPU
 //! failure on the primary. `bench_failover_gap` (ignored; `bench/cluster-failover.sh`
@@ -19,11 +19,8 @@
 //! see the measured gaps. `VPND_E2E_KEEP=1` keeps every run's configurations, logs and
 //! captures (a failed run keeps them anyway and prints where).
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
-#[path = "common/strongswan.rs"]
-mod strongswan;
+use lab as common;
+use lab::{cluster, strongswan};
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,15 +29,22 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use cluster::{
     CLUSTER_CONFIG, ClusterLab, DATA_GROUP, FLOWING, LabOptions, NODES, PEER_CONFIG, PEER_OUTER,
-    PeerKind, TAKEOVER, VPND, assert_no_repeated_esp, kill_primary_under_traffic, lease_of, other,
+    PeerKind, TAKEOVER, assert_no_repeated_esp, kill_primary_under_traffic, lease_of, other,
     report_probe, root_test, wall_now,
 };
 use common::WorkDir;
 
+const VPND: &str = env!("CARGO_BIN_EXE_vpnd");
+
+/// This package's freshly built `vpnd` and `vpnctl`.
+fn bins() -> common::Binaries {
+    common::Binaries::new(VPND, env!("CARGO_BIN_EXE_vpnctl"))
+}
+
 #[test]
 fn netns_cluster_forms_and_carries_traffic() {
     let _lock = root_test();
-    let (mut cl, primary) = ClusterLab::formed("forms", LabOptions::default());
+    let (mut cl, primary) = ClusterLab::formed("forms", &bins(), LabOptions::default());
 
     for node in NODES {
         let r = cl.status(node);
@@ -110,7 +114,7 @@ fn kill_9_scenario(tag: &str, kind: PeerKind) {
         peer: kind,
         ..LabOptions::default()
     };
-    let (mut cl, primary) = ClusterLab::formed(tag, opts);
+    let (mut cl, primary) = ClusterLab::formed(tag, &bins(), opts);
     let (spis_before, inits_before) = cl.peer_before();
     let t = kill_primary_under_traffic(&mut cl, &primary, TAKEOVER, Duration::from_secs(1));
     let survivor = t.survivor;
@@ -160,7 +164,7 @@ fn netns_kill_9_with_a_strongswan_peer() {
 #[test]
 fn netns_sigstop_longer_than_the_lease() {
     let _lock = root_test();
-    let (mut cl, primary) = ClusterLab::formed("sigstop", LabOptions::default());
+    let (mut cl, primary) = ClusterLab::formed("sigstop", &bins(), LabOptions::default());
     let survivor = other(&primary);
     let hold = cl.lease * 3;
     let (spis_before, inits_before) = cl.peer_before();
@@ -253,7 +257,7 @@ fn netns_sigstop_longer_than_the_lease() {
 #[test]
 fn netns_manual_failover_and_reset() {
     let _lock = root_test();
-    let (mut cl, primary) = ClusterLab::formed("manual", LabOptions::default());
+    let (mut cl, primary) = ClusterLab::formed("manual", &bins(), LabOptions::default());
     let target = other(&primary);
     let target_number = if target == NODES[0] { "0" } else { "1" };
     let (spis_before, inits_before) = cl.peer_before();
@@ -368,7 +372,7 @@ const RESTART: Duration = Duration::from_secs(30);
 #[test]
 fn netns_whole_cluster_restart_from_disk() {
     let _lock = root_test();
-    let (mut cl, primary) = ClusterLab::formed("restart", LabOptions::default());
+    let (mut cl, primary) = ClusterLab::formed("restart", &bins(), LabOptions::default());
     let (spis_before, inits_before) = cl.peer_before();
     let r = cl.statistics(&primary);
     let stats_before = cl.check("show chassis cluster statistics before the kill", r);
@@ -481,7 +485,7 @@ fn netns_spu_failure_reanchors_without_renegotiation() {
         workers: Some(2),
         ..LabOptions::default()
     };
-    let (mut cl, primary) = ClusterLab::formed("spu", opts);
+    let (mut cl, primary) = ClusterLab::formed("spu", &bins(), opts);
     let (spis_before, inits_before) = cl.peer_before();
     let r = cl.ipsec_sas(&primary);
     let sas_before = cl.check(&format!("IPsec SAs on {primary}"), r);
@@ -645,7 +649,7 @@ fn bench_failover_gap() {
         || "200x3".to_owned(),
         |(i, n)| format!("{}x{n}", i.as_millis()),
     );
-    let (mut cl, mut primary) = ClusterLab::formed("bench", opts);
+    let (mut cl, mut primary) = ClusterLab::formed("bench", &bins(), opts);
     let lease = cl.lease;
     // Generous bounds for slow heartbeats; a wait only fails when something is wrong.
     let timeout = lease * 4 + TAKEOVER;

@@ -16,7 +16,7 @@
 //! they measure timing (DPD, loss during rekey), which two cores shared by parallel
 //! daemons would blur.
 
-mod common;
+use lab as common;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::common;
+use crate as common;
 
 /// The charon daemon.
 pub const CHARON: &str = "/usr/lib/ipsec/charon";

@@ -27,7 +27,7 @@
 //! - the peer's IKE SA SPIs (its management API, or `swanctl --list-sas`) and its log:
 //!   a takeover must resume the IKE SA, never negotiate a new one.
 //!
-//! Included with `#[path]` by `tests/cluster_netns.rs`, next to `mod common;`.
+//! Used by the node's `tests/cluster_netns.rs` and by the chaos harness.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -36,11 +36,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 
-use crate::common::{self, Capture, EspPacket, ExclusiveLock, FlowStats, Lab, UdpProbe, Vpnctl};
+use crate as common;
 use crate::strongswan::Charon;
+use crate::{Binaries, Capture, EspPacket, ExclusiveLock, FlowStats, Lab, UdpProbe, Vpnctl};
 
-pub const VPND: &str = env!("CARGO_BIN_EXE_vpnd");
-pub const VPNCTL: &str = env!("CARGO_BIN_EXE_vpnctl");
 /// The one configuration of node0, node1 and the witness.
 pub const CLUSTER_CONFIG: &str = include_str!("../data/cluster-lab.toml");
 /// The remote peer's configuration, as a `vpnd`.
@@ -180,6 +179,7 @@ pub fn wall_now() -> Duration {
 
 /// The lab of one scenario. Fields drop in order: the capture, then charon, then the
 /// lab (daemons, then namespaces, then the work directory).
+#[derive(Debug)]
 pub struct ClusterLab {
     capture: Option<Capture>,
     charon: Option<Charon>,
@@ -207,9 +207,9 @@ impl ClusterLab {
     /// the peer's `eth0`, starts peer, witness, node0 and node1, and waits until group 1
     /// has a primary and lan1 reaches lan2 through the tunnel. Panics with the step that
     /// failed and the daemons' logs.
-    pub fn formed(tag: &str, opts: LabOptions) -> (ClusterLab, String) {
-        let mut cl =
-            ClusterLab::build(tag, opts).unwrap_or_else(|e| panic!("building the lab: {e:#}"));
+    pub fn formed(tag: &str, bins: &Binaries, opts: LabOptions) -> (ClusterLab, String) {
+        let mut cl = ClusterLab::build(tag, bins, opts)
+            .unwrap_or_else(|e| panic!("building the lab: {e:#}"));
         let t0 = Instant::now();
         let r = cl.start();
         cl.check("starting the cluster members and the peer", r);
@@ -222,9 +222,9 @@ impl ClusterLab {
         (cl, primary)
     }
 
-    fn build(tag: &str, opts: LabOptions) -> Result<ClusterLab> {
+    fn build(tag: &str, bins: &Binaries, opts: LabOptions) -> Result<ClusterLab> {
         let (prefix, dir) = common::lab_names("cl", tag)?;
-        let mut lab = Lab::new(VPND, &prefix, dir);
+        let mut lab = Lab::new(&bins.vpnd, &prefix, dir);
         if let Some(n) = opts.workers {
             lab.daemon_args = vec!["--workers".into(), n.to_string()];
         }
@@ -265,7 +265,11 @@ impl ClusterLab {
             .context("peer LAN link check")?;
 
         let pki = lab.dir.path.join("pki");
-        node::mgmt::pki::init(&pki, &[], false).context("vpnctl pki init")?;
+        let pki_dir = pki.display().to_string();
+        common::run(
+            &bins.vpnctl.display().to_string(),
+            &["pki", "init", &pki_dir],
+        )?;
         let config = lab.dir.path.join("cluster.toml");
         std::fs::write(&config, cluster_config(opts.heartbeat)?)?;
         let lease = lease_of(&config)?;
@@ -282,7 +286,7 @@ impl ClusterLab {
             capture: Some(capture),
             charon: None,
             lab,
-            vpnctl: Vpnctl::new(VPNCTL, &pki),
+            vpnctl: Vpnctl::new(&bins.vpnctl, &pki),
             pki,
             config,
             peer: opts.peer,
@@ -802,9 +806,24 @@ pub fn cluster_config(heartbeat: Option<(Duration, u32)>) -> Result<String> {
 
 /// The lease a configuration gives: heartbeat interval x threshold.
 pub fn lease_of(config: &Path) -> Result<Duration> {
-    let cfg = node::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let c = cfg.cluster.context("no [chassis.cluster]")?;
-    Ok(c.heartbeat_interval * c.heartbeat_threshold)
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("parsing {}", config.display()))?;
+    let cluster = doc
+        .get("chassis")
+        .and_then(|c| c.get("cluster"))
+        .context("no [chassis.cluster]")?;
+    let number = |key: &str| {
+        cluster
+            .get(key)
+            .and_then(toml::Value::as_integer)
+            .and_then(|v| u32::try_from(v).ok())
+            .with_context(|| format!("chassis.cluster.{key} missing or not a number"))
+    };
+    let interval = Duration::from_millis(number("heartbeat-interval")?.into());
+    Ok(interval * number("heartbeat-threshold")?)
 }
 
 /// Prints both directions of a probe and fails on duplicates: a datagram delivered

@@ -1,0 +1,74 @@
+//! `vpnctl` against a lab daemon's management API.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::output_within;
+
+/// `vpnctl` against a daemon's management API, run inside the daemon's namespace (the
+/// API listens on that namespace's loopback), with a bounded run time.
+#[derive(Debug, Clone)]
+pub struct Vpnctl {
+    /// The `vpnctl` executable.
+    pub exe: PathBuf,
+    /// The PKI directory (`vpnctl pki init`).
+    pub pki: PathBuf,
+    /// `--server`.
+    pub server: String,
+    /// `--identity`.
+    pub identity: String,
+    /// Longest run of one command.
+    pub timeout: Duration,
+}
+
+impl Vpnctl {
+    /// As operator, against `127.0.0.1:50051`, 10 s per command.
+    pub fn new(exe: impl Into<PathBuf>, pki: impl Into<PathBuf>) -> Self {
+        Vpnctl {
+            exe: exe.into(),
+            pki: pki.into(),
+            server: "127.0.0.1:50051".into(),
+            identity: "operator".into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// `vpnctl --json ARGS` in namespace `ns`: its standard output, or an error with
+    /// the command and what it printed.
+    pub fn run(&self, ns: &str, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(&self.exe)
+            .args(["--server", &self.server, "--identity", &self.identity])
+            .arg("--pki")
+            .arg(&self.pki)
+            .arg("--json")
+            .args(args);
+        let out = output_within(&mut cmd, self.timeout)
+            .with_context(|| format!("vpnctl {} in {ns}", args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "`vpnctl {}` in {ns} failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// [`Vpnctl::run`], its output parsed as JSON.
+    pub fn json(&self, ns: &str, args: &[&str]) -> Result<serde_json::Value> {
+        let text = self.run(ns, args)?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "`vpnctl --json {}` in {ns} printed no JSON: {text}",
+                args.join(" ")
+            )
+        })
+    }
+}
