@@ -102,6 +102,9 @@ pub struct LabOptions {
     pub workers: Option<usize>,
     /// Heartbeat interval and threshold instead of the configuration's 200 ms x 3.
     pub heartbeat: Option<(Duration, u32)>,
+    /// `preempt = { delay }` for redundancy group 1 (the configuration has none): node0,
+    /// the higher priority, takes the group back when it returns.
+    pub preempt: Option<Duration>,
 }
 
 /// `show chassis cluster status --json`, the parts the tests read.
@@ -271,7 +274,18 @@ impl ClusterLab {
             &["pki", "init", &pki_dir],
         )?;
         let config = lab.dir.path.join("cluster.toml");
-        std::fs::write(&config, cluster_config(opts.heartbeat)?)?;
+        let mut text = cluster_config(opts.heartbeat)?;
+        if let Some(delay) = opts.preempt {
+            text = common::edit(
+                &text,
+                "[chassis.cluster.redundancy-group.1]\n",
+                &format!(
+                    "[chassis.cluster.redundancy-group.1]\npreempt = {{ delay = {} }}\n",
+                    delay.as_secs()
+                ),
+            )?;
+        }
+        std::fs::write(&config, text)?;
         let lease = lease_of(&config)?;
         let eth0_mac = [
             common::link_mac(&lab.ns_name("node0"), "eth0")?,
@@ -658,7 +672,7 @@ impl ClusterLab {
 
     /// Which node sent `p`, by source MAC (`None`: neither node's `eth0` MAC, e.g. a
     /// virtual MAC shared by the reth).
-    fn sender(&self, p: &EspPacket) -> Option<&'static str> {
+    pub fn sender(&self, p: &EspPacket) -> Option<&'static str> {
         NODES
             .iter()
             .zip(self.eth0_mac)

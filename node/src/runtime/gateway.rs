@@ -174,6 +174,8 @@ pub struct Gateway {
     /// Child SA pairs negotiated but not yet installed in the dataplane. Datagrams wait
     /// for them: the peer may send on a new SA as soon as our message reaches it.
     installing: usize,
+    /// Inbound SPIs of pairs whose record is being committed before they are installed.
+    committing: std::collections::HashSet<u32>,
     /// The IKE SA state version last committed to the log.
     replicated: Option<u64>,
     /// Outbound sequence limits committed per outbound SPI, and the packet rate seen.
@@ -225,6 +227,7 @@ impl Gateway {
             held: Vec::new(),
             replicating: false,
             installing: 0,
+            committing: std::collections::HashSet::new(),
             replicated: None,
             reservations: std::collections::HashMap::new(),
         }
@@ -613,6 +616,7 @@ impl Gateway {
         let handle = rep.handle.clone();
         let fence = rep.fence;
         self.installing += 1;
+        self.committing.insert(inbound.spi);
         // One entry carries the record and the reservation the SA starts with.
         let fut = async move {
             handle
@@ -625,6 +629,7 @@ impl Gateway {
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.installing -= 1;
+            act.committing.remove(&inbound.spi);
             match res {
                 Ok(Ok(())) => {
                     act.reservations
@@ -771,6 +776,19 @@ impl Gateway {
     }
 
     fn install_child(&mut self, install: &ike::engine::ChildSaInstall, ctx: &mut Context<Self>) {
+        let spi = install.inbound.spi;
+        if self.committing.contains(&spi) || self.children.iter().any(|c| c.inbound_spi == spi) {
+            // Taken over from its replicated record, by a node whose restored IKE SA
+            // then finished the exchange (the peer answered a retransmission from its
+            // cache, so the keys are the same). Installing it again would restart the
+            // outbound sequence below the reservation the takeover started above.
+            tracing::info!(
+                gateway = %self.spec.name,
+                inbound = format_args!("{:#010x}", install.inbound.spi),
+                "child SA already installed from its replicated record"
+            );
+            return;
+        }
         let udp_encap = install.udp_encap.map(|(local_port, remote_port)| UdpEncap {
             local_port,
             remote_port,
