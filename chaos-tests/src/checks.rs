@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
-use lab::cluster::{ClusterLab, NODES};
+use anyhow::Result;
+use lab::cluster::NODES;
 use lab::{EspPacket, FlowStats};
 use serde::Serialize;
 
 use crate::scenario::Timing;
+use crate::target::Target;
 
 /// One check's verdict.
 #[derive(Debug, Clone, Serialize)]
@@ -70,9 +71,10 @@ pub fn no_replay_accepted(stats: &[FlowStats; 2]) -> Check {
 }
 
 /// At most one node forwarded at a time: the ESP the peer received, in time order and
-/// told apart by the sender's MAC, switches sender no more often than ownership of the
-/// group moved.
-pub fn single_forwarder(cl: &ClusterLab, packets: &[EspPacket], moves: usize) -> Check {
+/// told apart by the sender's MAC, switches sender no more often than the group's
+/// epoch advanced (every change of forwarder needs a new epoch; two forwarders at
+/// once would interleave and switch back and forth).
+pub fn single_forwarder(cl: &dyn Target, packets: &[EspPacket], moves: u64) -> Check {
     let mut runs: Vec<(&str, usize)> = Vec::new();
     let mut sorted: Vec<&EspPacket> = packets.iter().collect();
     sorted.sort_by_key(|p| p.time);
@@ -83,11 +85,11 @@ pub fn single_forwarder(cl: &ClusterLab, packets: &[EspPacket], moves: usize) ->
             _ => runs.push((sender, 1)),
         }
     }
-    let switches = runs.len().saturating_sub(1);
+    let switches = runs.len().saturating_sub(1) as u64;
     Check::new(
         "single-forwarder",
         switches <= moves,
-        format!("ESP senders in time order: {runs:?} (ownership moved at most {moves} times)"),
+        format!("ESP senders in time order: {runs:?} (the epoch advanced {moves} times)"),
     )
 }
 
@@ -106,7 +108,7 @@ pub fn traffic_back(gap: Duration, bound: Duration) -> Check {
 
 /// The group's owner is the expected node and every answering node agrees (two
 /// primaries would be split brain), within `timeout` (a restarted member catches up).
-pub fn owner(cl: &mut ClusterLab, want: Option<&str>, timeout: Duration) -> Check {
+pub fn owner(cl: &mut dyn Target, want: Option<&str>, timeout: Duration) -> Check {
     Check::from_result(
         "one-primary-as-expected",
         cl.wait_primary(lab::cluster::DATA_GROUP, want, timeout)
@@ -114,30 +116,11 @@ pub fn owner(cl: &mut ClusterLab, want: Option<&str>, timeout: Duration) -> Chec
     )
 }
 
-/// The IKE SA's SPIs of `member`, hex (established ones only).
-fn ike_spis(cl: &ClusterLab, member: &str) -> Result<Vec<(String, String)>> {
-    let v = cl.vpnctl.json(
-        &cl.ns(member),
-        &["show", "security", "ike", "security-associations"],
-    )?;
-    let sas = v.as_array().with_context(|| format!("not a list: {v}"))?;
-    Ok(sas
-        .iter()
-        .filter(|sa| sa["state"] == "established")
-        .map(|sa| {
-            (
-                sa["spi_i"].as_str().unwrap_or_default().to_owned(),
-                sa["spi_r"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect())
-}
-
 /// Live SAs agree, with no leak and no orphan: one IKE SA and one child pair at the
 /// peer and at the primary, the same SPIs (each side's inbound is the other's
 /// outbound), nothing installed on the secondary. Polled until `timeout`, since old
 /// pairs of a rekey are deleted a moment after the new ones are up.
-pub fn sas_agree(cl: &mut ClusterLab, primary: &str, timeout: Duration) -> Check {
+pub fn sas_agree(cl: &mut dyn Target, primary: &str, timeout: Duration) -> Check {
     let deadline = Instant::now() + timeout;
     loop {
         let seen = (|| -> Result<(bool, String)> {
@@ -148,8 +131,8 @@ pub fn sas_agree(cl: &mut ClusterLab, primary: &str, timeout: Duration) -> Check
                 Some(n) if cl.answers(n) => cl.ipsec_sas(n)?,
                 _ => Vec::new(),
             };
-            let ike_p = ike_spis(cl, primary)?;
-            let ike_peer = ike_spis(cl, "peer")?;
+            let ike_p = cl.ike_spis(primary)?;
+            let ike_peer = cl.ike_spis("peer")?;
             let pairs_ok = matches!((p.as_slice(), peer.as_slice()),
                 ([(pi, po, _)], [(qi, qo, _)]) if pi == qo && po == qi);
             let ike_ok = ike_p.len() == 1 && ike_p == ike_peer;
@@ -173,7 +156,7 @@ pub fn sas_agree(cl: &mut ClusterLab, primary: &str, timeout: Duration) -> Check
 
 /// The peer kept its IKE SA: the same SPIs and no new IKE_SA_INIT.
 pub fn no_renegotiation(
-    cl: &mut ClusterLab,
+    cl: &mut dyn Target,
     before: &[(String, String)],
     inits_before: usize,
 ) -> Check {
@@ -188,7 +171,7 @@ pub fn no_renegotiation(
 }
 
 /// A member started again after the fault rejoined and sees the same primary.
-pub fn rejoined(cl: &mut ClusterLab, member: &str, primary: &str, timeout: Duration) -> Check {
+pub fn rejoined(cl: &mut dyn Target, member: &str, primary: &str, timeout: Duration) -> Check {
     if member == "witness" {
         // The witness has no management API: that the gateway nodes agree on an owner
         // (which needs its vote once a node is gone) is checked by the other checks.

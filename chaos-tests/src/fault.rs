@@ -1,11 +1,14 @@
-//! Putting faults into the namespace lab: signals, links, packet filters, API calls.
+//! Putting faults into a cluster: signals, links, packet filters (nftables in the
+//! members' namespaces), API calls. Written against [`Target`], so the namespace lab
+//! and the compose deployment get the same faults.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use lab::cluster::{CLUSTER_OUTER, ClusterLab, DATA_GROUP, NODES, other};
+use lab::cluster::{CLUSTER_OUTER, DATA_GROUP, NODES, other};
 
 use crate::scenario::{Fault, Member, Scenario, Timing};
+use crate::target::{Link, Target};
 
 /// The VPN names in the lab's configurations (cluster side, peer side).
 const CLUSTER_VPN: &str = "to-remote";
@@ -48,7 +51,7 @@ pub struct Struck {
 }
 
 /// Prepares the timing, lands the fault, and undoes what has a duration.
-pub fn strike(cl: &mut ClusterLab, s: &Scenario, primary: &'static str) -> Result<Struck> {
+pub fn strike(cl: &mut dyn Target, s: &Scenario, primary: &'static str) -> Result<Struck> {
     let peer_filter = prepare(cl, s.timing, primary)?;
     let at = Instant::now();
     let result = land(cl, s.fault, primary);
@@ -63,12 +66,12 @@ pub fn strike(cl: &mut ClusterLab, s: &Scenario, primary: &'static str) -> Resul
 
 /// Starts what the fault should land in the middle of; true if the peer's IKE filter
 /// is in place.
-fn prepare(cl: &mut ClusterLab, timing: Timing, primary: &str) -> Result<bool> {
+fn prepare(cl: &mut dyn Target, timing: Timing, primary: &str) -> Result<bool> {
     let ns = cl.ns(primary);
     match timing {
         Timing::Steady => Ok(false),
         Timing::ChildRekeyByCluster => {
-            cl.vpnctl.run(
+            cl.vpnctl().run(
                 &ns,
                 &[
                     "request",
@@ -95,7 +98,7 @@ fn prepare(cl: &mut ClusterLab, timing: Timing, primary: &str) -> Result<bool> {
                     "add rule inet {TABLE} ike ip saddr {CLUSTER_OUTER} udp sport {{ 500, 4500 }} drop"
                 ),
             )?;
-            cl.vpnctl.run(
+            cl.vpnctl().run(
                 &peer,
                 &[
                     "request", "security", "ipsec", "sa", "rekey", "vpn", PEER_VPN,
@@ -106,7 +109,7 @@ fn prepare(cl: &mut ClusterLab, timing: Timing, primary: &str) -> Result<bool> {
             Ok(true)
         }
         Timing::Negotiation => {
-            cl.vpnctl.run(
+            cl.vpnctl().run(
                 &ns,
                 &[
                     "clear",
@@ -122,7 +125,7 @@ fn prepare(cl: &mut ClusterLab, timing: Timing, primary: &str) -> Result<bool> {
     }
 }
 
-fn land(cl: &mut ClusterLab, fault: Fault, primary: &'static str) -> Result<Struck> {
+fn land(cl: &mut dyn Target, fault: Fault, primary: &'static str) -> Result<Struck> {
     let mut struck = Struck::default();
     match fault {
         Fault::Kill9(m) => {
@@ -130,22 +133,19 @@ fn land(cl: &mut ClusterLab, fault: Fault, primary: &'static str) -> Result<Stru
             cl.kill9(&[m])?;
             struck.restart.push(m);
         }
+        Fault::Terminate(m) => {
+            let m = resolve(m, primary);
+            cl.terminate(m)?;
+            struck.restart.push(m);
+        }
         Fault::Freeze(m, d) => {
             let m = resolve(m, primary);
-            cl.lab.daemon(m).signal(libc::SIGSTOP)?;
-            cl.stopped = Some(m.into());
+            cl.freeze(m, true)?;
             std::thread::sleep(d);
-            cl.lab.daemon(m).signal(libc::SIGCONT)?;
-            cl.stopped = None;
+            cl.freeze(m, false)?;
         }
-        Fault::LinkCut(m, d) => {
-            let port = format!("{}-eth0", resolve(m, primary));
-            flap(cl, &port, d)?;
-        }
-        Fault::Isolate(m, d) => {
-            let port = format!("{}-ctl0", resolve(m, primary));
-            flap(cl, &port, d)?;
-        }
+        Fault::LinkCut(m, d) => flap(cl, resolve(m, primary), Link::External, d)?,
+        Fault::Isolate(m, d) => flap(cl, resolve(m, primary), Link::Control, d)?,
         Fault::Loss { percent, duration } => {
             let peer = cl.ns("peer");
             nft(&peer, &format!("add table inet {TABLE}"))?;
@@ -200,7 +200,7 @@ fn land(cl: &mut ClusterLab, fault: Fault, primary: &'static str) -> Result<Stru
                 bail!("{primary} should anchor exactly one tunnel: {map:?}");
             };
             let ns = cl.ns(primary);
-            cl.vpnctl.run(
+            cl.vpnctl().run(
                 &ns,
                 &["request", "chassis", "spu", "fail", &spu.to_string()],
             )?;
@@ -233,7 +233,7 @@ fn land(cl: &mut ClusterLab, fault: Fault, primary: &'static str) -> Result<Stru
             let ns = cl.ns(primary);
             let index = if to == NODES[0] { "0" } else { "1" };
             let group = DATA_GROUP.to_string();
-            cl.vpnctl.run(
+            cl.vpnctl().run(
                 &ns,
                 &[
                     "request",
@@ -247,7 +247,7 @@ fn land(cl: &mut ClusterLab, fault: Fault, primary: &'static str) -> Result<Stru
                 ],
             )?;
             cl.wait_primary(DATA_GROUP, Some(to), CONVERGE)?;
-            cl.vpnctl.run(
+            cl.vpnctl().run(
                 &cl.ns(to),
                 &[
                     "request",
@@ -274,21 +274,13 @@ fn land(cl: &mut ClusterLab, fault: Fault, primary: &'static str) -> Result<Stru
     Ok(struck)
 }
 
-/// A switch port down for `d`, then up again.
-fn flap(cl: &ClusterLab, port: &str, d: Duration) -> Result<()> {
-    let sw = cl.ns("sw");
-    lab::run(
-        "ip",
-        &["netns", "exec", &sw, "ip", "link", "set", port, "down"],
-    )
-    .with_context(|| format!("cutting {port}"))?;
+/// A member's link down for `d`, then up again.
+fn flap(cl: &mut dyn Target, member: &str, link: Link, d: Duration) -> Result<()> {
+    cl.link(member, link, false)
+        .with_context(|| format!("cutting {member}'s {link:?} link"))?;
     std::thread::sleep(d);
-    lab::run(
-        "ip",
-        &["netns", "exec", &sw, "ip", "link", "set", port, "up"],
-    )
-    .with_context(|| format!("restoring {port}"))?;
-    Ok(())
+    cl.link(member, link, true)
+        .with_context(|| format!("restoring {member}'s {link:?} link"))
 }
 
 /// One nft command in namespace `ns`.

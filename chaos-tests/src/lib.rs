@@ -6,32 +6,37 @@
 //! forwarders, live SAs agreeing on the cluster and the peer with nothing leaked,
 //! traffic back within the bound, a restarted member rejoining.
 //!
-//! Each scenario builds its own namespace lab (`lab::cluster::ClusterLab`: node0,
-//! node1, witness, a `vpnd` peer and LAN hosts) and tears it down. The matrix is
+//! Each scenario brings up its own cluster, either a namespace lab
+//! (`lab::cluster::ClusterLab`: node0, node1, witness, a `vpnd` peer and LAN hosts) or
+//! the docker-compose deployment ([`compose`]), and tears it down. The matrix is
 //! written as JSON and Markdown ([`report`]).
 
 pub mod checks;
+pub mod compose;
 pub mod fault;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod target;
 
 use std::path::Path;
 
 use anyhow::Result;
-use lab::Binaries;
 
 /// Runs `scenarios` one after another, printing each outcome as it ends, and writes
 /// the report into `out`. Returns the outcomes and the Markdown table.
 pub fn run_matrix(
     scenarios: &[scenario::Scenario],
-    bins: &Binaries,
+    on: &[run::Deployment],
     out: &Path,
 ) -> Result<(Vec<run::Outcome>, String)> {
     let mut outcomes = Vec::new();
-    for s in scenarios {
-        eprintln!("== {}: {}", s.name, s.what);
-        let o = run::run(s, bins);
+    for (s, on) in on
+        .iter()
+        .flat_map(|on| scenarios.iter().map(move |s| (s, on)))
+    {
+        eprintln!("== {} ({}): {}", s.name, on.kind(), s.what);
+        let o = run::run(s, on);
         eprintln!(
             "== {}: {:?} (gap {:?} ms, {:.1} s)",
             o.scenario, o.verdict, o.gap_ms, o.seconds

@@ -1,14 +1,17 @@
-//! `chaos`: runs the scenario matrix against namespace labs and writes the report.
+//! `chaos`: runs the scenario matrix against namespace labs and/or the compose
+//! deployment and writes the report.
 //!
 //! Needs root (namespaces), `ip`, `tcpdump`, `nft`, `ping`, and `vpnd`/`vpnctl` built
-//! with the same profile (found beside this executable, or `$VPND_BIN`/`$VPNCTL_BIN`).
+//! with the same profile (found beside this executable, or `$VPND_BIN`/`$VPNCTL_BIN`);
+//! `--lab compose` also needs docker compose and `scripts/docker-build.sh`'s images.
 //! `chaos-tests/run.sh` builds everything and runs it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use chaos_tests::run::Verdict;
+use chaos_tests::compose::Compose;
+use chaos_tests::run::{Deployment, Verdict};
 use chaos_tests::scenario::matrix;
 use clap::Parser;
 
@@ -21,6 +24,10 @@ struct Args {
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
+    /// Where to run: `netns` (a namespace lab per scenario), `compose` (the
+    /// docker-compose cluster of the current directory), or `all`.
+    #[arg(long, default_value = "netns", value_parser = ["netns", "compose", "all"])]
+    lab: String,
     /// Where chaos-matrix.json and chaos-matrix.md go.
     #[arg(long, default_value = "target/chaos")]
     out: PathBuf,
@@ -63,7 +70,15 @@ fn run() -> Result<bool> {
     }
     let bins = lab::Binaries::from_build()?;
     let _lock = lab::netns_test_lock()?;
-    let (outcomes, md) = chaos_tests::run_matrix(&chosen, &bins, &args.out)?;
+    let mut on = Vec::new();
+    if args.lab != "compose" {
+        on.push(Deployment::Netns(bins.clone()));
+    }
+    if args.lab != "netns" {
+        let dir = std::env::current_dir()?;
+        on.push(Deployment::Compose(Compose::new(&dir, &bins.vpnctl)?));
+    }
+    let (outcomes, md) = chaos_tests::run_matrix(&chosen, &on, &args.out)?;
     println!("{md}");
     println!(
         "report: {} and chaos-matrix.md",

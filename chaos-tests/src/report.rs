@@ -28,15 +28,15 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| scenario | lab | timing | result | gap ms (bound) | lost | dup | checks | primary |"
+        "| scenario | lab | timing | result | gap ms (bound) | lost | dup | checks | primary | moves |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for o in outcomes {
         let passed = o.checks.iter().filter(|c| c.passed).count();
         let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} ({}) | {} | {} | {}/{} | {} -> {} |",
+            "| {} | {} | {} | {} | {} ({}) | {} | {} | {}/{} | {} -> {} | {} |",
             o.scenario,
             o.lab,
             o.timing,
@@ -53,6 +53,7 @@ pub fn markdown(outcomes: &[Outcome]) -> String {
             o.checks.len(),
             o.primary_before.as_deref().unwrap_or("-"),
             o.primary_after.as_deref().unwrap_or("-"),
+            opt(o.moves),
         );
     }
     let mut notes = String::new();

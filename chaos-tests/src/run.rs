@@ -1,16 +1,68 @@
-//! Running one scenario against a fresh namespace lab and collecting its outcome.
+//! Running one scenario against a fresh deployment and collecting its outcome.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use anyhow::bail;
 use anyhow::{Context as _, Result};
 use lab::Binaries;
 use lab::cluster::{ClusterLab, DATA_GROUP, FLOWING, LabOptions, other};
 use serde::Serialize;
 
 use crate::checks::{self, Check};
+use crate::compose::Compose;
 use crate::fault::{self, CONVERGE, Unsupported};
-use crate::scenario::{Expect, Fault, Scenario};
+use crate::scenario::{Expect, Scenario};
+use crate::target::Target;
+
+/// Where the scenarios run.
+#[derive(Debug)]
+pub enum Deployment {
+    /// A fresh namespace lab per scenario, with these executables.
+    Netns(Binaries),
+    /// The docker-compose cluster, brought up fresh per scenario.
+    Compose(Compose),
+}
+
+impl Deployment {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Deployment::Netns(_) => "netns",
+            Deployment::Compose(_) => "compose",
+        }
+    }
+
+    /// Whether `s` can run here; the reason if not.
+    fn supports(&self, s: &Scenario) -> Result<(), Unsupported> {
+        match self {
+            Deployment::Netns(_) => Ok(()),
+            Deployment::Compose(_) if s.preempt.is_some() => Err(Unsupported(
+                "docker/cluster.toml configures no preempt (the compose scenarios keep \
+                 the survivor primary)"
+                    .into(),
+            )),
+            Deployment::Compose(_) if s.workers.is_some() => Err(Unsupported(
+                "the compose nodes run one SPU each (vpnd's default on this host)".into(),
+            )),
+            Deployment::Compose(_) => Ok(()),
+        }
+    }
+
+    /// Brings up a cluster for `s`, with group 1's primary elected and the tunnel up.
+    fn up(&self, s: &Scenario) -> Result<Box<dyn Target>> {
+        Ok(match self {
+            Deployment::Netns(bins) => {
+                let opts = LabOptions {
+                    workers: s.workers,
+                    preempt: s.preempt,
+                    ..LabOptions::default()
+                };
+                Box::new(ClusterLab::formed(s.name, bins, opts).0)
+            }
+            Deployment::Compose(c) => Box::new(c.up()?),
+        })
+    }
+}
 
 /// How a scenario ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -39,6 +91,9 @@ pub struct Outcome {
     pub duplicates: Option<u64>,
     pub primary_before: Option<String>,
     pub primary_after: Option<String>,
+    /// Times ownership of group 1 changed hands (epochs), from before the fault until
+    /// the checks.
+    pub moves: Option<u64>,
     pub checks: Vec<Check>,
     /// The lab's directory (logs, configurations, capture), kept when a check failed.
     pub kept: Option<String>,
@@ -56,17 +111,21 @@ struct Record {
     duplicates: Option<u64>,
     primary_before: Option<String>,
     primary_after: Option<String>,
+    moves: Option<u64>,
     checks: Vec<Check>,
     kept: Option<String>,
+    lease: Option<Duration>,
 }
 
 /// Runs `s` in a lab of its own; every failure (an error or a panic of the lab's
 /// helpers) becomes a failed row, and the lab is torn down either way.
-pub fn run(s: &Scenario, bins: &Binaries) -> Outcome {
+pub fn run(s: &Scenario, on: &Deployment) -> Outcome {
     let t0 = Instant::now();
     let mut rec = Record::default();
-    let lease = Duration::from_millis(600);
-    let result = catch_unwind(AssertUnwindSafe(|| scenario(s, bins, &mut rec)));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        on.supports(s)?;
+        scenario(s, on, &mut rec)
+    }));
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),
@@ -88,16 +147,17 @@ pub fn run(s: &Scenario, bins: &Binaries) -> Outcome {
     Outcome {
         scenario: s.name.into(),
         what: s.what.into(),
-        lab: "netns",
+        lab: on.kind(),
         fault: format!("{:?}", s.fault),
         timing: format!("{:?}", s.timing),
         verdict,
         gap_ms: rec.gap.map(|g| g.as_millis() as u64),
-        gap_bound_ms: bound(s, lease).as_millis() as u64,
+        gap_bound_ms: rec.lease.map_or(0, |l| bound(s, l).as_millis() as u64),
         lost: rec.lost,
         duplicates: rec.duplicates,
         primary_before: rec.primary_before,
         primary_after: rec.primary_after,
+        moves: rec.moves,
         checks: rec.checks,
         kept: rec.kept,
         error: error.map(|e| format!("{e:#}")),
@@ -110,26 +170,28 @@ fn bound(s: &Scenario, lease: Duration) -> Duration {
     lease * s.gap_leases + Duration::from_secs(1)
 }
 
-/// How often ownership of group 1 may move during `s`.
-fn moves(s: &Scenario) -> usize {
-    match (s.fault, s.expect) {
-        (Fault::KillAndReturn, _) => 2,
-        (_, Expect::Stays) => 0,
-        _ => 1,
-    }
+/// Group 1's epoch as `node` sees it (failovers so far).
+fn epochs(cl: &mut dyn Target, node: &str) -> Result<u64> {
+    Ok(cl.status(node)?.group(DATA_GROUP)?.failover_count)
 }
 
-fn scenario(s: &Scenario, bins: &Binaries, rec: &mut Record) -> Result<()> {
-    let opts = LabOptions {
-        workers: s.workers,
-        preempt: s.preempt,
-        ..LabOptions::default()
+fn scenario(s: &Scenario, on: &Deployment, rec: &mut Record) -> Result<()> {
+    let mut target = on.up(s)?;
+    let cl = target.as_mut();
+    let primary: &'static str = match cl.primary(DATA_GROUP)?.as_str() {
+        "node0" => "node0",
+        "node1" => "node1",
+        other => bail!("unknown primary {other}"),
     };
-    let (mut cl, primary) = ClusterLab::formed(s.name, bins, opts);
-    let primary: &'static str = if primary == "node0" { "node0" } else { "node1" };
     rec.primary_before = Some(primary.into());
-    let lease = cl.lease;
-    let (ike_before, inits_before) = cl.peer_before();
+    let lease = cl.lease();
+    rec.lease = Some(lease);
+    let ike_before = cl.peer_ike_spis()?;
+    if ike_before.len() != 1 {
+        bail!("the peer should hold exactly one IKE SA with the cluster: {ike_before:?}");
+    }
+    let inits_before = cl.peer_ike_inits();
+    let epochs_before = epochs(cl, primary)?;
     let children_before = cl.ipsec_sas("peer")?;
 
     let probe = cl.start_probe()?;
@@ -137,7 +199,7 @@ fn scenario(s: &Scenario, bins: &Binaries, rec: &mut Record) -> Result<()> {
         .wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10))
         .context("probe traffic before the fault")?;
 
-    let struck = fault::strike(&mut cl, s, primary)?;
+    let struck = fault::strike(cl, s, primary)?;
     let at = struck.at.context("the fault did not land")?;
     let want = match s.expect {
         Expect::Takeover => Some(other(primary)),
@@ -160,12 +222,10 @@ fn scenario(s: &Scenario, bins: &Binaries, rec: &mut Record) -> Result<()> {
     rec.checks.push(checks::traffic_back(gap, bound(s, lease)));
     rec.checks.push(checks::no_replay_accepted(&stats));
     for m in &struck.restart {
-        rec.checks
-            .push(checks::rejoined(&mut cl, m, &owner, CONVERGE));
+        rec.checks.push(checks::rejoined(cl, m, &owner, CONVERGE));
     }
-    rec.checks.push(checks::owner(&mut cl, want, CONVERGE));
-    rec.checks
-        .push(checks::sas_agree(&mut cl, &owner, CONVERGE));
+    rec.checks.push(checks::owner(cl, want, CONVERGE));
+    rec.checks.push(checks::sas_agree(cl, &owner, CONVERGE));
     let landed = checks::timing_landed(
         s.timing,
         &children_before,
@@ -176,16 +236,17 @@ fn scenario(s: &Scenario, bins: &Binaries, rec: &mut Record) -> Result<()> {
     rec.checks.extend(landed);
     if !s.renegotiates {
         rec.checks
-            .push(checks::no_renegotiation(&mut cl, &ike_before, inits_before));
+            .push(checks::no_renegotiation(cl, &ike_before, inits_before));
     }
+    let moves = epochs(cl, &owner)?.saturating_sub(epochs_before);
+    rec.moves = Some(moves);
     let packets = cl.esp_to_peer()?;
     rec.checks.push(checks::no_nonce_reuse(&packets));
     rec.checks
-        .push(checks::single_forwarder(&cl, &packets, moves(s)));
+        .push(checks::single_forwarder(cl, &packets, moves));
     if rec.checks.iter().any(|c| !c.passed) {
         // Logs, configurations and the capture, for whoever reads the report.
-        cl.lab.dir.keep = true;
-        rec.kept = Some(cl.lab.dir.path.display().to_string());
+        rec.kept = cl.keep();
     }
     Ok(())
 }

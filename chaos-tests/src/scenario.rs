@@ -16,6 +16,9 @@ pub enum Member {
 pub enum Fault {
     /// SIGKILL; the member is started again once the cluster has converged.
     Kill9(Member),
+    /// A graceful stop (SIGTERM, `docker stop`): the member hands its groups over;
+    /// started again once the cluster has converged.
+    Terminate(Member),
     /// SIGSTOP for this long, then SIGCONT: a hung process that comes back.
     Freeze(Member, Duration),
     /// The member's external link (`eth0`) down at the switch for this long.
@@ -139,6 +142,13 @@ pub fn matrix() -> Vec<Scenario> {
             Stays,
         )
         .gap(1),
+        Scenario::new(
+            "terminate-primary",
+            "graceful stop of the primary (SIGTERM / docker stop): it hands group 1 over",
+            Terminate(Primary),
+            Takeover,
+        )
+        .gap(2),
         Scenario::new(
             "freeze-primary",
             "SIGSTOP of the primary for 3 s (5 leases), then SIGCONT",

@@ -6,7 +6,7 @@
 //! The report is written to `$CARGO_TARGET_TMPDIR/chaos/chaos-matrix.{json,md}` and
 //! printed.
 
-use chaos_tests::run::Verdict;
+use chaos_tests::run::{Deployment, Verdict};
 use chaos_tests::scenario::matrix;
 
 #[test]
@@ -15,8 +15,8 @@ fn netns_chaos_matrix() {
     let bins = lab::Binaries::from_build().unwrap_or_else(|e| panic!("{e:#}"));
     let _lock = lab::netns_test_lock().unwrap_or_else(|e| panic!("{e:#}"));
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("chaos");
-    let (outcomes, md) =
-        chaos_tests::run_matrix(&matrix(), &bins, &out).unwrap_or_else(|e| panic!("{e:#}"));
+    let (outcomes, md) = chaos_tests::run_matrix(&matrix(), &[Deployment::Netns(bins)], &out)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     println!("{md}");
     let failed: Vec<_> = outcomes
         .iter()

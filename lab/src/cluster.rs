@@ -180,6 +180,174 @@ pub fn wall_now() -> Duration {
         .unwrap_or_default()
 }
 
+/// What the scenarios read from a running cluster, whichever way it runs (this
+/// crate's namespace lab, or a compose deployment): everything goes through
+/// `vpnctl --json` in the member's network namespace.
+pub trait Cluster {
+    /// The network namespace of `member` (node0, node1, witness, peer, lan1, lan2).
+    fn ns(&self, member: &str) -> String;
+
+    /// `vpnctl` as operator, run inside a member's namespace.
+    fn vpnctl(&self) -> &Vpnctl;
+
+    /// A gateway node that is running and not frozen: one that can answer.
+    fn answers(&mut self, node: &str) -> bool;
+
+    /// Which node sent `p`, by source MAC (`None`: neither node's external MAC).
+    fn sender(&self, p: &EspPacket) -> Option<&'static str>;
+
+    /// IKE_SA_INIT exchanges the peer took part in so far (as responder or initiator).
+    fn peer_ike_inits(&mut self) -> usize;
+
+    /// The established IKE SAs of `member`, a `vpnd`: (initiator SPI, responder SPI), hex.
+    fn ike_spis(&self, member: &str) -> Result<Vec<(String, String)>> {
+        let v = self.vpnctl().json(
+            &self.ns(member),
+            &["show", "security", "ike", "security-associations"],
+        )?;
+        let sas = v.as_array().with_context(|| format!("not a list: {v}"))?;
+        Ok(sas
+            .iter()
+            .filter(|sa| sa["state"] == "established")
+            .map(|sa| {
+                (
+                    sa["spi_i"].as_str().unwrap_or_default().to_owned(),
+                    sa["spi_r"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// The peer's established IKE SAs.
+    fn peer_ike_spis(&self) -> Result<Vec<(String, String)>> {
+        self.ike_spis("peer")
+    }
+
+    /// `show chassis cluster status` as `member` sees it.
+    fn status(&self, member: &str) -> Result<ClusterStatus> {
+        let text = self
+            .vpnctl()
+            .run(&self.ns(member), &["show", "chassis", "cluster", "status"])?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("show chassis cluster status --json on {member}: {text}"))
+    }
+
+    /// `show chassis cluster statistics` as `member` sees it.
+    fn statistics(&self, member: &str) -> Result<serde_json::Value> {
+        self.vpnctl().json(
+            &self.ns(member),
+            &["show", "chassis", "cluster", "statistics"],
+        )
+    }
+
+    /// The primary of group `id` that every answering node agrees on; an error if they
+    /// disagree (two primaries would be split brain) or none names one.
+    fn primary(&mut self, id: u8) -> Result<String> {
+        let mut seen: Vec<(String, Option<String>)> = Vec::new();
+        for node in NODES {
+            if self.answers(node) {
+                seen.push((node.into(), self.status(node)?.primary(id)?));
+            }
+        }
+        match seen.as_slice() {
+            [] => bail!("no gateway node is running"),
+            [(_, Some(p)), rest @ ..] if rest.iter().all(|(_, q)| q.as_ref() == Some(p)) => {
+                Ok(p.clone())
+            }
+            _ => bail!("the nodes do not agree on a primary of group {id}: {seen:?}"),
+        }
+    }
+
+    /// Waits until the nodes agree that `want` (or anyone, with `None`) is primary of
+    /// group `id`; returns it.
+    fn wait_primary(&mut self, id: u8, want: Option<&str>, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.primary(id) {
+                Ok(p) if want.is_none_or(|w| w == p) => return Ok(p),
+                Ok(p) => format!("{p} is primary"),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {} to be primary of group {id}; last answer: {last}",
+                    want.unwrap_or("a node")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `node` reports itself in one of `states` in group `id`.
+    fn wait_state(
+        &mut self,
+        node: &str,
+        id: u8,
+        states: &[&str],
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let state = self.status(node).and_then(|s| s.state_of(id, node));
+            match state {
+                Ok(s) if states.contains(&s.as_str()) => return Ok(s),
+                last if Instant::now() >= deadline => bail!(
+                    "timed out after {timeout:?} waiting for {node} to report itself {states:?} \
+                     in group {id}; last answer: {last:?}"
+                ),
+                _ => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// `node`'s child SA pairs: (inbound SPI, outbound SPI, anchor SPU), SPIs in hex.
+    fn ipsec_sas(&self, node: &str) -> Result<Vec<(String, String, u64)>> {
+        let v = self.vpnctl().json(
+            &self.ns(node),
+            &["show", "security", "ipsec", "security-associations"],
+        )?;
+        let sas = v.as_array().with_context(|| format!("not a list: {v}"))?;
+        sas.iter()
+            .map(|sa| {
+                Ok((
+                    sa["inbound_spi"]
+                        .as_str()
+                        .context("inbound_spi")?
+                        .to_owned(),
+                    sa["outbound_spi"]
+                        .as_str()
+                        .context("outbound_spi")?
+                        .to_owned(),
+                    sa["anchor_spu"].as_u64().context("anchor_spu")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// `node`'s tunnel map: (tunnel, SPU) pairs.
+    fn tunnel_map(&self, node: &str) -> Result<Vec<(String, u64)>> {
+        let v = self
+            .vpnctl()
+            .json(&self.ns(node), &["show", "security", "ike", "tunnel-map"])?;
+        let entries = v.as_array().with_context(|| format!("not a list: {v}"))?;
+        entries
+            .iter()
+            .map(|e| {
+                Ok((
+                    e["tunnel"].as_str().context("tunnel")?.to_owned(),
+                    e["spu"].as_u64().context("spu")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Packets in and out of `st0.0` on `node` so far.
+    fn st0_packets(&self, node: &str) -> Result<u64> {
+        let (rx, _, tx, _) = common::link_counters(&self.ns(node), "st0.0")?;
+        Ok(rx + tx)
+    }
+}
+
 /// The lab of one scenario. Fields drop in order: the capture, then charon, then the
 /// lab (daemons, then namespaces, then the work directory).
 #[derive(Debug)]
@@ -410,11 +578,6 @@ impl ClusterLab {
         Ok(())
     }
 
-    /// Full namespace name of `short`.
-    pub fn ns(&self, short: &str) -> String {
-        self.lab.ns_name(short)
-    }
-
     /// Every daemon's log tail, and charon's.
     pub fn logs(&self) -> String {
         let mut all = self.lab.logs();
@@ -440,132 +603,6 @@ impl ClusterLab {
         })
     }
 
-    /// A gateway node that is running and not stopped: one that can answer.
-    pub fn answers(&mut self, node: &str) -> bool {
-        self.stopped.as_deref() != Some(node) && self.lab.daemon(node).exited().is_none()
-    }
-
-    /// `show chassis cluster status` as `member` sees it.
-    pub fn status(&self, member: &str) -> Result<ClusterStatus> {
-        let text = self
-            .vpnctl
-            .run(&self.ns(member), &["show", "chassis", "cluster", "status"])?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("show chassis cluster status --json on {member}: {text}"))
-    }
-
-    /// `show chassis cluster statistics` as `member` sees it.
-    pub fn statistics(&self, member: &str) -> Result<serde_json::Value> {
-        self.vpnctl.json(
-            &self.ns(member),
-            &["show", "chassis", "cluster", "statistics"],
-        )
-    }
-
-    /// The primary of group `id` that every answering node agrees on; an error if they
-    /// disagree (two primaries would be split brain) or none names one.
-    pub fn primary(&mut self, id: u8) -> Result<String> {
-        let mut seen: Vec<(String, Option<String>)> = Vec::new();
-        for node in NODES {
-            if self.answers(node) {
-                seen.push((node.into(), self.status(node)?.primary(id)?));
-            }
-        }
-        match seen.as_slice() {
-            [] => bail!("no gateway node is running"),
-            [(_, Some(p)), rest @ ..] if rest.iter().all(|(_, q)| q.as_ref() == Some(p)) => {
-                Ok(p.clone())
-            }
-            _ => bail!("the nodes do not agree on a primary of group {id}: {seen:?}"),
-        }
-    }
-
-    /// Waits until the nodes agree that `want` (or anyone, with `None`) is primary of
-    /// group `id`; returns it.
-    pub fn wait_primary(
-        &mut self,
-        id: u8,
-        want: Option<&str>,
-        timeout: Duration,
-    ) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.primary(id) {
-                Ok(p) if want.is_none_or(|w| w == p) => return Ok(p),
-                Ok(p) => format!("{p} is primary"),
-                Err(e) => format!("{e:#}"),
-            };
-            if Instant::now() >= deadline {
-                bail!(
-                    "timed out after {timeout:?} waiting for {} to be primary of group {id}; last answer: {last}",
-                    want.unwrap_or("a node")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until `node` reports itself in one of `states` in group `id`.
-    pub fn wait_state(
-        &mut self,
-        node: &str,
-        id: u8,
-        states: &[&str],
-        timeout: Duration,
-    ) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let state = self.status(node).and_then(|s| s.state_of(id, node));
-            match state {
-                Ok(s) if states.contains(&s.as_str()) => return Ok(s),
-                last if Instant::now() >= deadline => bail!(
-                    "timed out after {timeout:?} waiting for {node} to report itself {states:?} \
-                     in group {id}; last answer: {last:?}"
-                ),
-                _ => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    }
-
-    /// The peer's established IKE SAs: (initiator SPI, responder SPI), hex.
-    pub fn peer_ike_spis(&self) -> Result<Vec<(String, String)>> {
-        if let Some(charon) = &self.charon {
-            return Ok(charon
-                .ike_sas()?
-                .into_iter()
-                .filter(|sa| sa.state == "ESTABLISHED")
-                .map(|sa| (sa.spi_i, sa.spi_r))
-                .collect());
-        }
-        let v = self.vpnctl.json(
-            &self.ns("peer"),
-            &["show", "security", "ike", "security-associations"],
-        )?;
-        let sas = v.as_array().with_context(|| format!("not a list: {v}"))?;
-        Ok(sas
-            .iter()
-            .filter(|sa| sa["state"] == "established")
-            .map(|sa| {
-                (
-                    sa["spi_i"].as_str().unwrap_or_default().to_owned(),
-                    sa["spi_r"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect())
-    }
-
-    /// IKE_SA_INIT exchanges the peer took part in so far (as responder or initiator).
-    pub fn peer_ike_inits(&mut self) -> usize {
-        if let Some(charon) = &self.charon {
-            // "parsed IKE_SA_INIT request 0 [ SA KE No N(NATD_S_IP) ... ]" (responder)
-            // and "generating IKE_SA_INIT request 0 [...]" (initiator).
-            return charon.log_lines("IKE_SA_INIT request").len();
-        }
-        let peer = self.lab.daemon("peer");
-        peer.log_lines(&["responding to IKE_SA_INIT"]).len()
-            + peer.log_lines(&["initiating IKE SA"]).len()
-    }
-
     /// Lines of the peer's log saying it declared the cluster dead (DPD) or closed the
     /// IKE SA: what explains a renegotiation.
     pub fn peer_gave_up(&mut self) -> Vec<String> {
@@ -586,53 +623,6 @@ impl ClusterLab {
         lines.extend(peer.log_lines(&["IKE SA closed"]));
         lines.extend(peer.log_lines(&["IKE SA failed"]));
         lines
-    }
-
-    /// Packets in and out of `st0.0` on `node` so far.
-    pub fn st0_packets(&self, node: &str) -> Result<u64> {
-        let (rx, _, tx, _) = common::link_counters(&self.ns(node), "st0.0")?;
-        Ok(rx + tx)
-    }
-
-    /// `node`'s child SA pairs: (inbound SPI, outbound SPI, anchor SPU), SPIs in hex.
-    pub fn ipsec_sas(&self, node: &str) -> Result<Vec<(String, String, u64)>> {
-        let v = self.vpnctl.json(
-            &self.ns(node),
-            &["show", "security", "ipsec", "security-associations"],
-        )?;
-        let sas = v.as_array().with_context(|| format!("not a list: {v}"))?;
-        sas.iter()
-            .map(|sa| {
-                Ok((
-                    sa["inbound_spi"]
-                        .as_str()
-                        .context("inbound_spi")?
-                        .to_owned(),
-                    sa["outbound_spi"]
-                        .as_str()
-                        .context("outbound_spi")?
-                        .to_owned(),
-                    sa["anchor_spu"].as_u64().context("anchor_spu")?,
-                ))
-            })
-            .collect()
-    }
-
-    /// `node`'s tunnel map: (tunnel, SPU) pairs.
-    pub fn tunnel_map(&self, node: &str) -> Result<Vec<(String, u64)>> {
-        let v = self
-            .vpnctl
-            .json(&self.ns(node), &["show", "security", "ike", "tunnel-map"])?;
-        let entries = v.as_array().with_context(|| format!("not a list: {v}"))?;
-        entries
-            .iter()
-            .map(|e| {
-                Ok((
-                    e["tunnel"].as_str().context("tunnel")?.to_owned(),
-                    e["spu"].as_u64().context("spu")?,
-                ))
-            })
-            .collect()
     }
 
     /// Which of the reth addresses `node`'s `eth0` and `eth1` hold.
@@ -668,16 +658,6 @@ impl ClusterLab {
             .into_iter()
             .filter(|p| p.dst == peer)
             .collect())
-    }
-
-    /// Which node sent `p`, by source MAC (`None`: neither node's `eth0` MAC, e.g. a
-    /// virtual MAC shared by the reth).
-    pub fn sender(&self, p: &EspPacket) -> Option<&'static str> {
-        NODES
-            .iter()
-            .zip(self.eth0_mac)
-            .find(|(_, mac)| *mac == p.src_mac)
-            .map(|(n, _)| *n)
     }
 
     /// Prints, per sender, how many ESP packets reached the peer and when (relative to
@@ -798,6 +778,57 @@ impl ClusterLab {
              after); {why}\n{}",
             self.logs()
         );
+    }
+}
+
+impl Cluster for ClusterLab {
+    fn vpnctl(&self) -> &Vpnctl {
+        &self.vpnctl
+    }
+
+    /// Full namespace name of `short`.
+    fn ns(&self, short: &str) -> String {
+        self.lab.ns_name(short)
+    }
+
+    /// A gateway node that is running and not stopped: one that can answer.
+    fn answers(&mut self, node: &str) -> bool {
+        self.stopped.as_deref() != Some(node) && self.lab.daemon(node).exited().is_none()
+    }
+
+    /// Which node sent `p`, by source MAC (`None`: neither node's `eth0` MAC, e.g. a
+    /// virtual MAC shared by the reth).
+    fn sender(&self, p: &EspPacket) -> Option<&'static str> {
+        NODES
+            .iter()
+            .zip(self.eth0_mac)
+            .find(|(_, mac)| *mac == p.src_mac)
+            .map(|(n, _)| *n)
+    }
+
+    /// IKE_SA_INIT exchanges the peer took part in so far (as responder or initiator).
+    fn peer_ike_inits(&mut self) -> usize {
+        if let Some(charon) = &self.charon {
+            // "parsed IKE_SA_INIT request 0 [ SA KE No N(NATD_S_IP) ... ]" (responder)
+            // and "generating IKE_SA_INIT request 0 [...]" (initiator).
+            return charon.log_lines("IKE_SA_INIT request").len();
+        }
+        let peer = self.lab.daemon("peer");
+        peer.log_lines(&["responding to IKE_SA_INIT"]).len()
+            + peer.log_lines(&["initiating IKE SA"]).len()
+    }
+
+    /// The peer's established IKE SAs: (initiator SPI, responder SPI), hex.
+    fn peer_ike_spis(&self) -> Result<Vec<(String, String)>> {
+        if let Some(charon) = &self.charon {
+            return Ok(charon
+                .ike_sas()?
+                .into_iter()
+                .filter(|sa| sa.state == "ESTABLISHED")
+                .map(|sa| (sa.spi_i, sa.spi_r))
+                .collect());
+        }
+        self.ike_spis("peer")
     }
 }
 

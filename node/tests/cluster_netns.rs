@@ -27,6 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use cluster::Cluster as _;
 use cluster::{
     CLUSTER_CONFIG, ClusterLab, DATA_GROUP, FLOWING, LabOptions, NODES, PEER_CONFIG, PEER_OUTER,
     PeerKind, TAKEOVER, assert_no_repeated_esp, kill_primary_under_traffic, lease_of, other,

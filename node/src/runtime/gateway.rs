@@ -176,6 +176,10 @@ pub struct Gateway {
     installing: usize,
     /// Inbound SPIs of pairs whose record is being committed before they are installed.
     committing: std::collections::HashSet<u32>,
+    /// Bumped by every teardown: a commit that completes after one belongs to SAs this
+    /// gateway no longer holds, and must not install them (a later takeover installs
+    /// them again, above the reservation it reads then).
+    generation: u64,
     /// The IKE SA state version last committed to the log.
     replicated: Option<u64>,
     /// Outbound sequence limits committed per outbound SPI, and the packet rate seen.
@@ -228,6 +232,7 @@ impl Gateway {
             replicating: false,
             installing: 0,
             committing: std::collections::HashSet::new(),
+            generation: 0,
             replicated: None,
             reservations: std::collections::HashMap::new(),
         }
@@ -594,6 +599,20 @@ impl Gateway {
         let Some(rep) = self.cluster.clone() else {
             return;
         };
+        let spi = inbound.spi;
+        if self.committing.contains(&spi) || self.children.iter().any(|c| c.inbound_spi == spi) {
+            // Two installs of one pair would both start above the same reservation:
+            // the second would send the first's sequence numbers again. (A node that
+            // took a pair over from its record sees it again when its restored IKE SA
+            // finishes the exchange that made it: the peer answers a retransmission
+            // from its cache, with the same keys.)
+            tracing::info!(
+                gateway = %self.spec.name,
+                inbound = format_args!("{spi:#010x}"),
+                "child SA already installed or being installed"
+            );
+            return;
+        }
         let (mark, reserved) = from;
         let limit = reserved + FIRST_RESERVATION;
         let record = match records::encode_child(install) {
@@ -616,7 +635,8 @@ impl Gateway {
         let handle = rep.handle.clone();
         let fence = rep.fence;
         self.installing += 1;
-        self.committing.insert(inbound.spi);
+        self.committing.insert(spi);
+        let generation = self.generation;
         // One entry carries the record and the reservation the SA starts with.
         let fut = async move {
             handle
@@ -629,7 +649,12 @@ impl Gateway {
         };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.installing -= 1;
-            act.committing.remove(&inbound.spi);
+            if act.generation != generation {
+                tracing::info!(gateway = %act.spec.name, inbound = format_args!("{spi:#010x}"), "child SA committed after a teardown: not installed");
+                act.flush(ctx);
+                return;
+            }
+            act.committing.remove(&spi);
             match res {
                 Ok(Ok(())) => {
                     act.reservations
@@ -776,19 +801,6 @@ impl Gateway {
     }
 
     fn install_child(&mut self, install: &ike::engine::ChildSaInstall, ctx: &mut Context<Self>) {
-        let spi = install.inbound.spi;
-        if self.committing.contains(&spi) || self.children.iter().any(|c| c.inbound_spi == spi) {
-            // Taken over from its replicated record, by a node whose restored IKE SA
-            // then finished the exchange (the peer answered a retransmission from its
-            // cache, so the keys are the same). Installing it again would restart the
-            // outbound sequence below the reservation the takeover started above.
-            tracing::info!(
-                gateway = %self.spec.name,
-                inbound = format_args!("{:#010x}", install.inbound.spi),
-                "child SA already installed from its replicated record"
-            );
-            return;
-        }
         let udp_encap = install.udp_encap.map(|(local_port, remote_port)| UdpEncap {
             local_port,
             remote_port,
@@ -822,6 +834,8 @@ impl Gateway {
     }
 
     fn teardown(&mut self, ctx: &mut Context<Self>) {
+        self.generation += 1;
+        self.committing.clear();
         if self.sa.is_some() {
             let gateway = self.spec.name.clone();
             self.write(|fence| Command::DeleteIkeSa(fence, gateway));
