@@ -111,7 +111,7 @@ impl Compose {
         for (i, node) in NODES.iter().enumerate() {
             c.macs[i] = lab::link_mac(&c.ns(node), "ext0")?;
         }
-        let dev = c.peer_external()?;
+        let dev = c.dev_with("peer", &format!("{PEER_OUTER}/"))?;
         let pcap = c.work.path.join("peer-ext.pcap");
         c.capture = Some(Capture::start(&c.ns("peer"), &dev, pcap)?);
         Ok(c)
@@ -191,14 +191,15 @@ impl ComposeCluster {
             .unwrap_or_default()
     }
 
-    /// The peer's interface on the external network (docker does not keep the order).
-    fn peer_external(&self) -> Result<String> {
+    /// `member`'s interface with an address starting `prefix` (docker does not keep
+    /// the interfaces' order, and only the gateway nodes rename theirs).
+    fn dev_with(&self, member: &str, prefix: &str) -> Result<String> {
         let out = lab::run(
             "ip",
             &[
                 "netns",
                 "exec",
-                &self.ns("peer"),
+                &self.ns(member),
                 "ip",
                 "-o",
                 "-4",
@@ -208,10 +209,10 @@ impl ComposeCluster {
         )?;
         let text = String::from_utf8_lossy(&out.stdout);
         text.lines()
-            .find(|l| l.contains(&format!(" {PEER_OUTER}/")))
+            .find(|l| l.contains(&format!(" {prefix}")))
             .and_then(|l| l.split_whitespace().nth(1))
             .map(str::to_owned)
-            .with_context(|| format!("no interface with {PEER_OUTER} in the peer: {text}"))
+            .with_context(|| format!("no address {prefix}* in {member}: {text}"))
     }
 
     /// Waits until a restarted member runs again: its log says so once more.
@@ -327,12 +328,15 @@ impl Target for ComposeCluster {
     }
 
     fn link(&mut self, member: &str, link: Link, up: bool) -> Result<()> {
-        // The node's end: `docker network disconnect` cannot remove an interface the
+        // The member's end: `docker network disconnect` cannot remove an interface the
         // entrypoint renamed.
-        let dev = match link {
-            Link::External => "ext0",
-            Link::Control => "ctl0",
-        };
+        let dev = self.dev_with(
+            member,
+            match link {
+                Link::External => "198.51.100.",
+                Link::Control => "10.255.0.",
+            },
+        )?;
         let state = if up { "up" } else { "down" };
         lab::run(
             "ip",
@@ -343,7 +347,7 @@ impl Target for ComposeCluster {
                 "ip",
                 "link",
                 "set",
-                dev,
+                &dev,
                 state,
             ],
         )?;

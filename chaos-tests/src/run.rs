@@ -42,7 +42,7 @@ impl Deployment {
                     .into(),
             )),
             Deployment::Compose(_) if s.workers.is_some() => Err(Unsupported(
-                "the compose nodes run one SPU each (vpnd's default on this host)".into(),
+                "the compose nodes run one SPU each (vpnd's default, --workers 1)".into(),
             )),
             Deployment::Compose(_) => Ok(()),
         }
@@ -177,7 +177,16 @@ fn epochs(cl: &mut dyn Target, node: &str) -> Result<u64> {
 
 fn scenario(s: &Scenario, on: &Deployment, rec: &mut Record) -> Result<()> {
     let mut target = on.up(s)?;
-    let cl = target.as_mut();
+    let result = exercise(s, target.as_mut(), rec);
+    if result.is_err() || rec.checks.iter().any(|c| !c.passed) {
+        // Logs, configurations and the capture, for whoever reads the report.
+        rec.kept = target.keep();
+    }
+    result
+}
+
+/// The scenario on a running cluster: the fault, convergence, the checks.
+fn exercise(s: &Scenario, cl: &mut dyn Target, rec: &mut Record) -> Result<()> {
     let primary: &'static str = match cl.primary(DATA_GROUP)?.as_str() {
         "node0" => "node0",
         "node1" => "node1",
@@ -244,9 +253,5 @@ fn scenario(s: &Scenario, on: &Deployment, rec: &mut Record) -> Result<()> {
     rec.checks.push(checks::no_nonce_reuse(&packets));
     rec.checks
         .push(checks::single_forwarder(cl, &packets, moves));
-    if rec.checks.iter().any(|c| !c.passed) {
-        // Logs, configurations and the capture, for whoever reads the report.
-        rec.kept = cl.keep();
-    }
     Ok(())
 }
