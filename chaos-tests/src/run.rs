@@ -178,7 +178,10 @@ fn epochs(cl: &mut dyn Target, node: &str) -> Result<u64> {
 fn scenario(s: &Scenario, on: &Deployment, rec: &mut Record) -> Result<()> {
     let mut target = on.up(s)?;
     let result = exercise(s, target.as_mut(), rec);
-    if result.is_err() || rec.checks.iter().any(|c| !c.passed) {
+    let stopped = result
+        .as_ref()
+        .is_err_and(|e| e.downcast_ref::<Unsupported>().is_none());
+    if stopped || rec.checks.iter().any(|c| !c.passed) {
         // Logs, configurations and the capture, for whoever reads the report.
         rec.kept = target.keep();
     }
