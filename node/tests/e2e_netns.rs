@@ -12,34 +12,34 @@
 //!
 //! Needs root (namespaces, TUN, raw sockets) and `ip`, `ping`, `tcpdump`. Without root
 //! every `netns_` test fails with a message saying so; skip them with
-//! `cargo test -- --skip netns_`. The root tests run one at a time (a process-wide lock):
-//! they measure timing (DPD, loss during rekey), which two cores shared by parallel
-//! daemons would blur.
+//! `cargo test -- --skip netns_`. The root tests run one at a time, also against the
+//! other test binaries' (the file lock of [`common::netns_test_lock`]): they measure
+//! timing (DPD, loss during rekey or while an SPU is added), which two cores shared by
+//! parallel daemons would blur.
 
 use lab as common;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    LAN_A_HOST, LAN_B_HOST, Lab, OUTER_A, OUTER_B, WAN_IF, WorkDir, edit, installed_spis,
+    ExclusiveLock, LAN_A_HOST, LAN_B_HOST, Lab, OUTER_A, OUTER_B, PingStats, Vpnctl, WAN_IF,
+    WorkDir, edit, installed_spis,
 };
 use node::config::{DEFAULT_SITE_A, DEFAULT_SITE_B};
 
 const VPND: &str = env!("CARGO_BIN_EXE_vpnd");
+const VPNCTL: &str = env!("CARGO_BIN_EXE_vpnctl");
 const MARKER: &[u8] = b"CLEARTEXT-MARKER-vpnd-e2e";
 /// How long a fresh pair of daemons may take to bring the tunnel up.
 const ESTABLISH: Duration = Duration::from_secs(20);
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// Fails (never skips) without root, then takes the lock that runs root tests one at a
-/// time.
-fn root_test() -> MutexGuard<'static, ()> {
+/// time (the cluster tests take it too).
+fn root_test() -> ExclusiveLock {
     assert!(common::is_root(), "{}", common::ROOT_HINT);
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    common::netns_test_lock().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Namespace prefix and work directory of one test.
@@ -496,6 +496,75 @@ fn netns_dpd_clears_dead_peer_and_reestablishes() {
     ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
 }
 
+/// `ping` from a namespace in the background, every `interval`: the traffic that must
+/// cross an event (a rekey, an SPU addition) without loss. Killed on drop, so no path
+/// out of a test leaves it running.
+struct ContinuousPing {
+    child: Option<Child>,
+    stdout: Option<ChildStdout>,
+}
+
+impl ContinuousPing {
+    /// `count` echo requests of `size` bytes.
+    fn start(ns: &str, dst: &str, interval: &str, size: u32, count: u32) -> ContinuousPing {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-n"])
+            // Only the summary: a reply line per packet would fill the unread pipe and
+            // stall ping.
+            .args(["-q", "-i", interval, "-W", "2"])
+            .args(["-s", &size.to_string(), "-c", &count.to_string(), dst])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ping");
+        let stdout = child.stdout.take();
+        ContinuousPing {
+            child: Some(child),
+            stdout,
+        }
+    }
+
+    /// Stops ping with SIGINT (so it prints its summary) and reads the summary.
+    fn stop(self) -> PingStats {
+        let child = self.child.as_ref().expect("ping child");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: kill with the pid of our own child process; no pointers.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        self.finish(Duration::from_secs(10))
+    }
+
+    /// Waits until ping has sent its `count` requests and had their answers (or given
+    /// up on them), and reads its summary: no echo is cut off in flight, as one could
+    /// be by [`ContinuousPing::stop`].
+    fn finish(mut self, timeout: Duration) -> PingStats {
+        let mut child = self.child.take().expect("ping child");
+        let exited = common::wait_for("ping to exit", timeout, || child.try_wait().ok().flatten());
+        if exited.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        exited.expect("ping exit");
+        let mut out = String::new();
+        if let Some(mut s) = self.stdout.take() {
+            use std::io::Read as _;
+            let _ = s.read_to_string(&mut out);
+        }
+        common::parse_ping(&out).unwrap_or_else(|| panic!("no ping summary: {out}"))
+    }
+}
+
+impl Drop for ContinuousPing {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Continuous ping at 20/s from lan-a across a child SA rekey: nothing lost, new SPIs.
 fn rekey_under_traffic(tag: &str, site: Site, rekey_within: Duration, ping_size: u32) {
     let mut lab = site_to_site(tag);
@@ -503,41 +572,13 @@ fn rekey_under_traffic(tag: &str, site: Site, rekey_within: Duration, ping_size:
     let first = installed_spis(&lab.daemon("gw-a").log_text());
     assert_eq!(first.len(), 1, "{first:?}");
 
-    let mut ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.ns_name("lan-a"),
-            "ping",
-            "-n",
-            // Only the summary: a reply line each 50 ms would fill the unread pipe and
-            // stall ping.
-            "-q",
-            "-i",
-            "0.05",
-            "-W",
-            "2",
-        ])
-        .args(["-s", &ping_size.to_string(), "-c", "100000", LAN_B_HOST])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ping");
-    // Stops ping on every path out of this function (SIGINT makes it print its summary).
-    struct StopPing(Option<std::process::Child>);
-    impl Drop for StopPing {
-        fn drop(&mut self) {
-            if let Some(c) = &mut self.0 {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-    }
-    let pid = libc::pid_t::try_from(ping.id()).expect("pid");
-    let stdout = ping.stdout.take();
-    let mut guard = StopPing(Some(ping));
-
+    let ping = ContinuousPing::start(
+        &lab.ns_name("lan-a"),
+        LAN_B_HOST,
+        "0.05",
+        ping_size,
+        100_000,
+    );
     let t0 = Instant::now();
     for gw in ["gw-a", "gw-b"] {
         lab.daemon(gw)
@@ -552,21 +593,7 @@ fn rekey_under_traffic(tag: &str, site: Site, rekey_within: Duration, ping_size:
     }
     // Keep traffic going a little on the new SA, then stop ping and read its summary.
     std::thread::sleep(Duration::from_secs(2));
-    // SAFETY: kill with the pid of our own child process; no pointers.
-    unsafe {
-        libc::kill(pid, libc::SIGINT);
-    }
-    let mut child = guard.0.take().expect("ping child");
-    common::wait_for("ping to exit", Duration::from_secs(10), || {
-        child.try_wait().ok().flatten()
-    })
-    .expect("ping exit");
-    let mut out = String::new();
-    if let Some(mut s) = stdout {
-        use std::io::Read as _;
-        let _ = s.read_to_string(&mut out);
-    }
-    let stats = common::parse_ping(&out).unwrap_or_else(|| panic!("no ping summary: {out}"));
+    let stats = ping.stop();
     eprintln!("ping across the rekey: {stats:?}");
     assert!(stats.transmitted >= 40, "too little traffic: {stats:?}");
     assert_eq!(
@@ -668,6 +695,9 @@ next-hop = "st0.0"
 
 [routing-options.static.route."10.2.0.0/16"]
 next-hop = "st0.1"
+
+[services.management]
+listen = "127.0.0.1:50051"
 "#
     )
 }
@@ -677,12 +707,24 @@ const HUB_OUTER2: &str = "198.51.100.10";
 const SPOKE1_OUTER: &str = "192.0.2.1";
 const SPOKE2_OUTER: &str = "198.51.100.2";
 
+/// The PKI of a lab's management APIs, in its work directory.
+const PKI_DIR: &str = "pki";
+
+/// `vpnctl` as operator against the daemons of `lab` (started with its PKI).
+fn vpnctl(lab: &Lab) -> Vpnctl {
+    Vpnctl::new(VPNCTL, lab.dir.path.join(PKI_DIR))
+}
+
 /// spoke-1 (LAN 10.1.0.0/16) and spoke-2 (LAN 10.2.0.0/16) each have one tunnel, to the
 /// hub, on separate links (the hub has one outer address per link); returns once both
-/// spokes' tunnels are up.
+/// spokes' tunnels are up. Every daemon serves its management API (see [`vpnctl`]); the
+/// hub has one SPU.
 fn hub_lab(tag: &str) -> Lab {
     let (prefix, dir) = names(tag);
     let mut lab = Lab::new(VPND, &prefix, dir);
+    let pki = lab.dir.path.join(PKI_DIR);
+    node::mgmt::pki::init(&pki, &[], false).expect("vpnctl pki init");
+    lab.daemon_args = vec!["--pki".into(), pki.display().to_string()];
     for gw in ["hub", "spoke1", "spoke2"] {
         lab.add_router(gw).expect("namespace");
     }
@@ -783,6 +825,172 @@ fn netns_hub_and_spoke() {
         let (rx, _, tx, _) = common::link_counters(&lab.ns_name("hub"), dev).expect("counters");
         assert!(rx >= 10 && tx >= 10, "hub {dev}: rx {rx} tx {tx}");
     }
+}
+
+/// `show security ike tunnel-map` in namespace `ns`: (tunnel, gateway, SPU) rows.
+fn tunnel_map(lab: &Lab, ns: &str) -> Vec<(String, String, u64)> {
+    let v = vpnctl(lab)
+        .json(ns, &["show", "security", "ike", "tunnel-map"])
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    v.as_array()
+        .unwrap_or_else(|| panic!("tunnel map is not a list: {v}"))
+        .iter()
+        .map(|e| {
+            (
+                e["tunnel"].as_str().unwrap_or_default().to_owned(),
+                e["gateway"].as_str().unwrap_or_default().to_owned(),
+                e["spu"].as_u64().unwrap_or_else(|| panic!("no SPU in {e}")),
+            )
+        })
+        .collect()
+}
+
+/// `show security ipsec security-associations gateway GATEWAY` in namespace `ns`:
+/// (inbound SPI, outbound SPI, anchor SPU) of each pair.
+fn ipsec_sas(lab: &Lab, ns: &str, gateway: &str) -> Vec<(String, String, u64)> {
+    let v = vpnctl(lab)
+        .json(
+            ns,
+            &[
+                "show",
+                "security",
+                "ipsec",
+                "security-associations",
+                "gateway",
+                gateway,
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    v.as_array()
+        .unwrap_or_else(|| panic!("IPsec SAs are not a list: {v}"))
+        .iter()
+        .map(|sa| {
+            (
+                sa["inbound_spi"].as_str().unwrap_or_default().to_owned(),
+                sa["outbound_spi"].as_str().unwrap_or_default().to_owned(),
+                sa["anchor_spu"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("no anchor in {sa}")),
+            )
+        })
+        .collect()
+}
+
+/// `show security ipsec statistics` in namespace `ns`: (SPU, active SAs, packets in,
+/// packets out) of each SPU in service.
+fn spu_stats(lab: &Lab, ns: &str) -> Vec<(u64, u64, u64, u64)> {
+    let v = vpnctl(lab)
+        .json(ns, &["show", "security", "ipsec", "statistics"])
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    let field = |s: &serde_json::Value, name: &str| {
+        s[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no {name} in {s}"))
+    };
+    v["spus"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no SPU list in {v}"))
+        .iter()
+        .map(|s| {
+            (
+                field(s, "spu"),
+                field(s, "active_sas"),
+                field(s, "packets_in"),
+                field(s, "packets_out"),
+            )
+        })
+        .collect()
+}
+
+/// `request chassis spu add` on the hub (one SPU) while lan-1 pings lan-2 through both
+/// of its tunnels at 50/s: no echo is lost, and neither tunnel moves or is rekeyed. A
+/// tunnel set up afterwards (spoke-2's, cleared and initiated again) is anchored on the
+/// new SPU, which then carries its traffic, while spoke-1's stays where it was.
+#[test]
+fn netns_spu_added_under_traffic() {
+    let _serial = root_test();
+    let mut lab = hub_lab("spuadd");
+    let hub = lab.ns_name("hub");
+    let both_on_0 = vec![
+        ("st0.0".to_owned(), "spoke1".to_owned(), 0),
+        ("st0.1".to_owned(), "spoke2".to_owned(), 0),
+    ];
+    assert_eq!(tunnel_map(&lab, &hub), both_on_0);
+    common::wait_ping(&lab.ns_name("lan1"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("spoke-to-spoke through the hub: {e:#}\n{}", lab.logs()));
+    let spoke1_sas = ipsec_sas(&lab, &hub, "spoke1");
+    let spoke2_sas = ipsec_sas(&lab, &hub, "spoke2");
+
+    // 150 echoes 20 ms apart: 3 s, the addition about a second in.
+    let ping = ContinuousPing::start(&lab.ns_name("lan1"), LAN_B_HOST, "0.02", 56, 150);
+    std::thread::sleep(Duration::from_secs(1));
+    let t0 = Instant::now();
+    let added = vpnctl(&lab)
+        .json(&hub, &["request", "chassis", "spu", "add"])
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    eprintln!("SPU added in {:?}: {added}", t0.elapsed());
+    assert_eq!(added["spu"], 1, "{added}");
+    let stats = ping.finish(Duration::from_secs(10));
+    eprintln!("ping across the SPU addition: {stats:?}");
+    assert!(stats.transmitted >= 150, "too little traffic: {stats:?}");
+    assert_eq!(
+        stats.lost(),
+        0,
+        "echoes lost across the SPU addition:\n{}",
+        lab.logs()
+    );
+    assert_eq!(tunnel_map(&lab, &hub), both_on_0, "a tunnel moved");
+    assert_eq!(ipsec_sas(&lab, &hub, "spoke1"), spoke1_sas);
+    assert_eq!(ipsec_sas(&lab, &hub, "spoke2"), spoke2_sas);
+    let spus = spu_stats(&lab, &hub);
+    assert_eq!(
+        spus.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        [(0, 4), (1, 0)],
+        "both SA pairs on SPU 0, none on the new SPU 1: {spus:?}"
+    );
+
+    // A new tunnel: spoke-2's, deleted and negotiated again from the hub.
+    for args in [
+        &[
+            "clear",
+            "security",
+            "ike",
+            "security-associations",
+            "gateway",
+            "spoke2",
+        ][..],
+        &["request", "security", "ike", "initiate", "vpn", "to-spoke2"][..],
+    ] {
+        vpnctl(&lab)
+            .run(&hub, args)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    }
+    lab.daemon("hub")
+        .wait_log(&["IPsec SA pair installed"], 3, ESTABLISH)
+        .unwrap_or_else(|e| panic!("spoke-2's tunnel not back: {e:#}\n{}", lab.logs()));
+    common::wait_ping(&lab.ns_name("lan1"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    ping_ok(&lab, "lan1", LAN_B_HOST, 5);
+    assert_eq!(
+        tunnel_map(&lab, &hub),
+        [
+            ("st0.0".to_owned(), "spoke1".to_owned(), 0),
+            ("st0.1".to_owned(), "spoke2".to_owned(), 1),
+        ],
+        "the new tunnel belongs on the new, empty SPU; the old one stays"
+    );
+    let new_sas = ipsec_sas(&lab, &hub, "spoke2");
+    assert!(
+        new_sas.len() == 1 && new_sas[0].2 == 1 && new_sas != spoke2_sas,
+        "spoke-2's new SA pair should be on SPU 1: {new_sas:?} (before: {spoke2_sas:?})"
+    );
+    assert_eq!(ipsec_sas(&lab, &hub, "spoke1"), spoke1_sas);
+    let spus = spu_stats(&lab, &hub);
+    let on_new = spus.iter().find(|s| s.0 == 1).copied().unwrap_or_default();
+    assert!(
+        on_new.1 == 2 && on_new.2 >= 5 && on_new.3 >= 5,
+        "SPU 1 should hold spoke-2's pair and carry its traffic: {spus:?}"
+    );
 }
 
 /// `tests/data/policy-based.toml` on this topology: gw-a's side as shipped (outer

@@ -14,7 +14,7 @@ use node::mgmt::{
     ConfigObjectKind, EventKind, EventView, FieldError, GroupNodeView, IkeRole, IkeSaState,
     IkeSaView, IpsecProtocol, IpsecSaView, Member, MemberReachabilityView, MonitorFailure,
     MonitorKind, NOT_CLUSTERED, OperationOutcome, RaftView, RecordKind, RedundancyGroupView,
-    RedundancyState, ReplicationView, SpuStatsView, StatsView, TerminateTarget, TlsFiles,
+    RedundancyState, ReplicationView, SpuAdded, SpuStatsView, StatsView, TerminateTarget, TlsFiles,
     TrafficSelectorView, TunnelMapEntry,
 };
 use tokio::net::TcpListener;
@@ -193,6 +193,7 @@ enum Call {
     Clear(ClearScope),
     Apply(String),
     Remove(ConfigObjectKind, String),
+    AddSpu,
 }
 
 struct TestBackend {
@@ -319,6 +320,15 @@ impl Backend for TestBackend {
 
     fn events(&self) -> broadcast::Receiver<EventView> {
         self.events.subscribe()
+    }
+
+    /// The fixtures have SPUs 0 and 1: the next is 2.
+    async fn add_spu(&self) -> Result<SpuAdded, BackendError> {
+        self.record(Call::AddSpu);
+        Ok(SpuAdded {
+            spu: 2,
+            message: "SPU 2 added".into(),
+        })
     }
 }
 
@@ -675,6 +685,7 @@ async fn read_only_role_may_read_but_not_operate() {
                 .await,
             ),
         ),
+        ("AddSpu", code_of(c.add_spu(pb::AddSpuRequest {}).await)),
         // The role check comes before validation: an invalid request is still denied.
         (
             "Initiate",
@@ -1271,6 +1282,62 @@ async fn vpnctl_errors_are_one_line_and_fail() {
     h.stop().await;
 }
 
+/// `AddSpu` answers the new SPU's number, not an operation result: over the API, and
+/// from `vpnctl request chassis spu add` as its message or as JSON. A read-only caller
+/// is refused before the backend sees the call.
+#[tokio::test]
+async fn add_spu_answers_the_new_spu_number() {
+    let h = Harness::start().await;
+    let mut c = h.client("operator").await;
+    let added = ok(c.add_spu(pb::AddSpuRequest {}).await);
+    assert_eq!((added.spu, added.message.as_str()), (2, "SPU 2 added"));
+    assert_eq!(
+        SpuAdded::from(added),
+        SpuAdded {
+            spu: 2,
+            message: "SPU 2 added".into()
+        }
+    );
+
+    let out = vpnctl(args(&h, &["request", "chassis", "spu", "add"])).await;
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (Some(0), "SPU 2 added\n"),
+        "{}",
+        out.stderr
+    );
+    let out = vpnctl(args(&h, &["--json", "request", "chassis", "spu", "add"])).await;
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(v, serde_json::json!({"spu": 2, "message": "SPU 2 added"}));
+    // An SPU is added, never named: numbers are not reused.
+    let out = vpnctl(args(&h, &["request", "chassis", "spu", "add", "1"])).await;
+    assert_eq!(out.code, Some(2), "clap usage error: {}", out.stderr);
+
+    let out = vpnctl(args(
+        &h,
+        &[
+            "--identity",
+            "read-only",
+            "request",
+            "chassis",
+            "spu",
+            "add",
+        ],
+    ))
+    .await;
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "vpnctl: permission denied: read-only role may not call AddSpu\n"
+    );
+    assert_eq!(
+        h.backend.calls(),
+        [Call::AddSpu, Call::AddSpu, Call::AddSpu]
+    );
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn vpnctl_monitor_streams_events() {
     let h = Harness::start().await;
@@ -1454,7 +1521,6 @@ enum ClusterCall {
     Failover(u8, Member),
     Reset(u8),
     FailSpu(u32),
-    AddSpu(u32),
 }
 
 /// A cluster member's backend: answers the cluster methods, and nothing else matters.
@@ -1536,6 +1602,13 @@ impl Backend for ClusterBackend {
         self.events.subscribe()
     }
 
+    async fn add_spu(&self) -> Result<SpuAdded, BackendError> {
+        Ok(SpuAdded {
+            spu: 0,
+            message: String::new(),
+        })
+    }
+
     async fn cluster_status(&self) -> Result<ClusterStatusView, BackendError> {
         self.record(ClusterCall::Status);
         Ok(cluster_status())
@@ -1573,13 +1646,6 @@ impl Backend for ClusterBackend {
     async fn fail_spu(&self, spu: u32) -> Result<OperationOutcome, BackendError> {
         self.record(ClusterCall::FailSpu(spu));
         Ok(OperationOutcome::Done(format!("SPU {spu} failed")))
-    }
-
-    async fn add_spu(&self, spu: u32) -> Result<OperationOutcome, BackendError> {
-        self.record(ClusterCall::AddSpu(spu));
-        Ok(OperationOutcome::NoChange(format!(
-            "SPU {spu} is in service"
-        )))
     }
 }
 
@@ -1621,12 +1687,6 @@ async fn every_cluster_rpc(
         (
             "FailSpu",
             c.fail_spu(pb::FailSpuRequest { spu: Some(1) })
-                .await
-                .map(drop),
-        ),
-        (
-            "AddSpu",
-            c.add_spu(pb::AddSpuRequest { spu: Some(1) })
                 .await
                 .map(drop),
         ),
@@ -1765,7 +1825,6 @@ async fn cluster_rpcs_round_trip() {
             ClusterCall::Failover(1, Member::Node1),
             ClusterCall::Reset(1),
             ClusterCall::FailSpu(1),
-            ClusterCall::AddSpu(1),
             ClusterCall::Failover(0, Member::Node0),
             ClusterCall::Failover(9, Member::Node1),
         ]
@@ -1830,10 +1889,6 @@ async fn cluster_requests_name_the_field() {
         ),
         (
             code_of(c.fail_spu(pb::FailSpuRequest::default()).await),
-            "spu: must be set",
-        ),
-        (
-            code_of(c.add_spu(pb::AddSpuRequest::default()).await),
             "spu: must be set",
         ),
     ];
@@ -1952,10 +2007,6 @@ async fn vpnctl_cluster_verbs() {
             &["request", "chassis", "spu", "fail", "2"][..],
             "SPU 2 failed\n",
         ),
-        (
-            &["request", "chassis", "spu", "add", "2"][..],
-            "no change: SPU 2 is in service\n",
-        ),
     ] {
         let out = vpnctl(args(&h, words)).await;
         assert_eq!(
@@ -2015,7 +2066,6 @@ async fn vpnctl_cluster_verbs() {
             ClusterCall::Failover(1, Member::Node0),
             ClusterCall::Reset(1),
             ClusterCall::FailSpu(2),
-            ClusterCall::AddSpu(2),
         ]
     );
     h.stop().await;

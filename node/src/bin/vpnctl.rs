@@ -12,7 +12,8 @@ use node::cli;
 use node::mgmt::convert::{config_object_kind_to_pb, event_kind_pb, member_pb};
 use node::mgmt::{
     self, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind, EventKind, EventView,
-    IkeSaView, IpsecSaView, Member, OperationOutcome, StatsView, TlsFiles, TunnelMapEntry,
+    IkeSaView, IpsecSaView, Member, OperationOutcome, SpuAdded, StatsView, TlsFiles,
+    TunnelMapEntry,
 };
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -33,7 +34,8 @@ Commands (Junos operational syntax):
   show chassis cluster statistics
   request chassis cluster failover redundancy-group N node 0|1      (operator)
   request chassis cluster failover reset redundancy-group N         (operator)
-  request chassis spu fail|add N    SPU fault injection             (operator)
+  request chassis spu fail N        SPU fault injection             (operator)
+  request chassis spu add           add an SPU, prints its number   (operator)
   load merge FILE|-                 add or replace configuration objects (operator)
   delete security ike proposal|policy|gateway NAME            (operator)
   delete security ipsec proposal|policy|vpn NAME              (operator)
@@ -249,7 +251,7 @@ enum RequestChassis {
         #[command(subcommand)]
         what: RequestCluster,
     },
-    /// Services processing units (fault injection).
+    /// Services processing units: fault injection, and adding one at run time.
     Spu {
         #[command(subcommand)]
         what: RequestSpu,
@@ -300,8 +302,9 @@ enum ResetGroup {
 enum RequestSpu {
     /// Take SPU N out of service as if its card had failed.
     Fail { spu: u32 },
-    /// Put SPU N back into service.
-    Add { spu: u32 },
+    /// Add an SPU (a worker, as when a services card is inserted): tunnels that are up
+    /// stay where they are, new tunnels may be anchored on it. Prints its number.
+    Add,
 }
 
 /// A gateway node as `request chassis cluster failover ... node` takes it (Junos writes
@@ -674,8 +677,18 @@ async fn run(cli: Cli) -> Result<()> {
                     what: RequestSpu::Fail { spu },
                 } => c.fail_spu(pb::FailSpuRequest { spu: Some(*spu) }).await?,
                 RequestChassis::Spu {
-                    what: RequestSpu::Add { spu },
-                } => c.add_spu(pb::AddSpuRequest { spu: Some(*spu) }).await?,
+                    what: RequestSpu::Add,
+                } => {
+                    // Not an operation result: the answer is the new SPU's number.
+                    let r = c.add_spu(pb::AddSpuRequest {}).await?;
+                    let added = SpuAdded::from(r.into_inner());
+                    return if cli.json {
+                        print_json(&added)
+                    } else {
+                        println!("{}", added.message);
+                        Ok(())
+                    };
+                }
             };
             operation(&cli, r.into_inner())
         }

@@ -69,6 +69,10 @@ pub trait Backend: Send + Sync + 'static {
     /// its own, so one slow client lags only itself.
     fn events(&self) -> broadcast::Receiver<EventView>;
 
+    /// Adds an SPU (a dataplane worker) while the node runs, as when a services card is
+    /// inserted: no tunnel moves, tunnels set up afterwards may be anchored on it.
+    async fn add_spu(&self) -> Result<SpuAdded, BackendError>;
+
     // The chassis cluster methods below have defaults that refuse with
     // [`BackendError::not_clustered`], so a standalone daemon (and every test backend)
     // implements none of them and still answers the RPCs truthfully.
@@ -100,11 +104,6 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Fault injection: takes SPU `spu` out of service as if its card had failed.
     async fn fail_spu(&self, _spu: u32) -> Result<OperationOutcome, BackendError> {
-        Err(BackendError::not_clustered())
-    }
-
-    /// Puts SPU `spu` back into service.
-    async fn add_spu(&self, _spu: u32) -> Result<OperationOutcome, BackendError> {
         Err(BackendError::not_clustered())
     }
 }
@@ -394,6 +393,15 @@ pub struct TunnelMapEntry {
     pub spc: u32,
     /// The SPU.
     pub spu: u32,
+}
+
+/// An SPU added at run time (`request chassis spu add`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpuAdded {
+    /// Its number, as in the statistics and the tunnel map.
+    pub spu: u32,
+    /// What was done, for the operator.
+    pub message: String,
 }
 
 /// What `Terminate` deletes.

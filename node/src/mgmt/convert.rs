@@ -18,8 +18,8 @@ use super::backend::{
     BackendError, ClearScope, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind,
     EventKind, EventView, GroupNodeView, IkeRole, IkeSaState, IkeSaView, IpsecProtocol,
     IpsecSaView, Member, MemberReachabilityView, MonitorFailure, MonitorKind, OperationOutcome,
-    RaftView, RecordKind, RedundancyGroupView, RedundancyState, ReplicationView, SpuStatsView,
-    StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
+    RaftView, RecordKind, RedundancyGroupView, RedundancyState, ReplicationView, SpuAdded,
+    SpuStatsView, StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
 };
 
 /// A response field this client cannot represent.
@@ -210,6 +210,15 @@ fn member_from_pb(field: &'static str, v: i32) -> Result<Member, DecodeError> {
 
 // ---------------------------------------------------------------------------------------
 // Domain to protobuf (server side)
+
+impl From<SpuAdded> for pb::AddSpuResponse {
+    fn from(a: SpuAdded) -> Self {
+        Self {
+            spu: a.spu,
+            message: a.message,
+        }
+    }
+}
 
 impl From<OperationOutcome> for pb::OperationResult {
     fn from(o: OperationOutcome) -> Self {
@@ -510,6 +519,15 @@ fn socket_addr(field: &'static str, address: &str, port: u32) -> Result<SocketAd
 
 fn small<T: TryFrom<u32>>(field: &'static str, v: u32) -> Result<T, DecodeError> {
     T::try_from(v).map_err(|_| decode_err(field, format!("{v} out of range")))
+}
+
+impl From<pb::AddSpuResponse> for SpuAdded {
+    fn from(r: pb::AddSpuResponse) -> Self {
+        Self {
+            spu: r.spu,
+            message: r.message,
+        }
+    }
 }
 
 impl TryFrom<pb::OperationResult> for OperationOutcome {

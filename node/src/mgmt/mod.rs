@@ -39,7 +39,7 @@ pub use backend::{
     EventKind, EventView, FieldError, GroupNodeView, IkeRole, IkeSaState, IkeSaView, IpsecProtocol,
     IpsecSaView, Member, MemberReachabilityView, MonitorFailure, MonitorKind, NOT_CLUSTERED,
     OperationOutcome, RaftView, RecordKind, RedundancyGroupView, RedundancyState, ReplicationView,
-    SpuStatsView, StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
+    SpuAdded, SpuStatsView, StatsView, TerminateTarget, TrafficSelectorView, TunnelMapEntry,
 };
 pub use service::ManagementService;
 pub use tls::TlsFiles;

@@ -43,12 +43,13 @@ impl ManagementService {
     }
 }
 
-/// Logs an operation and its outcome under the caller's name.
-fn audit(caller: &Caller, rpc: Rpc, result: &Result<OperationOutcome, Status>) {
+/// Logs an operation and its outcome (its message, or the refusal) under the caller's
+/// name.
+fn audit(caller: &Caller, rpc: Rpc, result: Result<&str, &Status>) {
     match result {
         Ok(outcome) => tracing::info!(
             caller = %caller.name, role = %caller.role, rpc = rpc.name(),
-            outcome = outcome.message(), "management operation"
+            outcome, "management operation"
         ),
         Err(status) => tracing::warn!(
             caller = %caller.name, role = %caller.role, rpc = rpc.name(),
@@ -60,7 +61,7 @@ fn audit(caller: &Caller, rpc: Rpc, result: &Result<OperationOutcome, Status>) {
 type OpResult = Result<Response<pb::OperationResult>, Status>;
 
 fn finish(caller: &Caller, rpc: Rpc, result: Result<OperationOutcome, Status>) -> OpResult {
-    audit(caller, rpc, &result);
+    audit(caller, rpc, result.as_ref().map(OperationOutcome::message));
     result.map(|o| Response::new(o.into()))
 }
 
@@ -289,14 +290,15 @@ impl pb::management_server::Management for ManagementService {
         finish(&caller, rpc, result)
     }
 
-    async fn add_spu(&self, request: Request<pb::AddSpuRequest>) -> OpResult {
+    async fn add_spu(
+        &self,
+        request: Request<pb::AddSpuRequest>,
+    ) -> Result<Response<pb::AddSpuResponse>, Status> {
         let rpc = Rpc::AddSpu;
         let caller = authorize(&request, rpc)?;
-        let result = match spu(request.get_ref().spu) {
-            Ok(n) => self.backend.add_spu(n).await.map_err(status_from_backend),
-            Err(e) => Err(e),
-        };
-        finish(&caller, rpc, result)
+        let result = self.backend.add_spu().await.map_err(status_from_backend);
+        audit(&caller, rpc, result.as_ref().map(|a| a.message.as_str()));
+        result.map(|a| Response::new(a.into()))
     }
 
     type WatchEventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;

@@ -8,16 +8,16 @@ use actix::prelude::*;
 use dataplane::crypto::IntegAlg;
 use dataplane::sa::Direction;
 use dataplane::selector::Selector;
-use dataplane::worker::WorkerStats;
+use dataplane::worker::{ControlError, WorkerStats};
 use tokio::sync::broadcast;
 
 use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, Status, Terminate};
-use super::spu::Spus;
+use super::spu::{AddSpuError, Spus};
 use crate::mgmt::Member;
 use crate::mgmt::backend::{
     Backend, BackendError, ClearScope, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind,
     EventView, FieldError, IkeRole, IkeSaState, IkeSaView, IpsecProtocol, IpsecSaView,
-    OperationOutcome, SpuStatsView, StatsView, TerminateTarget, TrafficSelectorView,
+    OperationOutcome, SpuAdded, SpuStatsView, StatsView, TerminateTarget, TrafficSelectorView,
     TunnelMapEntry,
 };
 
@@ -186,7 +186,11 @@ fn ike_view(info: &GatewayInfo) -> Option<IkeSaView> {
         integrity: suite.and_then(|s| s.integ).map(|i| integ_name(i.iana_id())),
         prf: suite.map_or_else(String::new, |s| prf_name(s.prf.iana_id())),
         dh_group: suite.map_or_else(String::new, |s| format!("group{}", s.dh.iana_id())),
-        anchor_spu: u32::try_from(info.anchor).unwrap_or(u32::MAX),
+        // An IKE SA always has an anchor (the gateway takes one as it creates the SA).
+        anchor_spu: info
+            .anchor
+            .and_then(|a| u32::try_from(a).ok())
+            .unwrap_or(u32::MAX),
     })
 }
 
@@ -289,15 +293,23 @@ impl Backend for RuntimeBackend {
         })
     }
 
+    /// The tunnels that exist (an IKE SA, established or negotiating): a tunnel is
+    /// anchored only while it has one.
     async fn tunnel_map(&self) -> Result<Vec<TunnelMapEntry>, BackendError> {
         let map = self.spus.tunnel_map();
         let mut out = Vec::new();
         for g in &self.gateways {
             let info = self.status(g).await?;
-            let spu = map
+            // The map first: after an SPU failure it is ahead of the gateway, which
+            // learns its new anchor a message later.
+            let Some(spu) = map
                 .iter()
                 .find(|(b, _)| *b == info.binding)
-                .map_or(info.anchor, |(_, s)| *s);
+                .map(|(_, s)| *s)
+                .or(info.anchor)
+            else {
+                continue;
+            };
             out.push(TunnelMapEntry {
                 tunnel: format!("st0.{}", info.binding),
                 gateway: g.name.clone(),
@@ -385,6 +397,21 @@ impl Backend for RuntimeBackend {
         Ok(OperationOutcome::Done(format!(
             "SPU {spu} failed: its tunnels move to the surviving SPUs"
         )))
+    }
+
+    async fn add_spu(&self) -> Result<SpuAdded, BackendError> {
+        let spu = self.spus.add().await.map_err(|e| match e {
+            AddSpuError::Stopping | AddSpuError::Dataplane(ControlError::Stopped) => {
+                BackendError::Unavailable(e.to_string())
+            }
+            AddSpuError::Arbiter(_) | AddSpuError::Dataplane(_) => {
+                BackendError::Internal(format!("adding an SPU: {e}"))
+            }
+        })?;
+        Ok(SpuAdded {
+            spu: u32::try_from(spu).unwrap_or(u32::MAX),
+            message: format!("SPU {spu} added: tunnels set up from now on may be anchored on it"),
+        })
     }
 
     async fn rekey(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {

@@ -145,8 +145,8 @@ pub struct GatewayInfo {
     pub established: bool,
     /// Whether we initiated it.
     pub initiator: bool,
-    /// Anchor SPU of the gateway's tunnel.
-    pub anchor: usize,
+    /// Anchor SPU of the gateway's tunnel; none while it has no IKE SA.
+    pub anchor: Option<usize>,
     /// Child SA pairs.
     pub children: Vec<ChildSaInfo>,
 }
@@ -156,7 +156,9 @@ pub struct Gateway {
     spec: GatewaySpec,
     socket: Addr<IkeSocket>,
     spus: Spus,
-    anchor: usize,
+    /// The SPU the tunnel is anchored on, from the moment an IKE SA exists until it ends
+    /// (see [`Spus::anchor_for`]).
+    anchor: Option<usize>,
     sa: Option<IkeSa>,
     our_spi: Option<u64>,
     /// Where the peer is reached: port 500 until NAT-T moves IKE to 4500.
@@ -212,13 +214,12 @@ impl Gateway {
         spus: Spus,
         events: broadcast::Sender<EventView>,
     ) -> Self {
-        let anchor = spus.anchor_for(spec.binding);
         let remote = SocketAddr::new(spec.remote, 500);
         Self {
             spec,
             socket,
             spus,
-            anchor,
+            anchor: None,
             sa: None,
             our_spi: None,
             remote,
@@ -236,6 +237,13 @@ impl Gateway {
             replicated: None,
             reservations: std::collections::HashMap::new(),
         }
+    }
+
+    /// The SPU the tunnel is anchored on, chosen (the least loaded) if it has none yet.
+    fn anchor(&mut self) -> usize {
+        *self
+            .anchor
+            .get_or_insert_with(|| self.spus.anchor_for(self.spec.binding))
     }
 
     /// Clustered and not primary: the gateway neither negotiates nor answers.
@@ -296,6 +304,8 @@ impl Gateway {
     fn set_sa(&mut self, sa: IkeSa, ctx: &mut Context<Self>) {
         let (spi_i, spi_r) = sa.spis();
         let ours = if sa.is_initiator() { spi_i } else { spi_r };
+        // A new IKE SA is a new tunnel: it is placed now, by the load of this moment.
+        self.anchor();
         self.route(Some(ours), ctx);
         self.remote = SocketAddr::new(self.spec.remote, 500);
         self.sa = Some(sa);
@@ -573,7 +583,8 @@ impl Gateway {
     fn start_child(&mut self, inbound: SaConfig, outbound: SaConfig, ctx: &mut Context<Self>) {
         let (inbound_spi, outbound_spi) = (inbound.spi, outbound.spi);
         let (ready, installed) = tokio::sync::oneshot::channel();
-        let actor = ChildSa::new(self.spus.clone(), self.anchor, inbound, outbound, ready).start();
+        let anchor = self.anchor();
+        let actor = ChildSa::new(self.spus.clone(), anchor, inbound, outbound, ready).start();
         self.children.push(Child {
             inbound_spi,
             outbound_spi,
@@ -615,13 +626,14 @@ impl Gateway {
         }
         let (mark, reserved) = from;
         let limit = reserved + FIRST_RESERVATION;
+        let anchor = self.anchor();
         let record = match records::encode_child(install) {
             Ok(secret) => ChildSaRecord {
                 gateway: self.spec.name.clone(),
                 group: rep.fence.group,
                 inbound_spi: inbound.spi,
                 outbound_spi: outbound.spi,
-                anchor: self.anchor as u32,
+                anchor: anchor as u32,
                 install: secret,
             },
             Err(e) => {
@@ -707,7 +719,9 @@ impl Gateway {
                 if let Some(e) = act.reservations.get_mut(&key.spi) {
                     e.0 = e.0.max(upto);
                 }
-                if let Err(e) = act.spus.extend_reservation(act.anchor, key, upto) {
+                if let Some(anchor) = act.anchor
+                    && let Err(e) = act.spus.extend_reservation(anchor, key, upto)
+                {
                     tracing::warn!(gateway = %act.spec.name, error = %e, "extending the reservation");
                 }
             }
@@ -852,6 +866,10 @@ impl Gateway {
         }
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
+        }
+        // The tunnel is gone: the next one is placed anew (on an SPU added since, say).
+        if self.anchor.take().is_some() {
+            self.spus.release(self.spec.binding);
         }
     }
 }
@@ -1127,11 +1145,12 @@ impl Handler<SpuFailed> for Gateway {
     /// sequence numbers above, so it rekeys its child SAs (the IKE SA stays): the new
     /// pairs are installed on the new anchor.
     fn handle(&mut self, msg: SpuFailed, ctx: &mut Context<Self>) {
-        if self.anchor != msg.spu {
+        if self.anchor != Some(msg.spu) {
             return;
         }
-        self.anchor = self.spus.anchor_for(self.spec.binding);
-        tracing::warn!(gateway = %self.spec.name, from = msg.spu, to = self.anchor, "tunnel re-anchored after an SPU failure");
+        let anchor = self.spus.anchor_for(self.spec.binding);
+        self.anchor = Some(anchor);
+        tracing::warn!(gateway = %self.spec.name, from = msg.spu, to = anchor, "tunnel re-anchored after an SPU failure");
         if let Some(rep) = self.cluster.clone() {
             let name = self.spec.name.clone();
             let fut = async move { rep.handle.read(|s| s.clone()).await };

@@ -5,7 +5,7 @@
 //! | [`ike_socket::IkeSocket`] | node | UDP 500, and IKE on 4500 through the dataplane's NAT-T socket; routes datagrams to gateways by SPI or peer |
 //! | [`gateway::Gateway`] | configured IKE gateway | drives an `ike::engine::IkeSa`: negotiation, retransmits, events |
 //! | [`child_sa::ChildSa`] | negotiated SA pair | installs the pair on its anchor SPU, removes it when it ends |
-//! | [`spu::Spu`] | SPU worker, on its own arbiter | control side of a worker: installs and removes SAs, reads counters |
+//! | [`spu::Spu`] | SPU worker, on its own arbiter | control side of a worker: installs and removes SAs, reads counters; SPUs can fail and be added at run time |
 //!
 //! The runtime is built from a [`NodeSpec`], not from the configuration file directly:
 //! the configuration module resolves and validates, this module runs, and one mapping
@@ -220,13 +220,10 @@ impl Node {
                 })?;
         }
 
+        // Tunnels keyed by IKE are anchored when their IKE SA is created (see
+        // `spu`); a manual pair is there from the start. Installing an outbound SA
+        // routes its tunnel's packets to the anchor.
         let spus = Spus::start(handle.clone());
-        for t in &spec.tunnels {
-            let anchor = spus.anchor_for(t.unit);
-            if let Err(e) = handle.route_tunnel(t.unit, Some(anchor)) {
-                tracing::warn!(tunnel = t.unit, error = %e, "routing tunnel to its anchor");
-            }
-        }
         for m in &spec.manual {
             let anchor = spus.anchor_for(m.outbound.binding);
             spus.install_pair(anchor, m.inbound.clone(), m.outbound.clone())
