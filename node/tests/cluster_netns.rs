@@ -2,12 +2,13 @@
 //! sharing one configuration), a standalone remote peer (`vpnd` or strongSwan), and LAN
 //! hosts on both sides, in network namespaces. The topology and what a scenario can
 //! measure are described in `lab/src/cluster.rs`; each test here is one scenario:
-//! kill -9, SIGSTOP and manual failover of the primary, the same kill -9 against
-//! strongSwan, a restart of the whole cluster from its data directories, and an SPU
-//! failure on the primary. `bench_failover_gap` (ignored; `bench/cluster-failover.sh`
-//! runs it) measures the traffic gap over repeated kills.
+//! kill -9, SIGSTOP and manual failover of the primary, preempt when node0 returns, a
+//! restart of the whole cluster from its data directories, and an SPU failure on the
+//! primary, each against a `vpnd` peer and against strongSwan. `bench_failover_gap`
+//! (ignored; `bench/cluster-failover.sh` runs it) measures the traffic gap over
+//! repeated kills.
 //!
-//! Needs root and `ip`, `ping`, `tcpdump`; the strongSwan scenario also needs charon
+//! Needs root and `ip`, `ping`, `tcpdump`; the strongSwan scenarios also need charon
 //! with kernel-libipsec and swanctl (`.ci/run` installs them). Without root every
 //! `netns_` test fails with a message saying so; `cluster_lab_configs_pass_vpnd_check`
 //! needs no root. The root tests take a file lock ([`common::netns_test_lock`]) so that
@@ -162,10 +163,16 @@ fn netns_kill_9_with_a_strongswan_peer() {
     kill_9_scenario("kill9-ss", PeerKind::Strongswan);
 }
 
-#[test]
-fn netns_sigstop_longer_than_the_lease() {
+fn sigstop_scenario(tag: &str, peer: PeerKind) {
     let _lock = root_test();
-    let (mut cl, primary) = ClusterLab::formed("sigstop", &bins(), LabOptions::default());
+    let (mut cl, primary) = ClusterLab::formed(
+        tag,
+        &bins(),
+        LabOptions {
+            peer,
+            ..LabOptions::default()
+        },
+    );
     let survivor = other(&primary);
     let hold = cl.lease * 3;
     let (spis_before, inits_before) = cl.peer_before();
@@ -256,9 +263,27 @@ fn netns_sigstop_longer_than_the_lease() {
 }
 
 #[test]
-fn netns_manual_failover_and_reset() {
+fn netns_sigstop_longer_than_the_lease() {
+    sigstop_scenario("sigstop", PeerKind::Vpnd);
+}
+
+#[test]
+fn netns_sigstop_with_a_strongswan_peer() {
+    assert!(common::is_root(), "{}", common::ROOT_HINT);
+    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
+    sigstop_scenario("sigstop-ss", PeerKind::Strongswan);
+}
+
+fn manual_failover_scenario(tag: &str, peer: PeerKind) {
     let _lock = root_test();
-    let (mut cl, primary) = ClusterLab::formed("manual", &bins(), LabOptions::default());
+    let (mut cl, primary) = ClusterLab::formed(
+        tag,
+        &bins(),
+        LabOptions {
+            peer,
+            ..LabOptions::default()
+        },
+    );
     let target = other(&primary);
     let target_number = if target == NODES[0] { "0" } else { "1" };
     let (spis_before, inits_before) = cl.peer_before();
@@ -362,6 +387,18 @@ fn netns_manual_failover_and_reset() {
     cl.assert_resumed(&esp, &primary, target);
 }
 
+#[test]
+fn netns_manual_failover_and_reset() {
+    manual_failover_scenario("manual", PeerKind::Vpnd);
+}
+
+#[test]
+fn netns_manual_failover_with_a_strongswan_peer() {
+    assert!(common::is_root(), "{}", common::ROOT_HINT);
+    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
+    manual_failover_scenario("manual-ss", PeerKind::Strongswan);
+}
+
 /// How long a cluster restarted from its data directories may take to run, elect a
 /// primary and carry traffic again: well inside the peer's DPD tolerance (10 s x 5).
 const RESTART: Duration = Duration::from_secs(30);
@@ -370,10 +407,16 @@ const RESTART: Duration = Duration::from_secs(30);
 /// data directories: the replicated log brings the records back, a primary is elected
 /// again and carries on the tunnel from them: the peer keeps its IKE SA and child
 /// SAs, and no sequence number is sent twice.
-#[test]
-fn netns_whole_cluster_restart_from_disk() {
+fn restart_scenario(tag: &str, peer: PeerKind) {
     let _lock = root_test();
-    let (mut cl, primary) = ClusterLab::formed("restart", &bins(), LabOptions::default());
+    let (mut cl, primary) = ClusterLab::formed(
+        tag,
+        &bins(),
+        LabOptions {
+            peer,
+            ..LabOptions::default()
+        },
+    );
     let (spis_before, inits_before) = cl.peer_before();
     let r = cl.statistics(&primary);
     let stats_before = cl.check("show chassis cluster statistics before the kill", r);
@@ -475,18 +518,92 @@ fn netns_whole_cluster_restart_from_disk() {
     );
 }
 
+#[test]
+fn netns_whole_cluster_restart_from_disk() {
+    restart_scenario("restart", PeerKind::Vpnd);
+}
+
+#[test]
+fn netns_whole_cluster_restart_with_a_strongswan_peer() {
+    assert!(common::is_root(), "{}", common::ROOT_HINT);
+    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
+    restart_scenario("restart-ss", PeerKind::Strongswan);
+}
+
+/// Preempt (delay 1 s): kill -9 of node0 (priority 200) under traffic, node1 takes
+/// over; node0 restarted from its data directory takes group 1 back once the delay has
+/// passed. Both handovers resume the same SAs: no renegotiation at the peer, no
+/// datagram delivered twice, no (SPI, sequence number) twice on the wire.
+fn preempt_scenario(tag: &str, peer: PeerKind) {
+    let _lock = root_test();
+    let opts = LabOptions {
+        peer,
+        preempt: Some(Duration::from_secs(1)),
+        ..LabOptions::default()
+    };
+    let (mut cl, primary) = ClusterLab::formed(tag, &bins(), opts);
+    assert_eq!(
+        primary,
+        NODES[0],
+        "node0 has the higher priority\n{}",
+        cl.logs()
+    );
+    let (spis_before, inits_before) = cl.peer_before();
+    let r = cl.start_probe();
+    let probe = cl.check("starting the probe", r);
+    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
+    cl.check("probe traffic before the kill", r);
+
+    let t_kill = Instant::now();
+    let r = cl.kill9(&[NODES[0]]);
+    cl.check("kill -9 node0", r);
+    let r = cl.wait_primary(DATA_GROUP, Some(NODES[1]), TAKEOVER);
+    cl.check("node1 taking over", r);
+    let r = probe.wait_flowing_after(Instant::now(), FLOWING, TAKEOVER);
+    cl.check("traffic through node1", r);
+
+    let t_back = Instant::now();
+    let r = cl.restart(&[NODES[0]]);
+    cl.check("restarting node0", r);
+    let r = cl.wait_primary(DATA_GROUP, Some(NODES[0]), TAKEOVER);
+    cl.check("node0 preempting group 1", r);
+    let back = t_back.elapsed();
+    let r = probe.wait_flowing_after(Instant::now(), FLOWING, TAKEOVER);
+    cl.check("traffic through node0 again", r);
+    eprintln!("node0 primary again {back:?} after its restart (preempt delay 1 s)");
+    let (stats, gaps) = probe.stop_around(t_kill);
+    report_probe("kill -9 of node0, then its return with preempt", &stats);
+    eprintln!("longest gaps from the kill on: {gaps:?}");
+    let r = cl.esp_to_peer();
+    let esp = cl.check("the capture at the peer", r);
+    assert_no_repeated_esp("preempt", &esp);
+    cl.assert_no_renegotiation("preempt", &spis_before, inits_before);
+}
+
+#[test]
+fn netns_preempt_after_the_primary_returns() {
+    preempt_scenario("preempt", PeerKind::Vpnd);
+}
+
+#[test]
+fn netns_preempt_with_a_strongswan_peer() {
+    assert!(common::is_root(), "{}", common::ROOT_HINT);
+    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
+    preempt_scenario("preempt-ss", PeerKind::Strongswan);
+}
+
 /// An SPU (dataplane worker) of the primary fails under traffic: the primary
 /// re-anchors the tunnel on its surviving SPU from the replicated records, keeping the
 /// child SAs (same SPIs, outbound above the committed reservation) and the IKE SA; no
 /// failover, no renegotiation at the peer, no (SPI, sequence number) twice.
-#[test]
-fn netns_spu_failure_reanchors_without_renegotiation() {
+fn spu_failure_scenario(tag: &str, peer: PeerKind) {
     let _lock = root_test();
     let opts = LabOptions {
         workers: Some(2),
+        peer,
         ..LabOptions::default()
     };
-    let (mut cl, primary) = ClusterLab::formed("spu", &bins(), opts);
+    let (mut cl, primary) = ClusterLab::formed(tag, &bins(), opts);
     let (spis_before, inits_before) = cl.peer_before();
     let r = cl.ipsec_sas(&primary);
     let sas_before = cl.check(&format!("IPsec SAs on {primary}"), r);
@@ -571,6 +688,18 @@ fn netns_spu_failure_reanchors_without_renegotiation() {
          {spis:08x?})\n{}",
         cl.logs()
     );
+}
+
+#[test]
+fn netns_spu_failure_reanchors_without_renegotiation() {
+    spu_failure_scenario("spu", PeerKind::Vpnd);
+}
+
+#[test]
+fn netns_spu_failure_with_a_strongswan_peer() {
+    assert!(common::is_root(), "{}", common::ROOT_HINT);
+    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
+    spu_failure_scenario("spu-ss", PeerKind::Strongswan);
 }
 
 /// Kills of the primary a [`bench_failover_gap`] run makes (`FAILOVER_KILLS`).
