@@ -849,6 +849,151 @@ fn bench_failover_gap() {
 
 /// The lab's configurations pass `vpnd check` for every member and the peer, and
 /// mirror each other. Needs no root, so configuration mistakes show up in every run.
+/// Seconds since midnight of a log line's timestamp (`2026-11-27T16:57:12.025769Z ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split('T').nth(1)?;
+    let t = t.trim_end_matches('Z');
+    let mut parts = t.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+/// `rounds` tunnel setups by the daemon `gw`: each round clears its IKE SA and asks
+/// for the VPN again through the API, and times, from the daemon's own log, IKE_SA_INIT sent ("initiating
+/// IKE SA") to the child pair installed (IKE_AUTH done; on a cluster, after the
+/// write-ahead commits of the IKE SA and the child SA record).
+fn setup_times(
+    lab: &mut common::Lab,
+    vpnctl: &common::Vpnctl,
+    gw: &str,
+    (gateway, vpn): (&str, &str),
+    rounds: usize,
+) -> Vec<Duration> {
+    let ns = lab.ns_name(gw);
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let installed = lab.daemon(gw).log_lines(&["IPsec SA pair installed"]).len();
+        let initiated = lab.daemon(gw).log_lines(&["initiating IKE SA"]).len();
+        vpnctl
+            .run(
+                &ns,
+                &[
+                    "clear",
+                    "security",
+                    "ike",
+                    "security-associations",
+                    "gateway",
+                    gateway,
+                ],
+            )
+            .unwrap_or_else(|e| panic!("clear on {gw}: {e:#}\n{}", lab.logs()));
+        vpnctl
+            .run(&ns, &["request", "security", "ike", "initiate", "vpn", vpn])
+            .unwrap_or_else(|e| panic!("initiate on {gw}: {e:#}\n{}", lab.logs()));
+        let d = lab.daemon(gw);
+        let inits = d
+            .wait_log(
+                &["initiating IKE SA"],
+                initiated + 1,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("{gw} did not initiate again: {e:#}"));
+        let done = d
+            .wait_log(
+                &["IPsec SA pair installed"],
+                installed + 1,
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|e| panic!("{gw}: no tunnel again: {e:#}"));
+        let (Some(start), Some(end)) = (
+            inits.last().and_then(|l| log_time(l)),
+            done.last().and_then(|l| log_time(l)),
+        ) else {
+            panic!("timestamps missing: {inits:?} {done:?}");
+        };
+        times.push(Duration::from_secs_f64((end - start).max(0.0)));
+        // Let the peer's Delete of the old SA and the cluster's writes settle.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    times.sort();
+    times
+}
+
+fn report_setups(what: &str, times: &[Duration]) -> Duration {
+    let median = percentile(times, 50.0);
+    eprintln!(
+        "{what}: {} setups, IKE_SA_INIT to child installed: median {:.2} ms, p90 {:.2} ms \
+         ({:.0} sequential setups/s)",
+        times.len(),
+        median.as_secs_f64() * 1e3,
+        percentile(times, 90.0).as_secs_f64() * 1e3,
+        1.0 / median.as_secs_f64().max(1e-6)
+    );
+    median
+}
+
+/// Tunnel setup latency standalone vs clustered, same run: a standalone `vpnd` pair
+/// (the shipped site-a/site-b examples) and the cluster's primary against its `vpnd`
+/// peer, each clearing and re-establishing its IKE SA `SETUP_ROUNDS` times (default
+/// 30). The cluster adds the write-ahead commits (IKE SA record before the exchange's
+/// datagrams leave, child SA record and reservation before the pair is installed).
+#[test]
+#[ignore = "benchmark: run by bench/setup-rate.sh"]
+fn bench_setup_rate() {
+    let _lock = root_test();
+    let rounds: usize = std::env::var("SETUP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+
+    let (prefix, dir) = common::lab_names("sr", "standalone").expect("work directory");
+    let mut lab = common::site_to_site(VPND, &prefix, dir).expect("site-to-site lab");
+    let pki = lab.dir.path.join("pki");
+    common::run(
+        env!("CARGO_BIN_EXE_vpnctl"),
+        &["pki", "init", &pki.display().to_string()],
+    )
+    .expect("vpnctl pki init");
+    lab.daemon_args = vec!["--pki".into(), pki.display().to_string()];
+    // Only gw-a initiates, so every setup is timed from the same end.
+    let site_b = common::edit(
+        node::config::DEFAULT_SITE_B,
+        "establish-tunnels = \"immediately\"",
+        "establish-tunnels = \"on-traffic\"",
+    )
+    .expect("site-b example");
+    lab.start_vpnd("gw-b", &site_b).expect("gw-b");
+    lab.daemon("gw-b")
+        .wait_log(&["vpnd running"], 1, Duration::from_secs(10))
+        .expect("gw-b running");
+    lab.start_vpnd("gw-a", node::config::DEFAULT_SITE_A)
+        .expect("gw-a");
+    lab.daemon("gw-a")
+        .wait_log(&["IPsec SA pair installed"], 1, Duration::from_secs(30))
+        .expect("standalone tunnel");
+    let vpnctl = common::Vpnctl::new(env!("CARGO_BIN_EXE_vpnctl"), &pki);
+    let standalone = setup_times(&mut lab, &vpnctl, "gw-a", ("gw-b", "to-b"), rounds);
+    drop(lab);
+
+    let (mut cl, primary) = ClusterLab::formed("setup", &bins(), LabOptions::default());
+    let vpnctl = cl.vpnctl.clone();
+    let clustered = setup_times(
+        &mut cl.lab,
+        &vpnctl,
+        &primary,
+        ("remote", "to-remote"),
+        rounds,
+    );
+
+    let a = report_setups("standalone vpnd", &standalone);
+    let b = report_setups(&format!("cluster primary ({primary})"), &clustered);
+    eprintln!(
+        "clustered / standalone setup latency: {:.2} (setup rate ratio {:.2})",
+        b.as_secs_f64() / a.as_secs_f64().max(1e-9),
+        a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+    );
+}
+
 #[test]
 fn cluster_lab_configs_pass_vpnd_check() {
     let dir =
