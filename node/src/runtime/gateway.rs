@@ -497,7 +497,7 @@ impl Gateway {
     /// state (message IDs, keys, children) to the log: write-ahead, so the standby never
     /// lags behind what the peer has seen.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.replicating || self.installing > 0 {
+        if self.replicating {
             return;
         }
         let pending = match (&self.cluster, &self.sa) {
@@ -511,8 +511,12 @@ impl Gateway {
             _ => None,
         };
         let Some(pending) = pending else {
-            for m in self.held.drain(..) {
-                self.socket.do_send(m);
+            // The IKE SA record commits beside the child SA installs (its entry follows
+            // theirs in the log); the datagrams wait for both.
+            if self.installing == 0 {
+                for m in self.held.drain(..) {
+                    self.socket.do_send(m);
+                }
             }
             return;
         };
