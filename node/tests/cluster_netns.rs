@@ -43,6 +43,24 @@ fn bins() -> common::Binaries {
     common::Binaries::new(VPND, env!("CARGO_BIN_EXE_vpnctl"))
 }
 
+/// One `#[test]` per peer for a scenario `fn(tag, PeerKind)`: against a `vpnd` peer,
+/// and against strongSwan (which must be installed: without it the test says so).
+macro_rules! against_both_peers {
+    ($scenario:ident, $tag:literal, $vpnd:ident, $strongswan:ident) => {
+        #[test]
+        fn $vpnd() {
+            $scenario($tag, PeerKind::Vpnd);
+        }
+
+        #[test]
+        fn $strongswan() {
+            assert!(common::is_root(), "{}", common::ROOT_HINT);
+            assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
+            $scenario(concat!($tag, "-ss"), PeerKind::Strongswan);
+        }
+    };
+}
+
 #[test]
 fn netns_cluster_forms_and_carries_traffic() {
     let _lock = root_test();
@@ -151,17 +169,12 @@ fn kill_9_scenario(tag: &str, kind: PeerKind) {
     cl.assert_resumed(&esp, &primary, survivor);
 }
 
-#[test]
-fn netns_kill_9_of_the_primary_under_traffic() {
-    kill_9_scenario("kill9", PeerKind::Vpnd);
-}
-
-#[test]
-fn netns_kill_9_with_a_strongswan_peer() {
-    assert!(common::is_root(), "{}", common::ROOT_HINT);
-    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
-    kill_9_scenario("kill9-ss", PeerKind::Strongswan);
-}
+against_both_peers!(
+    kill_9_scenario,
+    "kill9",
+    netns_kill_9_of_the_primary_under_traffic,
+    netns_kill_9_with_a_strongswan_peer
+);
 
 fn sigstop_scenario(tag: &str, peer: PeerKind) {
     let _lock = root_test();
@@ -262,17 +275,12 @@ fn sigstop_scenario(tag: &str, peer: PeerKind) {
     }
 }
 
-#[test]
-fn netns_sigstop_longer_than_the_lease() {
-    sigstop_scenario("sigstop", PeerKind::Vpnd);
-}
-
-#[test]
-fn netns_sigstop_with_a_strongswan_peer() {
-    assert!(common::is_root(), "{}", common::ROOT_HINT);
-    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
-    sigstop_scenario("sigstop-ss", PeerKind::Strongswan);
-}
+against_both_peers!(
+    sigstop_scenario,
+    "sigstop",
+    netns_sigstop_longer_than_the_lease,
+    netns_sigstop_with_a_strongswan_peer
+);
 
 fn manual_failover_scenario(tag: &str, peer: PeerKind) {
     let _lock = root_test();
@@ -387,17 +395,12 @@ fn manual_failover_scenario(tag: &str, peer: PeerKind) {
     cl.assert_resumed(&esp, &primary, target);
 }
 
-#[test]
-fn netns_manual_failover_and_reset() {
-    manual_failover_scenario("manual", PeerKind::Vpnd);
-}
-
-#[test]
-fn netns_manual_failover_with_a_strongswan_peer() {
-    assert!(common::is_root(), "{}", common::ROOT_HINT);
-    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
-    manual_failover_scenario("manual-ss", PeerKind::Strongswan);
-}
+against_both_peers!(
+    manual_failover_scenario,
+    "manual",
+    netns_manual_failover_and_reset,
+    netns_manual_failover_with_a_strongswan_peer
+);
 
 /// How long a cluster restarted from its data directories may take to run, elect a
 /// primary and carry traffic again: well inside the peer's DPD tolerance (10 s x 5).
@@ -518,17 +521,12 @@ fn restart_scenario(tag: &str, peer: PeerKind) {
     );
 }
 
-#[test]
-fn netns_whole_cluster_restart_from_disk() {
-    restart_scenario("restart", PeerKind::Vpnd);
-}
-
-#[test]
-fn netns_whole_cluster_restart_with_a_strongswan_peer() {
-    assert!(common::is_root(), "{}", common::ROOT_HINT);
-    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
-    restart_scenario("restart-ss", PeerKind::Strongswan);
-}
+against_both_peers!(
+    restart_scenario,
+    "restart",
+    netns_whole_cluster_restart_from_disk,
+    netns_whole_cluster_restart_with_a_strongswan_peer
+);
 
 /// Preempt (delay 1 s): kill -9 of node0 (priority 200) under traffic, node1 takes
 /// over; node0 restarted from its data directory takes group 1 back once the delay has
@@ -580,17 +578,12 @@ fn preempt_scenario(tag: &str, peer: PeerKind) {
     cl.assert_no_renegotiation("preempt", &spis_before, inits_before);
 }
 
-#[test]
-fn netns_preempt_after_the_primary_returns() {
-    preempt_scenario("preempt", PeerKind::Vpnd);
-}
-
-#[test]
-fn netns_preempt_with_a_strongswan_peer() {
-    assert!(common::is_root(), "{}", common::ROOT_HINT);
-    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
-    preempt_scenario("preempt-ss", PeerKind::Strongswan);
-}
+against_both_peers!(
+    preempt_scenario,
+    "preempt",
+    netns_preempt_after_the_primary_returns,
+    netns_preempt_with_a_strongswan_peer
+);
 
 /// An SPU (dataplane worker) of the primary fails under traffic: the primary
 /// re-anchors the tunnel on its surviving SPU from the replicated records, keeping the
@@ -690,17 +683,12 @@ fn spu_failure_scenario(tag: &str, peer: PeerKind) {
     );
 }
 
-#[test]
-fn netns_spu_failure_reanchors_without_renegotiation() {
-    spu_failure_scenario("spu", PeerKind::Vpnd);
-}
-
-#[test]
-fn netns_spu_failure_with_a_strongswan_peer() {
-    assert!(common::is_root(), "{}", common::ROOT_HINT);
-    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
-    spu_failure_scenario("spu-ss", PeerKind::Strongswan);
-}
+against_both_peers!(
+    spu_failure_scenario,
+    "spu",
+    netns_spu_failure_reanchors_without_renegotiation,
+    netns_spu_failure_with_a_strongswan_peer
+);
 
 /// Kills of the primary a [`bench_failover_gap`] run makes (`FAILOVER_KILLS`).
 const BENCH_KILLS: usize = 20;
