@@ -263,12 +263,8 @@ impl Cluster for ComposeCluster {
         self.frozen.as_deref() != Some(node) && self.running(node)
     }
 
-    fn sender(&self, p: &EspPacket) -> Option<&'static str> {
-        NODES
-            .iter()
-            .zip(self.macs)
-            .find(|(_, mac)| *mac == p.src_mac)
-            .map(|(n, _)| *n)
+    fn node_macs(&self) -> [[u8; 6]; 2] {
+        self.macs
     }
 
     fn peer_ike_inits(&mut self) -> usize {

@@ -193,8 +193,18 @@ pub trait Cluster {
     /// A gateway node that is running and not frozen: one that can answer.
     fn answers(&mut self, node: &str) -> bool;
 
-    /// Which node sent `p`, by source MAC (`None`: neither node's external MAC).
-    fn sender(&self, p: &EspPacket) -> Option<&'static str>;
+    /// node0's and node1's MACs on the external network, which tell their ESP apart.
+    fn node_macs(&self) -> [[u8; 6]; 2];
+
+    /// Which node sent `p`, by source MAC (`None`: neither node's external MAC, e.g. a
+    /// virtual MAC shared by the reth).
+    fn sender(&self, p: &EspPacket) -> Option<&'static str> {
+        NODES
+            .iter()
+            .zip(self.node_macs())
+            .find(|(_, mac)| *mac == p.src_mac)
+            .map(|(n, _)| *n)
+    }
 
     /// IKE_SA_INIT exchanges the peer took part in so far (as responder or initiator).
     fn peer_ike_inits(&mut self) -> usize;
@@ -796,14 +806,8 @@ impl Cluster for ClusterLab {
         self.stopped.as_deref() != Some(node) && self.lab.daemon(node).exited().is_none()
     }
 
-    /// Which node sent `p`, by source MAC (`None`: neither node's `eth0` MAC, e.g. a
-    /// virtual MAC shared by the reth).
-    fn sender(&self, p: &EspPacket) -> Option<&'static str> {
-        NODES
-            .iter()
-            .zip(self.eth0_mac)
-            .find(|(_, mac)| *mac == p.src_mac)
-            .map(|(n, _)| *n)
+    fn node_macs(&self) -> [[u8; 6]; 2] {
+        self.eth0_mac
     }
 
     /// IKE_SA_INIT exchanges the peer took part in so far (as responder or initiator).
