@@ -38,7 +38,9 @@ use serde::Deserialize;
 
 use crate as common;
 use crate::strongswan::Charon;
-use crate::{Binaries, Capture, EspPacket, ExclusiveLock, FlowStats, Lab, UdpProbe, Vpnctl};
+use crate::{
+    Binaries, Capture, EspPacket, ExclusiveLock, FlowStats, Lab, UdpProbe, Vpnctl, WorkDir,
+};
 
 /// The one configuration of node0, node1 and the witness.
 pub const CLUSTER_CONFIG: &str = include_str!("../data/cluster-lab.toml");
@@ -358,6 +360,17 @@ pub trait Cluster {
     }
 }
 
+/// What forming a cluster lab took ([`ClusterLab::form`]).
+#[derive(Debug, Clone)]
+pub struct Formation {
+    /// The primary of group 1.
+    pub primary: String,
+    /// From starting the daemons until the nodes agreed on it.
+    pub primary_after: Duration,
+    /// From starting the daemons until lan1 reached lan2 through the tunnel.
+    pub tunnel_after: Duration,
+}
+
 /// The lab of one scenario. Fields drop in order: the capture, then charon, then the
 /// lab (daemons, then namespaces, then the work directory).
 #[derive(Debug)]
@@ -391,21 +404,52 @@ impl ClusterLab {
     pub fn formed(tag: &str, bins: &Binaries, opts: LabOptions) -> (ClusterLab, String) {
         let mut cl = ClusterLab::build(tag, bins, opts)
             .unwrap_or_else(|e| panic!("building the lab: {e:#}"));
+        // Panics while `cl` lives, so its work directory is kept for a post-mortem.
+        let formation = cl.form().unwrap_or_else(|e| panic!("{e:#}"));
+        eprintln!(
+            "{} primary of group 1 after {:?}",
+            formation.primary, formation.primary_after
+        );
+        eprintln!("tunnel up after {:?}", formation.tunnel_after);
+        (cl, formation.primary)
+    }
+
+    /// The second half of [`ClusterLab::formed`], returning an error instead of
+    /// panicking (for the demo): starts peer, witness, node0 and node1 and waits for a
+    /// primary of group 1 and for the tunnel. The error names the step that failed and
+    /// carries the daemons' logs.
+    pub fn form(&mut self) -> Result<Formation> {
         let t0 = Instant::now();
-        let r = cl.start();
-        cl.check("starting the cluster members and the peer", r);
-        let r = cl.wait_primary(DATA_GROUP, None, ESTABLISH);
-        let primary = cl.check("electing a primary of redundancy group 1", r);
-        eprintln!("{primary} primary of group 1 after {:?}", t0.elapsed());
-        let r = common::wait_ping(&cl.ns("lan1"), LAN2_HOST, ESTABLISH);
-        cl.check("the tunnel (ping lan1 -> lan2 through the cluster)", r);
-        eprintln!("tunnel up after {:?}", t0.elapsed());
-        (cl, primary)
+        let r = self.start();
+        self.step("starting the cluster members and the peer", r)?;
+        let r = self.wait_primary(DATA_GROUP, None, ESTABLISH);
+        let primary = self.step("electing a primary of redundancy group 1", r)?;
+        let primary_after = t0.elapsed();
+        let r = common::wait_ping(&self.ns("lan1"), LAN2_HOST, ESTABLISH);
+        self.step("the tunnel (ping lan1 -> lan2 through the cluster)", r)?;
+        Ok(Formation {
+            primary,
+            primary_after,
+            tunnel_after: t0.elapsed(),
+        })
     }
 
     fn build(tag: &str, bins: &Binaries, opts: LabOptions) -> Result<ClusterLab> {
         let (prefix, dir) = common::lab_names("cl", tag)?;
-        let mut lab = Lab::new(&bins.vpnd, &prefix, dir);
+        ClusterLab::build_in(&prefix, dir, bins, opts)
+    }
+
+    /// The first half of [`ClusterLab::formed`] with namespaces `PREFIX-...` and files
+    /// in `dir`: the topology, PKI, configurations and the capture, no daemon yet (so
+    /// the caller can still change `lab`, e.g. `own_group`). `bins` writes the PKI and
+    /// answers the status queries.
+    pub fn build_in(
+        prefix: &str,
+        dir: WorkDir,
+        bins: &Binaries,
+        opts: LabOptions,
+    ) -> Result<ClusterLab> {
+        let mut lab = Lab::new(&bins.vpnd, prefix, dir);
         if let Some(n) = opts.workers {
             lab.daemon_args = vec!["--workers".into(), n.to_string()];
         }
@@ -446,11 +490,7 @@ impl ClusterLab {
             .context("peer LAN link check")?;
 
         let pki = lab.dir.path.join("pki");
-        let pki_dir = pki.display().to_string();
-        common::run(
-            &bins.vpnctl.display().to_string(),
-            &["pki", "init", &pki_dir],
-        )?;
+        bins.run_vpnctl(&["pki", "init", &pki.display().to_string()])?;
         let config = lab.dir.path.join("cluster.toml");
         let mut text = cluster_config(opts.heartbeat)?;
         if let Some(delay) = opts.preempt {
@@ -478,7 +518,7 @@ impl ClusterLab {
             capture: Some(capture),
             charon: None,
             lab,
-            vpnctl: Vpnctl::new(&bins.vpnctl, &pki),
+            vpnctl: bins.vpnctl(&pki),
             pki,
             config,
             peer: opts.peer,
@@ -603,13 +643,18 @@ impl ClusterLab {
 
     /// The value of `r`, or a panic naming `step`, with every daemon's log.
     pub fn check<T>(&self, step: &str, r: Result<T>) -> T {
-        r.unwrap_or_else(|e| {
+        self.step(step, r).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// `r`, its error naming `step`, with the notes and every daemon's log.
+    pub fn step<T>(&self, step: &str, r: Result<T>) -> Result<T> {
+        r.map_err(|e| {
             let notes = if self.notes.is_empty() {
                 String::new()
             } else {
                 format!("\nnoticed before:\n  {}", self.notes.join("\n  "))
             };
-            panic!("{step}: {e:#}{notes}\n{}", self.logs())
+            anyhow::anyhow!("{step}: {e:#}{notes}\n{}", self.logs())
         })
     }
 

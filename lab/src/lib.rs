@@ -59,6 +59,9 @@ pub const DAEMON_LOG: &str = "info";
 pub struct Binaries {
     pub vpnd: PathBuf,
     pub vpnctl: PathBuf,
+    /// Arguments that open every `vpnctl` command line: none for the `vpnctl`
+    /// executable, `cli` when `vpnctl` is `vpnd cli`.
+    pub vpnctl_args: Vec<String>,
 }
 
 impl Binaries {
@@ -66,7 +69,35 @@ impl Binaries {
         Binaries {
             vpnd: vpnd.into(),
             vpnctl: vpnctl.into(),
+            vpnctl_args: Vec::new(),
         }
+    }
+
+    /// `vpnd` alone, with `vpnd cli` as `vpnctl`: what `vpnd demo` runs, since
+    /// `cargo run --bin vpnd` builds no `vpnctl` executable.
+    pub fn vpnd_only(vpnd: impl Into<PathBuf>) -> Binaries {
+        let vpnd = vpnd.into();
+        Binaries {
+            vpnctl: vpnd.clone(),
+            vpnd,
+            vpnctl_args: vec!["cli".into()],
+        }
+    }
+
+    /// A [`Vpnctl`] with the management PKI in `pki`.
+    pub fn vpnctl(&self, pki: impl Into<PathBuf>) -> Vpnctl {
+        Vpnctl {
+            args: self.vpnctl_args.clone(),
+            ..Vpnctl::new(&self.vpnctl, pki)
+        }
+    }
+
+    /// Runs `vpnctl ARGS` here (in no lab namespace), e.g. `pki init DIR`; fails with
+    /// its output unless it exits 0.
+    pub fn run_vpnctl(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut all: Vec<&str> = self.vpnctl_args.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        run(&self.vpnctl.display().to_string(), &all)
     }
 
     /// `vpnd` and `vpnctl` from the cargo target directory the running executable was
@@ -91,10 +122,10 @@ impl Binaries {
                     )
                 })
         };
-        Ok(Binaries {
-            vpnd: find("vpnd", "VPND_BIN")?,
-            vpnctl: find("vpnctl", "VPNCTL_BIN")?,
-        })
+        Ok(Binaries::new(
+            find("vpnd", "VPND_BIN")?,
+            find("vpnctl", "VPNCTL_BIN")?,
+        ))
     }
 }
 

@@ -14,6 +14,9 @@ use crate::output_within;
 pub struct Vpnctl {
     /// The `vpnctl` executable.
     pub exe: PathBuf,
+    /// Arguments before the options (`cli` when `exe` is `vpnd`, see
+    /// [`crate::Binaries::vpnctl_args`]).
+    pub args: Vec<String>,
     /// The PKI directory (`vpnctl pki init`).
     pub pki: PathBuf,
     /// `--server`.
@@ -29,6 +32,7 @@ impl Vpnctl {
     pub fn new(exe: impl Into<PathBuf>, pki: impl Into<PathBuf>) -> Self {
         Vpnctl {
             exe: exe.into(),
+            args: Vec::new(),
             pki: pki.into(),
             server: "127.0.0.1:50051".into(),
             identity: "operator".into(),
@@ -42,6 +46,7 @@ impl Vpnctl {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns])
             .arg(&self.exe)
+            .args(&self.args)
             .args(["--server", &self.server, "--identity", &self.identity])
             .arg("--pki")
             .arg(&self.pki)

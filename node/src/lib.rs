@@ -13,3 +13,4 @@ pub mod cluster;
 pub mod demo;
 pub mod mgmt;
 pub mod runtime;
+pub mod vpnctl;

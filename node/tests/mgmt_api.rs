@@ -1003,8 +1003,18 @@ struct Output {
 }
 
 async fn vpnctl(args: Vec<String>) -> Output {
+    run_cli(env!("CARGO_BIN_EXE_vpnctl"), args).await
+}
+
+/// `vpnd cli ARGS`: the same CLI inside the daemon's executable.
+async fn vpnd_cli(mut args: Vec<String>) -> Output {
+    args.insert(0, "cli".into());
+    run_cli(env!("CARGO_BIN_EXE_vpnd"), args).await
+}
+
+async fn run_cli(exe: &'static str, args: Vec<String>) -> Output {
     let run = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_vpnctl"))
+        std::process::Command::new(exe)
             .args(&args)
             .env_remove("VPNCTL_SERVER")
             .env_remove("VPNCTL_PKI")
@@ -1016,7 +1026,7 @@ async fn vpnctl(args: Vec<String>) -> Output {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         },
-        other => panic!("running vpnctl: {other:?}"),
+        other => panic!("running {exe}: {other:?}"),
     }
 }
 
@@ -1426,6 +1436,60 @@ async fn vpnctl_pki_init_writes_a_usable_pki_once() {
     );
     let out = vpnctl(vec!["pki".into(), "init".into(), d, "--force".into()]).await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+/// `vpnd cli` is `vpnctl` (what the demo uses, since `cargo run --bin vpnd` builds no
+/// `vpnctl`): the same output for the same arguments, its own name in usage and error
+/// lines, and options after `cli` go to the CLI, not to `vpnd` (which has a `--pki` of
+/// its own).
+#[tokio::test]
+async fn vpnd_cli_is_vpnctl() {
+    let h = Harness::start().await;
+    for words in [
+        &["show", "security", "ike", "security-associations"][..],
+        &[
+            "--json",
+            "show",
+            "security",
+            "ipsec",
+            "security-associations",
+        ],
+    ] {
+        let want = vpnctl(args(&h, words)).await;
+        assert_eq!(want.code, Some(0), "{}", want.stderr);
+        let got = vpnd_cli(args(&h, words)).await;
+        assert_eq!(got.code, Some(0), "vpnd cli {words:?}: {}", got.stderr);
+        assert_eq!(got.stdout, want.stdout, "vpnd cli {words:?}");
+    }
+    let out = vpnd_cli(args(
+        &h,
+        &[
+            "--identity",
+            "read-only",
+            "request",
+            "security",
+            "ike",
+            "initiate",
+            "vpn",
+            "vpn-a",
+        ],
+    ))
+    .await;
+    assert_eq!(out.code, Some(1));
+    assert_eq!(
+        out.stderr,
+        "vpnd cli: permission denied: read-only role may not call Initiate\n"
+    );
+    let out = vpnd_cli(vec!["--help".into()]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Usage: vpnd cli [OPTIONS] <COMMAND>")
+            && out.stdout.contains("show chassis cluster status"),
+        "{}",
+        out.stdout
+    );
+    let out = vpnd_cli(vec!["show".into(), "bogus".into()]).await;
+    assert_eq!(out.code, Some(2), "a usage error: {}", out.stderr);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,8 +3,13 @@
 //! Reads a Junos-shaped TOML configuration, starts the dataplane (SPU workers, `st0.N`
 //! interfaces), and negotiates the configured tunnels with IKEv2. SIGTERM or SIGINT
 //! deletes every IKE SA at its peer and removes the interfaces before exiting.
+//!
+//! `vpnd cli ...` is the operator CLI (`vpnctl`), so the one executable
+//! `cargo run --bin vpnd` builds is enough to operate a gateway too.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -50,21 +55,45 @@ enum Command {
         #[arg(long)]
         duration: Option<u64>,
     },
+    /// The operator CLI, the same as `vpnctl` (see `vpnd cli --help`), e.g.
+    /// `vpnd cli --pki DIR show chassis cluster status`.
+    #[command(disable_help_flag = true, disable_version_flag = true)]
+    Cli {
+        /// `vpnctl`'s options and command.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            num_args = 0..,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
 }
 
-fn main() -> std::process::ExitCode {
-    match real_main() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Cli { args: cli }) = &args.command {
+        let program = "vpnd cli";
+        let mut argv = vec![OsString::from(program)];
+        // `--pki DIR` right after `cli` is taken by vpnd's own global `--pki` before the
+        // words reach the CLI; it names the same directory there, so pass it on.
+        if let Some(pki) = &args.pki {
+            argv.extend([OsString::from("--pki"), pki.into()]);
+        }
+        argv.extend(cli.iter().cloned());
+        return node::vpnctl::main(program, argv);
+    }
+    match real_main(args) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The chain, not a backtrace: operators read this.
             eprintln!("vpnd: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-fn real_main() -> Result<()> {
-    let args = Args::parse();
+fn real_main(args: Args) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log)
@@ -122,7 +151,9 @@ fn real_main() -> Result<()> {
             };
             run(spec, cluster, mgmt, args.pki.as_deref())
         }
-        Command::Demo { .. } => unreachable!("handled before loading a configuration"),
+        Command::Demo { .. } | Command::Cli { .. } => {
+            unreachable!("handled before loading a configuration")
+        }
     }
 }
 
