@@ -27,7 +27,7 @@
 //! - the peer's IKE SA SPIs (its management API, or `swanctl --list-sas`) and its log:
 //!   a takeover must resume the IKE SA, never negotiate a new one.
 //!
-//! Used by the node's `tests/cluster_netns.rs` and by the chaos harness.
+//! Used by the node's `tests/cluster_netns.rs`, by `vpnd demo` and by the chaos harness.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

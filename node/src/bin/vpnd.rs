@@ -4,12 +4,14 @@
 //! interfaces), and negotiates the configured tunnels with IKEv2. SIGTERM or SIGINT
 //! deletes every IKE SA at its peer and removes the interfaces before exiting.
 //!
-//! `vpnd cli ...` is the operator CLI (`vpnctl`), so the one executable
-//! `cargo run --bin vpnd` builds is enough to operate a gateway too.
+//! `vpnd demo` runs the chassis cluster lab in network namespaces; `vpnd cli ...` is the
+//! operator CLI (`vpnctl`), so the one executable `cargo run --bin vpnd` builds is
+//! enough for both.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
@@ -49,11 +51,19 @@ enum Command {
     Run,
     /// Validate the configuration and exit.
     Check,
-    /// Run a two-gateway site-to-site demo in network namespaces (needs root; no --config).
+    /// Run a chassis cluster (node0, node1, witness), a remote peer and LAN hosts in
+    /// network namespaces, with traffic and a kill -9 failover (needs root; no --config).
     Demo {
-        /// Tear down after this many seconds instead of waiting for Ctrl-C.
+        /// Tear down after this long (`30`, `30s`, `5m`, `500ms`) instead of waiting for
+        /// Ctrl-C.
+        #[arg(long, value_parser = node::demo::parse_duration)]
+        duration: Option<Duration>,
+        /// Leave out the kill -9 of the primary under traffic.
         #[arg(long)]
-        duration: Option<u64>,
+        no_failover: bool,
+        /// The two-gateway site-to-site demo instead (two standalone vpnd, no cluster).
+        #[arg(long, conflicts_with = "no_failover")]
+        standalone: bool,
     },
     /// The operator CLI, the same as `vpnctl` (see `vpnd cli --help`), e.g.
     /// `vpnd cli --pki DIR show chassis cluster status`.
@@ -102,10 +112,17 @@ fn real_main(args: Args) -> Result<()> {
         .with_target(false)
         .init();
 
-    if let Some(Command::Demo { duration }) = args.command {
+    if let Some(Command::Demo {
+        duration,
+        no_failover,
+        standalone,
+    }) = args.command
+    {
         return node::demo::run(&node::demo::DemoOptions {
-            duration: duration.map(std::time::Duration::from_secs),
+            duration,
             workers: args.workers,
+            failover: !no_failover,
+            standalone,
         });
     }
     let Some(path) = &args.config else {
