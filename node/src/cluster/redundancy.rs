@@ -28,6 +28,14 @@ use crate::runtime::spec::ClusterSpec;
 const MARK_INTERVAL: Duration = Duration::from_millis(50);
 /// Gratuitous ARPs / unsolicited NAs sent when an address moves here.
 const ANNOUNCEMENTS: usize = 3;
+/// When to announce a group's addresses again after taking it over.
+const REANNOUNCE_AFTER: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+];
 
 /// An entry applied by the replica.
 #[derive(Message, Debug)]
@@ -404,24 +412,21 @@ impl Redundancy {
             }
             me.do_send(AddressesTaken { group, epoch });
             for _ in 0..ANNOUNCEMENTS {
-                for r in &reths {
-                    for (addr, _) in &r.addresses {
-                        let sent = match addr {
-                            std::net::IpAddr::V4(a) => {
-                                dataplane::io::announce::gratuitous_arp(&r.interface, *a)
-                            }
-                            std::net::IpAddr::V6(a) => {
-                                dataplane::io::announce::unsolicited_na(&r.interface, *a)
-                            }
-                        };
-                        if let Err(e) = sent {
-                            tracing::warn!(reth = %r.name, %addr, error = %e, "announcing the moved address");
-                        }
-                    }
-                }
+                announce(&reths);
                 actix_rt::time::sleep(Duration::from_millis(100)).await;
             }
         });
+        // Again later, while still primary at this epoch: a member killed with its
+        // kernel alive still holds the addresses, and its kernel's ARP requests (sent
+        // from a reth address) point the neighbours back at it until it restarts and
+        // drops them; the neighbours only come back with the next announcement.
+        for after in REANNOUNCE_AFTER {
+            ctx.run_later(after, move |act, _| {
+                if act.active.get(&group) == Some(&epoch) {
+                    announce(&act.reths_of(group));
+                }
+            });
+        }
     }
 
     fn reths_of(&self, group: u8) -> Vec<crate::runtime::spec::RethSpec> {
@@ -782,6 +787,25 @@ impl Handler<AddressesTaken> for Redundancy {
                     handle: self.handle.clone(),
                     state: Box::new(self.mirror.clone()),
                 });
+            }
+        }
+    }
+}
+
+/// One gratuitous ARP or unsolicited neighbour advertisement per reth address.
+fn announce(reths: &[crate::runtime::spec::RethSpec]) {
+    for r in reths {
+        for (addr, _) in &r.addresses {
+            let sent = match addr {
+                std::net::IpAddr::V4(a) => {
+                    dataplane::io::announce::gratuitous_arp(&r.interface, *a)
+                }
+                std::net::IpAddr::V6(a) => {
+                    dataplane::io::announce::unsolicited_na(&r.interface, *a)
+                }
+            };
+            if let Err(e) = sent {
+                tracing::warn!(reth = %r.name, %addr, error = %e, "announcing the moved address");
             }
         }
     }

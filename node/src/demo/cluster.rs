@@ -309,7 +309,8 @@ fn lan_after_restart(cl: &ClusterLab, killed: &str, survivor: &str) -> Result<()
             "   note: lan1's neighbour entry for its gateway {LAN1_GW} points at {killed}'s MAC \
              {killed_mac}: {killed}'s kernel, still holding the reth addresses after the kill, \
              sent an ARP request from {LAN1_GW} after {survivor}'s gratuitous ARPs; lan1's \
-             traffic is lost until it resolves {LAN1_GW} again"
+             traffic is lost until {survivor} announces the address again (1, 2, 4, 8, 16 s \
+             after taking over)"
         );
     }
     let t0 = Instant::now();
