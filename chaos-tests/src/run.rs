@@ -41,9 +41,6 @@ impl Deployment {
                  the survivor primary)"
                     .into(),
             )),
-            Deployment::Compose(_) if s.workers.is_some() => Err(Unsupported(
-                "the compose nodes run one SPU each (vpnd's default, --workers 1)".into(),
-            )),
             Deployment::Compose(_) => Ok(()),
         }
     }
