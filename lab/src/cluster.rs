@@ -694,6 +694,16 @@ impl ClusterLab {
         Ok(held)
     }
 
+    /// The probe, once it flows both ways (before `event`, which names it in a
+    /// failure); panics like [`ClusterLab::check`].
+    pub fn flowing_probe(&self, event: &str) -> UdpProbe {
+        let r = self.start_probe();
+        let probe = self.check("starting the probe", r);
+        let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
+        self.check(&format!("probe traffic before the {event}"), r);
+        probe
+    }
+
     pub fn start_probe(&self) -> Result<UdpProbe> {
         let at =
             |host: &str| -> Result<SocketAddr> { Ok(SocketAddr::new(host.parse()?, PROBE_PORT)) };
@@ -1037,10 +1047,7 @@ pub fn kill_primary_under_traffic(
     settle: Duration,
 ) -> Takeover {
     let survivor = other(primary);
-    let r = cl.start_probe();
-    let probe = cl.check("starting the probe", r);
-    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
-    cl.check("probe traffic before the kill", r);
+    let probe = cl.flowing_probe("kill");
     let carried_before = cl.check("st0.0 counters", cl.st0_packets(survivor));
 
     let (t_kill, wall_kill) = (Instant::now(), wall_now());

@@ -189,10 +189,7 @@ fn sigstop_scenario(tag: &str, peer: PeerKind) {
     let survivor = other(&primary);
     let hold = cl.lease * 3;
     let (spis_before, inits_before) = cl.peer_before();
-    let r = cl.start_probe();
-    let probe = cl.check("starting the probe", r);
-    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
-    cl.check("probe traffic before the stop", r);
+    let probe = cl.flowing_probe("stop");
 
     let (t_stop, wall_stop) = (Instant::now(), wall_now());
     let r = cl.lab.daemon(&primary).signal(libc::SIGSTOP);
@@ -295,10 +292,7 @@ fn manual_failover_scenario(tag: &str, peer: PeerKind) {
     let target = other(&primary);
     let target_number = if target == NODES[0] { "0" } else { "1" };
     let (spis_before, inits_before) = cl.peer_before();
-    let r = cl.start_probe();
-    let probe = cl.check("starting the probe", r);
-    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
-    cl.check("probe traffic before the failover", r);
+    let probe = cl.flowing_probe("failover");
     let carried_before = cl.check("st0.0 counters", cl.st0_packets(target));
 
     let (t_failover, wall_failover) = (Instant::now(), wall_now());
@@ -423,10 +417,7 @@ fn restart_scenario(tag: &str, peer: PeerKind) {
     let (spis_before, inits_before) = cl.peer_before();
     let r = cl.statistics(&primary);
     let stats_before = cl.check("show chassis cluster statistics before the kill", r);
-    let r = cl.start_probe();
-    let probe = cl.check("starting the probe", r);
-    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
-    cl.check("probe traffic before the kill", r);
+    let probe = cl.flowing_probe("kill");
 
     let t_kill = Instant::now();
     let members = ["node0", "node1", "witness"];
@@ -547,10 +538,7 @@ fn preempt_scenario(tag: &str, peer: PeerKind) {
         cl.logs()
     );
     let (spis_before, inits_before) = cl.peer_before();
-    let r = cl.start_probe();
-    let probe = cl.check("starting the probe", r);
-    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
-    cl.check("probe traffic before the kill", r);
+    let probe = cl.flowing_probe("kill");
 
     let t_kill = Instant::now();
     let r = cl.kill9(&[NODES[0]]);
@@ -614,10 +602,7 @@ fn spu_failure_scenario(tag: &str, peer: PeerKind) {
         Some(anchor),
         "the tunnel map of {primary} disagrees with its SAs' anchor: {map_before:?}"
     );
-    let r = cl.start_probe();
-    let probe = cl.check("starting the probe", r);
-    let r = probe.wait_flowing_after(Instant::now(), FLOWING, Duration::from_secs(10));
-    cl.check("probe traffic before the SPU failure", r);
+    let probe = cl.flowing_probe("SPU failure");
 
     let (t_fail, wall_fail) = (Instant::now(), wall_now());
     let spu = anchor.to_string();
