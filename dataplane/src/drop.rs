@@ -52,9 +52,9 @@ pub enum DropReason {
     QueueFull,
     /// Sending on a socket or device failed.
     TxError,
-    /// ESP/AH traffic while the forwarding fence has passed: a cluster node whose lease
-    /// ran out must not forward, even with its control plane frozen (see
-    /// [`crate::worker::DataplaneHandle::set_fence`]).
+    /// ESP/AH traffic of an SA whose redundancy group's fence has passed: a cluster
+    /// node whose lease on the group ran out must not forward it, even with its control
+    /// plane frozen (see [`crate::fence`]).
     Fenced,
 }
 

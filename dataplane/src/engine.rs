@@ -7,11 +7,13 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::buf::PacketBuf;
 use crate::drop::{DropCounters, DropReason};
 use crate::esp::{self, Decapsulated, OuterContext};
+use crate::fence::{Fences, Group, GroupSet};
 use crate::frag::{Fragmenter, Reassembler, Reassembly, ReassemblyLimits, icmp_too_big};
 use crate::ip::{self, proto};
 use crate::sa::{
@@ -36,6 +38,9 @@ pub struct EngineConfig {
     pub reservation_low_water: u64,
     /// Events kept when nobody polls; older ones are dropped first.
     pub max_events: usize,
+    /// The redundancy groups' forwarding fences, shared by every worker of a
+    /// dataplane; consulted for SAs that belong to a group.
+    pub fences: Arc<Fences>,
 }
 
 impl Default for EngineConfig {
@@ -45,6 +50,7 @@ impl Default for EngineConfig {
             reassembly: ReassemblyLimits::default(),
             reservation_low_water: 4096,
             max_events: 1024,
+            fences: Arc::new(Fences::new()),
         }
     }
 }
@@ -228,6 +234,8 @@ pub struct Engine {
     reassembler: Reassembler,
     reassembled: PacketBuf,
     scratch: PacketBuf,
+    /// Groups whose SAs carried packets since [`Engine::take_groups`] last ran.
+    groups: GroupSet,
 }
 
 impl Engine {
@@ -249,7 +257,15 @@ impl Engine {
             fragment_dst: None,
             reassembled: PacketBuf::default(),
             scratch: PacketBuf::default(),
+            groups: GroupSet::default(),
         }
+    }
+
+    /// The redundancy groups whose SAs protected or accepted a packet since the last
+    /// call: before sending what a batch produced, the caller checks their fences
+    /// again, since one may have passed (or been moved earlier) meanwhile.
+    pub fn take_groups(&mut self) -> GroupSet {
+        std::mem::take(&mut self.groups)
     }
 
     /// Installs an SA (replacing one with the same key).
@@ -382,7 +398,6 @@ impl Engine {
         tunnel: TunnelId,
         udp_socket: Option<&dyn Fn(SocketAddr) -> bool>,
     ) -> Result<UdpTransmit, Outbound> {
-        let _ = now;
         let Some(inner) = ip::inner_info(pkt.data()) else {
             return Err(self.drop_out(DropReason::BadIpHeader));
         };
@@ -408,6 +423,14 @@ impl Engine {
         let Some(sa) = self.sad.outbound_for(binding) else {
             return Err(self.drop_out(DropReason::NoOutboundSa));
         };
+        if !admit_group(
+            &self.config.fences,
+            &mut self.groups,
+            sa.common.config.group,
+            now,
+        ) {
+            return Err(self.drop_out(DropReason::Fenced));
+        }
         if !sa.common.config.selectors.is_empty() {
             let allowed = FlowKey::from_packet(pkt.data())
                 .is_ok_and(|flow| sa.common.selectors_allow(&flow, false));
@@ -614,14 +637,14 @@ impl Engine {
                 };
                 self.inbound_esp(now, pkt, dst, outer)
             }
-            proto::AH => self.inbound_ah(pkt, dst, hlen),
+            proto::AH => self.inbound_ah(now, pkt, dst, hlen),
             _ => self.drop_in(DropReason::UnsupportedProtocol),
         }
     }
 
     fn inbound_esp(
         &mut self,
-        _now: Instant,
+        now: Instant,
         pkt: &mut PacketBuf,
         dst: IpAddr,
         outer: OuterContext<'_>,
@@ -636,6 +659,14 @@ impl Engine {
         let Some(sa) = self.sad.inbound_mut(dst, Protocol::Esp, spi) else {
             return self.drop_in(DropReason::UnknownSpi);
         };
+        if !admit_group(
+            &self.config.fences,
+            &mut self.groups,
+            sa.common.config.group,
+            now,
+        ) {
+            return self.drop_in(DropReason::Fenced);
+        }
         let result = esp::decapsulate(sa, pkt, outer).and_then(|d| match d {
             Decapsulated::Dummy => Ok(None),
             Decapsulated::Packet => admit(sa, pkt).map(Some),
@@ -643,7 +674,13 @@ impl Engine {
         self.finish_inbound(result)
     }
 
-    fn inbound_ah(&mut self, pkt: &mut PacketBuf, dst: IpAddr, hlen: usize) -> Inbound {
+    fn inbound_ah(
+        &mut self,
+        now: Instant,
+        pkt: &mut PacketBuf,
+        dst: IpAddr,
+        hlen: usize,
+    ) -> Inbound {
         let Some(spi) = pkt
             .data()
             .get(hlen + 4..hlen + 8)
@@ -654,6 +691,14 @@ impl Engine {
         let Some(sa) = self.sad.inbound_mut(dst, Protocol::Ah, spi) else {
             return self.drop_in(DropReason::UnknownSpi);
         };
+        if !admit_group(
+            &self.config.fences,
+            &mut self.groups,
+            sa.common.config.group,
+            now,
+        ) {
+            return self.drop_in(DropReason::Fenced);
+        }
         let result = ah::decapsulate(sa, pkt, hlen).and_then(|()| admit(sa, pkt).map(Some));
         self.finish_inbound(result)
     }
@@ -668,6 +713,21 @@ impl Engine {
             Err(reason) => self.drop_in(reason),
         }
     }
+}
+
+/// The fence check of an SA's packet, made before it takes a sequence number or moves
+/// a replay window: false if the SA's redundancy group is fenced at `now`; otherwise
+/// the group is noted for the check before the send.
+#[inline]
+fn admit_group(fences: &Fences, groups: &mut GroupSet, group: Option<Group>, now: Instant) -> bool {
+    let Some(group) = group else {
+        return true;
+    };
+    if fences.passed(group, now) {
+        return false;
+    }
+    groups.insert(group);
+    true
 }
 
 /// A decapsulated packet the SA accepted.

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod drop;
 pub mod engine;
 pub mod esp;
+pub mod fence;
 pub mod frag;
 pub mod gso;
 pub mod io;

@@ -173,6 +173,10 @@ pub struct SaConfig {
     /// carries traffic once the SAs ahead of it are removed. The responder of a child
     /// rekey uses it so that it never sends on an SA the peer has not installed yet.
     pub standby: bool,
+    /// The redundancy group whose lease gates this SA ([`crate::fence`]): a cluster
+    /// node forwards nothing on it once that group's fence has passed. `None` (a
+    /// standalone node): never fenced.
+    pub group: Option<crate::fence::Group>,
 }
 
 impl std::fmt::Debug for SaConfig {
@@ -190,6 +194,7 @@ impl std::fmt::Debug for SaConfig {
             .field("replay_window", &self.replay_window)
             .field("udp_encap", &self.udp_encap)
             .field("binding", &self.binding)
+            .field("group", &self.group)
             .finish_non_exhaustive()
     }
 }
@@ -223,6 +228,7 @@ impl SaConfig {
             initial_seq: 0,
             seq_limit: u64::MAX,
             standby: false,
+            group: None,
         }
     }
 

@@ -81,7 +81,6 @@
 //! one `sendmsg` (see [`crate::io::udp`]).
 
 mod control;
-mod fence;
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
@@ -98,15 +97,15 @@ use crate::engine::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineStats, Inbound, Outbound, OutboundUdp,
     SeqMark, UdpMeta, UdpTransmit,
 };
+use crate::fence::{Group, GroupSet};
 use crate::gso::{self, Gro, VNET_F_NEEDS_CSUM, VNET_GSO_NONE};
 use crate::io::poll::Poller;
 use crate::io::raw::{IPPROTO_AH, IPPROTO_ESP, RawReceiver, RawSender};
 use crate::io::tun::{MAX_GSO_PARTS, Tun, TunError};
 use crate::io::udp::{GroupMember, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, UdpRecvMeta, UdpSocket};
+use crate::ip;
 use crate::sa::{Direction, SaConfig, SaKey, TunnelId};
-use crate::{ip, udp_encap};
 use control::{Peer, Routes, Shared};
-use fence::Deadline;
 
 /// How long control calls wait for a worker's reply.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -361,7 +360,7 @@ enum Command {
     Route(Route),
     Stats(SyncSender<WorkerStats>),
     SeqMarks(SyncSender<Vec<SeqMark>>),
-    SendIke(SocketAddr, Vec<u8>),
+    SendIke(Option<IpAddr>, SocketAddr, Vec<u8>),
     /// A worker was added: its wakeup and handoff queue, at the next index.
     AddPeer(Arc<Peer>),
     /// A worker failed: forget every route to it.
@@ -494,29 +493,41 @@ impl DataplaneHandle {
     }
 
     /// Sends an IKE message to `dst` from the NAT-T socket of the first live worker (the
-    /// non-ESP marker is prepended). Fire and forget, like any datagram: IKE retransmits.
-    /// Not fenced: a node that lost its lease still talks IKE.
-    pub fn send_ike(&self, dst: SocketAddr, message: Vec<u8>) -> Result<(), ControlError> {
+    /// non-ESP marker is prepended), from address `src` when given (the IKE SA's local
+    /// address; otherwise the kernel picks one). Fire and forget, like any datagram: IKE
+    /// retransmits. Not fenced: a node that lost its lease still talks IKE.
+    pub fn send_ike(
+        &self,
+        src: Option<IpAddr>,
+        dst: SocketAddr,
+        message: Vec<u8>,
+    ) -> Result<(), ControlError> {
         let worker = self.shared.first_live().ok_or(ControlError::Stopped)?;
-        self.shared.send(worker, Command::SendIke(dst, message))
+        self.shared
+            .send(worker, Command::SendIke(src, dst, message))
     }
 
-    /// Sets the forwarding fence: from `until` on (by the monotonic clock), no worker
-    /// transmits outbound ESP/AH or accepts inbound ESP/AH. Inbound ESP/AH and every
-    /// packet read from a tunnel (which would leave as ESP/AH, or as bypass traffic of
-    /// the policy tunnel) are dropped as [`DropReason::Fenced`] before the engine sees
-    /// them, so no sequence number is taken and no replay window moves; what a batch
-    /// produced before the fence passed is dropped at the send. IKE and keepalives on
-    /// the NAT-T port still pass. `None` removes the fence (a standalone node, the
-    /// default); a later instant, also after the fence passed, resumes forwarding until
-    /// then.
+    /// Sets redundancy group `group`'s forwarding fence: from `until` on (by the
+    /// monotonic clock), no worker sends or accepts ESP/AH on an SA of that group
+    /// ([`SaConfig::group`](crate::sa::SaConfig::group)). Its packets are dropped as
+    /// [`DropReason::Fenced`] right after the SA lookup, so no sequence number is taken
+    /// and no replay window moves; what a batch produced before the fence passed is
+    /// dropped at the send. SAs of other groups, SAs without a group, IKE and keepalives
+    /// go on. `None` removes the fence; a later instant, also after the fence passed,
+    /// resumes forwarding until then. Every group starts fenced.
     ///
-    /// A cluster node sets this to the end of its lease every time Raft renews it, so it
-    /// stops on time if it cannot renew, even with its control plane frozen: the
-    /// workers read the clock themselves at every batch and before every send. A worker
-    /// frozen inside a send cannot be stopped by anything, so leases need a margin.
-    pub fn set_fence(&self, until: Option<Instant>) {
-        self.shared.fence.set(until);
+    /// A cluster node sets this to the end of its lease on the group every time Raft
+    /// renews it, so it stops on time if it cannot renew, even with its control plane
+    /// frozen: the engine reads the clock itself for every packet, and the worker again
+    /// before every send. A worker frozen inside a send cannot be stopped by anything,
+    /// so leases need a margin.
+    pub fn set_fence(&self, group: Group, until: Option<Instant>) {
+        self.shared.fences.set(group, until);
+    }
+
+    /// Fences every redundancy group from `at` on (a node shutting down).
+    pub fn fence_all(&self, at: Instant) {
+        self.shared.fences.set_all(at);
     }
 
     /// Fails worker `worker`, as when its services card dies: it stops after its
@@ -689,8 +700,9 @@ struct Worker {
     spare: PacketBuf,
     ready: Vec<u64>,
     wake_targets: Vec<bool>,
-    /// The fence as read at the start of the current batch.
-    fence: Deadline,
+    /// The redundancy groups whose SAs produced the current batch's packets: their
+    /// fences are checked again before the send.
+    groups: GroupSet,
     counters: IoCounters,
 }
 
@@ -789,7 +801,7 @@ impl Worker {
             wake_targets: vec![false; peers.len()],
             peers,
             me,
-            fence: shared.fence.deadline(),
+            groups: GroupSet::default(),
             shared,
             spi_owner: routes.spi,
             tunnel_owner: routes.tunnel,
@@ -897,7 +909,7 @@ impl Worker {
                 Command::SeqMarks(reply) => {
                     let _ = reply.send(engine.seq_marks());
                 }
-                Command::SendIke(dst, message) => self.send_ike(dst, &message),
+                Command::SendIke(src, dst, message) => self.send_ike(src, dst, &message),
                 Command::AddPeer(peer) => {
                     self.peers.push(peer);
                     self.wake_targets.push(false);
@@ -933,13 +945,13 @@ impl Worker {
         );
     }
 
-    fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) {
+    fn send_ike(&mut self, src: Option<IpAddr>, dst: SocketAddr, message: &[u8]) {
         let sock = self
             .udp
             .iter_mut()
             .find(|s| s.local_addr().is_ipv4() == dst.is_ipv4());
         let res = match sock {
-            Some(s) => s.send_ike(dst, message).map(|_| ()),
+            Some(s) => s.send_ike(src, dst, message),
             None => Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 "no UDP socket of that family",
@@ -970,11 +982,8 @@ impl Worker {
         }
         self.counters.handoff_in += n as u64;
         let now = Instant::now();
-        let fenced = self.begin_batch(now);
+        self.groups = GroupSet::default();
         for i in 0..n {
-            if fenced && self.fenced(i) {
-                continue;
-            }
             self.process(engine, now, i);
         }
         self.flush_tx();
@@ -1006,11 +1015,8 @@ impl Worker {
             return;
         }
         let now = Instant::now();
-        let fenced = self.begin_batch(now);
+        self.groups = GroupSet::default();
         for i in 0..n {
-            if fenced && self.fenced(i) {
-                continue;
-            }
             match self.owner(i) {
                 Some(w) if w != self.id => self.hand_off(engine, now, i, w),
                 _ => self.process(engine, now, i),
@@ -1025,33 +1031,12 @@ impl Worker {
         }
     }
 
-    /// Reads the fence for a batch starting at `now` (one relaxed load) and says whether
-    /// it has passed.
-    #[inline]
-    fn begin_batch(&mut self, now: Instant) -> bool {
-        self.fence = self.shared.fence.deadline();
-        self.shared.fence.passed(self.fence, now)
-    }
-
-    /// With the fence passed: drops (and counts) the packet in buffer `i` if it is ESP
-    /// or AH, or an inner packet that would become ESP/AH (everything read from a
-    /// tunnel); IKE and keepalives on the NAT-T port go on.
-    fn fenced(&mut self, i: usize) -> bool {
-        let fence = match self.slots[i] {
-            Slot::Tun(_) | Slot::Ip => true,
-            Slot::Udp(_) => udp_encap::classify(self.bufs[i].data()) == udp_encap::Kind::Esp,
-        };
-        if fence {
-            self.counters.drops.count(DropReason::Fenced);
-        }
-        fence
-    }
-
-    /// Before a send: true (and `packets` counted as fenced) if the fence has passed
-    /// since the batch started, or was set lower. Free when no fence was set then.
+    /// Before a send: true (and `packets` counted as fenced) if the fence of a group
+    /// whose SAs produced this batch has passed since, or was set earlier. Free for a
+    /// batch of SAs without a group.
     #[inline]
     fn fenced_before_send(&mut self, packets: usize) -> bool {
-        if !self.shared.fence.passed_since(self.fence) {
+        if self.groups.is_empty() || !self.shared.fences.any_passed(&self.groups, Instant::now()) {
             return false;
         }
         for _ in 0..packets {
@@ -1212,44 +1197,50 @@ impl Worker {
     /// Runs buffer `i` through the engine and acts on the result.
     fn process(&mut self, engine: &mut Engine, now: Instant, i: usize) {
         let buf = &mut self.bufs[i];
-        match self.slots[i] {
+        // The engine's verdict first, then the groups it used, so that a send made
+        // while acting on the verdict (a fragment, an unbatched TUN write) checks them.
+        let verdict = match self.slots[i] {
             Slot::Tun(tunnel) if self.udp_gso => {
                 let udp = &self.udp;
-                match engine.outbound_udp(now, buf, tunnel, |l| udp_socket_for(udp, l).is_some()) {
-                    OutboundUdp::Payload(t) => match udp_socket_for(udp, t.src) {
-                        Some(s) => self.udp_pending.push((i, s, t)),
-                        None => self.counters.drops.count(DropReason::TxError),
-                    },
-                    OutboundUdp::Packet(o) => self.outbound_done(engine, o, tunnel, i),
-                }
+                Ok((
+                    engine.outbound_udp(now, buf, tunnel, |l| udp_socket_for(udp, l).is_some()),
+                    tunnel,
+                ))
             }
-            Slot::Tun(tunnel) => {
-                let o = engine.outbound(now, buf, tunnel);
-                self.outbound_done(engine, o, tunnel, i);
-            }
-            Slot::Udp(meta) => match engine.inbound_udp(now, buf, meta) {
-                Inbound::Deliver { tunnel } => self.deliver(tunnel, i),
-                Inbound::Ike => {
-                    // IKE is control traffic at a few messages per second per peer: a copy
-                    // into its own Vec is what lets the batch buffer stay in the pool.
-                    let message = self.bufs[i].data().to_vec();
-                    self.counters.ike_rx += 1;
-                    self.emit(DataplaneEvent::Ike {
-                        src: meta.src,
-                        dst: meta.dst,
-                        message,
-                    });
-                }
-                Inbound::Keepalive | Inbound::Pending | Inbound::Dummy | Inbound::Dropped(_) => {}
+            Slot::Tun(tunnel) => Ok((
+                OutboundUdp::Packet(engine.outbound(now, buf, tunnel)),
+                tunnel,
+            )),
+            Slot::Udp(meta) => Err((engine.inbound_udp(now, buf, meta), Some(meta))),
+            Slot::Ip => Err((engine.inbound_ip(now, buf), None)),
+        };
+        self.groups.extend(engine.take_groups());
+        match verdict {
+            Ok((OutboundUdp::Payload(t), _)) => match udp_socket_for(&self.udp, t.src) {
+                Some(s) => self.udp_pending.push((i, s, t)),
+                None => self.counters.drops.count(DropReason::TxError),
             },
-            Slot::Ip => match engine.inbound_ip(now, buf) {
-                Inbound::Deliver { tunnel } => self.deliver(tunnel, i),
+            Ok((OutboundUdp::Packet(o), tunnel)) => self.outbound_done(engine, o, tunnel, i),
+            Err((Inbound::Deliver { tunnel }, _)) => self.deliver(tunnel, i),
+            Err((Inbound::Ike, Some(meta))) => {
+                // IKE is control traffic at a few messages per second per peer: a copy
+                // into its own Vec is what lets the batch buffer stay in the pool.
+                let message = self.bufs[i].data().to_vec();
+                self.counters.ike_rx += 1;
+                self.emit(DataplaneEvent::Ike {
+                    src: meta.src,
+                    dst: meta.dst,
+                    message,
+                });
+            }
+            Err((
                 Inbound::Ike
                 | Inbound::Keepalive
                 | Inbound::Pending
                 | Inbound::Dummy
-                | Inbound::Dropped(_) => {}
-            },
+                | Inbound::Dropped(_),
+                _,
+            )) => {}
         }
     }
 
@@ -1278,7 +1269,7 @@ impl Worker {
 
     /// Writes the packets [`Worker::deliver`] queued, coalesced per the plan.
     fn flush_tun(&mut self) {
-        if self.fence.is_set() {
+        if !self.groups.is_empty() {
             let queued = self.gro.groups().iter().map(|g| g.count).sum();
             if queued > 0 && self.fenced_before_send(queued) {
                 self.gro.clear();
@@ -1738,7 +1729,7 @@ mod tests {
         h.fail_worker(0).expect("failing worker 0");
         assert_eq!(next_failure(&dp), 0);
         assert_eq!(h.live_workers(), vec![2]);
-        h.send_ike(tx.local_addr().expect("address"), b"probe".to_vec())
+        h.send_ike(None, tx.local_addr().expect("address"), b"probe".to_vec())
             .expect("send_ike");
         tx.set_read_timeout(Some(Duration::from_secs(5)))
             .expect("timeout");

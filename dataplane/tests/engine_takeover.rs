@@ -4,12 +4,14 @@
 //! sequence numbers, and the marks the cluster replicates read back as installed.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use dataplane::buf::PacketBuf;
 use dataplane::crypto::EncrAlg;
 use dataplane::drop::DropReason;
 use dataplane::engine::{Engine, EngineConfig, Inbound, Outbound, SeqMark};
+use dataplane::fence::Fences;
 use dataplane::ip::{self, OuterHeader, proto};
 use dataplane::sa::{Direction, SaConfig};
 
@@ -193,4 +195,93 @@ fn seq_marks_report_every_sa() {
             },
         ]
     );
+}
+
+/// Fences are per redundancy group: with SAs of groups 1 and 2 on one engine (a node
+/// primary of both), the end of group 2's lease drops group 2's packets in both
+/// directions before they take a sequence number or move the replay window, while
+/// group 1 and an SA without a group carry on; the groups used are reported for the
+/// check before the send.
+#[test]
+fn a_passed_fence_stops_only_its_groups_sas() {
+    let fences = Arc::new(Fences::new());
+    let config = EngineConfig {
+        fences: fences.clone(),
+        ..EngineConfig::default()
+    };
+    let mut a = Engine::new(config.clone());
+    let mut b = Engine::new(EngineConfig::default());
+    // Tunnel t carries SPI + t in group `group` (tunnel 2: no group).
+    for (tunnel, group) in [(0u32, Some(1u8)), (1, Some(2)), (2, None)] {
+        let mut out = sa(Direction::Outbound, false, 0, u64::MAX);
+        out.spi = SPI + tunnel;
+        out.binding = tunnel;
+        out.group = group;
+        a.install_sa(out).expect("outbound");
+        let mut back = sa(Direction::Outbound, false, 0, u64::MAX);
+        back.spi = SPI + 100 + tunnel;
+        back.local = B;
+        back.remote = A;
+        back.binding = tunnel;
+        b.install_sa(back).expect("peer's outbound");
+        let mut inb = sa(Direction::Inbound, false, 0, u64::MAX);
+        inb.spi = SPI + 100 + tunnel;
+        inb.local = A;
+        inb.remote = B;
+        inb.binding = tunnel;
+        inb.group = group;
+        a.install_sa(inb).expect("inbound");
+    }
+    let send_on = |e: &mut Engine, tunnel: u32, at: Instant| {
+        let mut buf = PacketBuf::from_slice(&inner());
+        match e.outbound(at, &mut buf, tunnel) {
+            Outbound::Transmit { .. } => Ok(buf.data().to_vec()),
+            other => Err(other),
+        }
+    };
+    let now = Instant::now();
+    fences.set(1, Some(now + std::time::Duration::from_secs(60)));
+    fences.set(2, Some(now + std::time::Duration::from_secs(60)));
+    for t in 0..3 {
+        send_on(&mut a, t, now).expect("every group leased");
+    }
+    let used: Vec<u8> = a.take_groups().iter().collect();
+    assert_eq!(used, vec![1, 2], "groups whose SAs carried packets");
+    assert!(a.take_groups().is_empty(), "taken");
+
+    // Group 2's lease ends.
+    fences.set(2, Some(now));
+    let marks_before = a.seq_marks();
+    assert_eq!(
+        send_on(&mut a, 1, now),
+        Err(Outbound::Dropped(DropReason::Fenced))
+    );
+    let replies: Vec<Vec<u8>> = (0..3)
+        .map(|t| send_on(&mut b, t, now).expect("peer"))
+        .collect();
+    assert_eq!(
+        receive(&mut a, &replies[1]),
+        Inbound::Dropped(DropReason::Fenced)
+    );
+    let mut after = a.seq_marks();
+    let mut before = marks_before;
+    after.sort_by_key(|m| m.key.spi);
+    before.sort_by_key(|m| m.key.spi);
+    assert_eq!(
+        after, before,
+        "a fenced packet takes no sequence number and moves no window"
+    );
+    assert!(a.take_groups().is_empty(), "a fenced packet uses no group");
+
+    send_on(&mut a, 0, now).expect("group 1 still leased");
+    send_on(&mut a, 2, now).expect("an SA without a group is never fenced");
+    assert_eq!(receive(&mut a, &replies[0]), Inbound::Deliver { tunnel: 0 });
+    assert_eq!(receive(&mut a, &replies[2]), Inbound::Deliver { tunnel: 2 });
+    assert_eq!(a.take_groups().iter().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(a.stats().drops.get(DropReason::Fenced), 2);
+
+    // Renewed: group 2 resumes where it stopped.
+    fences.set(2, Some(now + std::time::Duration::from_secs(60)));
+    let wire = send_on(&mut a, 1, now).expect("renewed");
+    assert_eq!(wire_seq(&wire), 2, "the fenced packet took no number");
 }

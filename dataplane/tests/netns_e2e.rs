@@ -107,7 +107,9 @@ fn transfer(t: &Tunnel, server: &str, len: usize) {
 fn ike_reaches_the_control_side(t: &Tunnel) {
     let msg = b"IKE_SA_INIT probe".to_vec();
     let dst: SocketAddr = "192.0.2.2:4500".parse().expect("address");
-    t.a.handle().send_ike(dst, msg.clone()).expect("send_ike");
+    t.a.handle()
+        .send_ike(None, dst, msg.clone())
+        .expect("send_ike");
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -319,20 +321,33 @@ fn expect_failure(dp: &Dataplane) -> usize {
     }
 }
 
-/// A node whose lease ends stops forwarding at that instant by itself: before the
-/// fence both directions pass, after it A neither sends nor accepts ESP (counted as
-/// fenced, no sequence number taken, replay window unmoved) while IKE still passes
-/// both ways; a renewed lease (the fence moved later) and no fence resume forwarding.
+/// A node whose lease on a redundancy group ends stops forwarding that group's SAs at
+/// that instant by itself: a group nobody leased forwards nothing; with a lease both
+/// directions pass, whatever other groups' fences say; after it A neither sends nor
+/// accepts ESP (counted as fenced, no sequence number taken, replay window unmoved)
+/// while IKE still passes both ways; a renewed lease (the fence moved later) and no
+/// fence resume forwarding.
 #[test]
 fn netns_fence_stops_forwarding_at_the_deadline_and_extending_resumes() {
     require_root();
     let t = tunnel("fence", Encap::Udp, false, 1);
     let (ns_a, ns_b) = (&t.topo.a.name, &t.topo.b.name);
     let a = t.a.handle();
-    ping_ok(ns_a, "10.2.0.1", 1);
+    // A's SAs belong to redundancy group 1 (installed again before any traffic).
+    for dir in [Direction::Outbound, Direction::Inbound] {
+        let mut sa = common::sa_config(&t.ep_a, dir);
+        sa.group = Some(1);
+        a.install_sa(t.ep_a.anchor, sa).expect("install_sa");
+    }
+    assert!(
+        ping_fails(ns_a, "10.2.0.1"),
+        "A forwarded a group nobody leased"
+    );
 
     let until = Instant::now() + Duration::from_secs(2);
-    a.set_fence(Some(until));
+    a.set_fence(1, Some(until));
+    a.set_fence(2, Some(Instant::now()));
+    ping_ok(ns_a, "10.2.0.1", 1);
     ping_ok(ns_a, "10.2.0.1", 1);
     ping_ok(ns_b, "10.1.0.1", 1);
     std::thread::sleep(until.saturating_duration_since(Instant::now()) + Duration::from_millis(50));
@@ -364,17 +379,17 @@ fn netns_fence_stops_forwarding_at_the_deadline_and_extending_resumes() {
     let to_a: SocketAddr = "192.0.2.1:4500".parse().expect("address");
     let to_b: SocketAddr = "192.0.2.2:4500".parse().expect("address");
     t.b.handle()
-        .send_ike(to_a, b"to a fenced node".to_vec())
+        .send_ike(Some(to_b.ip()), to_a, b"to a fenced node".to_vec())
         .expect("send_ike");
     expect_ike(&t.a, b"to a fenced node");
-    a.send_ike(to_b, b"from a fenced node".to_vec())
+    a.send_ike(Some(to_a.ip()), to_b, b"from a fenced node".to_vec())
         .expect("send_ike");
     expect_ike(&t.b, b"from a fenced node");
 
-    a.set_fence(Some(Instant::now() + Duration::from_secs(60)));
+    a.set_fence(1, Some(Instant::now() + Duration::from_secs(60)));
     ping_ok(ns_a, "10.2.0.1", 2);
     ping_ok(ns_b, "10.1.0.1", 2);
-    a.set_fence(None);
+    a.set_fence(1, None);
     ping_ok(ns_a, "10.2.0.1", 2);
     transfer(&t, "10.2.0.1:5010", 256 << 10);
     assert!(mark(&t.a, 0, t.ep_a.outbound.spi) > out_seq);

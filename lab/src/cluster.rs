@@ -46,6 +46,12 @@ use crate::{
 pub const CLUSTER_CONFIG: &str = include_str!("../data/cluster-lab.toml");
 /// The remote peer's configuration, as a `vpnd`.
 pub const PEER_CONFIG: &str = include_str!("../data/cluster-lab-peer.toml");
+/// Appended to both configurations with [`LabOptions::second_group`].
+pub const CLUSTER_GROUP2_CONFIG: &str = include_str!("../data/cluster-lab-group2.toml");
+pub const PEER_GROUP2_CONFIG: &str = include_str!("../data/cluster-lab-peer-group2.toml");
+/// The second group's VPN: the cluster's and the peer's `st0.1` addresses.
+pub const GROUP2_LOCAL: &str = "10.255.2.1";
+pub const GROUP2_REMOTE: &str = "10.255.2.2";
 /// The remote peer's configuration, as strongSwan (`swanctl.conf`).
 pub const STRONGSWAN_PEER_CONFIG: &str = include_str!("../data/cluster-lab-strongswan.conf");
 
@@ -107,6 +113,9 @@ pub struct LabOptions {
     /// `preempt = { delay }` for redundancy group 1 (the configuration has none): node0,
     /// the higher priority, takes the group back when it returns.
     pub preempt: Option<Duration>,
+    /// Active/active: redundancy group 2, primary on node1, with reth2 and a second VPN
+    /// (`st0.1`, [`GROUP2_LOCAL`] to [`GROUP2_REMOTE`]); a vpnd peer only.
+    pub second_group: bool,
 }
 
 /// `show chassis cluster status --json`, the parts the tests read.
@@ -382,6 +391,8 @@ pub struct ClusterLab {
     pki: PathBuf,
     config: PathBuf,
     peer: PeerKind,
+    /// Redundancy group 2 and its VPN are configured ([`LabOptions::second_group`]).
+    second_group: bool,
     /// The configuration's lease (heartbeat interval x threshold).
     pub lease: Duration,
     /// A member stopped with SIGSTOP: not asked anything until continued.
@@ -492,7 +503,13 @@ impl ClusterLab {
         let pki = lab.dir.path.join("pki");
         bins.run_vpnctl(&["pki", "init", &pki.display().to_string()])?;
         let config = lab.dir.path.join("cluster.toml");
+        if opts.second_group && opts.peer != PeerKind::Vpnd {
+            bail!("the second redundancy group's VPN is configured for a vpnd peer only");
+        }
         let mut text = cluster_config(opts.heartbeat)?;
+        if opts.second_group {
+            text.push_str(CLUSTER_GROUP2_CONFIG);
+        }
         if let Some(delay) = opts.preempt {
             text = common::edit(
                 &text,
@@ -522,6 +539,7 @@ impl ClusterLab {
             pki,
             config,
             peer: opts.peer,
+            second_group: opts.second_group,
             lease,
             stopped: None,
             eth0_mac,
@@ -536,7 +554,11 @@ impl ClusterLab {
         match self.peer {
             PeerKind::Vpnd => {
                 let peer_config = self.lab.dir.path.join("peer.toml");
-                std::fs::write(&peer_config, PEER_CONFIG)?;
+                let mut text = PEER_CONFIG.to_owned();
+                if self.second_group {
+                    text.push_str(PEER_GROUP2_CONFIG);
+                }
+                std::fs::write(&peer_config, text)?;
                 let pki = self.pki.display().to_string();
                 self.lab
                     .start_vpnd_file("peer", &peer_config, &["--pki".into(), pki])?;
@@ -798,14 +820,17 @@ impl ClusterLab {
         }
     }
 
-    /// The peer's IKE SAs and IKE_SA_INIT count before an event; exactly one SA.
+    /// The peer's IKE SAs and IKE_SA_INIT count before an event; exactly one SA per
+    /// VPN with the cluster.
     pub fn peer_before(&mut self) -> (Vec<(String, String)>, usize) {
         let r = self.peer_ike_spis();
         let spis = self.check("the peer's IKE SAs before the event", r);
+        let vpns = if self.second_group { 2 } else { 1 };
         assert_eq!(
             spis.len(),
-            1,
-            "the peer should hold exactly one established IKE SA, with the cluster: {spis:?}\n{}",
+            vpns,
+            "the peer should hold exactly one established IKE SA per VPN with the cluster: \
+             {spis:?}\n{}",
             self.logs()
         );
         (spis, self.peer_ike_inits())

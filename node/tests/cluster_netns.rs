@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use cluster::Cluster as _;
 use cluster::{
-    CLUSTER_CONFIG, ClusterLab, DATA_GROUP, FLOWING, LabOptions, NODES, PEER_CONFIG, PEER_OUTER,
+    CLUSTER_CONFIG, CLUSTER_GROUP2_CONFIG, ClusterLab, DATA_GROUP, ESTABLISH, FLOWING,
+    GROUP2_LOCAL, GROUP2_REMOTE, LabOptions, NODES, PEER_CONFIG, PEER_GROUP2_CONFIG, PEER_OUTER,
     PeerKind, TAKEOVER, assert_no_repeated_esp, kill_primary_under_traffic, lease_of, other,
     report_probe, root_test, wall_now,
 };
@@ -395,6 +396,152 @@ against_both_peers!(
     netns_manual_failover_and_reset,
     netns_manual_failover_with_a_strongswan_peer
 );
+
+/// Waits until the peer reaches the cluster's `st0.1` through redundancy group 2's VPN.
+fn wait_group2_tunnel(cl: &ClusterLab, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let r = cl.lab.ns("peer").exec(
+            "ping",
+            &[
+                "-n",
+                "-c",
+                "1",
+                "-W",
+                "1",
+                "-I",
+                GROUP2_REMOTE,
+                GROUP2_LOCAL,
+            ],
+        );
+        match r {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("no answer through group 2's VPN in {timeout:?}")));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// `request chassis cluster failover redundancy-group GROUP node N` (and `reset`), run
+/// on `on`.
+fn manual_failover(cl: &ClusterLab, on: &str, group: u8, to: Option<&str>) {
+    let group = group.to_string();
+    let mut args = vec!["request", "chassis", "cluster", "failover"];
+    let number;
+    match to {
+        Some(node) => {
+            number = if node == NODES[0] { "0" } else { "1" };
+            args.extend(["redundancy-group", &group, "node", number]);
+        }
+        None => args.extend(["reset", "redundancy-group", &group]),
+    }
+    let r = cl.vpnctl.run(&cl.ns(on), &args);
+    cl.check(&args.join(" "), r);
+}
+
+/// The longest gap of group 1's probe traffic while group 2 moved: group 1 must not
+/// notice (its primary kept its lease, its SAs and its fence).
+fn assert_undisturbed(what: &str, stats: &[common::FlowStats; 2]) {
+    report_probe(what, stats);
+    for s in stats {
+        eprintln!("{what}: group 1 gap {}: {:?}", s.name, s.longest_gap);
+        assert!(
+            s.longest_gap < Duration::from_millis(300),
+            "{what}: group 1's traffic stopped for {:?} although only group 2 moved: {s}",
+            s.longest_gap
+        );
+    }
+}
+
+/// Active/active: redundancy group 1 (reth0, reth1, the LAN VPN) on one node and group
+/// 2 (reth2 and a second VPN) on the other, both forwarding at once. Each group fails
+/// over on its own: kill -9 of group 2's primary moves group 2 to the survivor while
+/// group 1's traffic, on the survivor all along, goes on without a gap; with both
+/// groups on one node, a manual failover of group 2 back to the restarted node stops
+/// only group 2's SAs there (each group's SAs are fenced by that group's lease, not by
+/// the node's). Neither VPN is renegotiated and no (SPI, sequence number) reaches the
+/// peer twice.
+#[test]
+fn netns_active_active_groups_fail_over_independently() {
+    const GROUP2: u8 = 2;
+    let _lock = root_test();
+    let (mut cl, g1) = ClusterLab::formed(
+        "aa",
+        &bins(),
+        LabOptions {
+            second_group: true,
+            ..LabOptions::default()
+        },
+    );
+    let g2 = other(&g1);
+    let r = cl.wait_primary(GROUP2, None, ESTABLISH);
+    if cl.check("a primary of group 2", r) != g2 {
+        manual_failover(&cl, &g1, GROUP2, Some(g2));
+        let r = cl.wait_primary(GROUP2, Some(g2), TAKEOVER);
+        cl.check(&format!("group 2 moved to {g2}"), r);
+        manual_failover(&cl, g2, GROUP2, None);
+    }
+    let r = wait_group2_tunnel(&cl, ESTABLISH);
+    cl.check("group 2's VPN up", r);
+    for (node, carries) in [(g1.as_str(), "group 1"), (g2, "group 2")] {
+        let r = cl.ipsec_sas(node);
+        let sas = cl.check(&format!("{node}'s IPsec SAs"), r);
+        assert_eq!(
+            sas.len(),
+            1,
+            "{node}, primary of {carries} only, should hold exactly that group's pair: {sas:?}"
+        );
+    }
+    let (spis_before, inits_before) = cl.peer_before();
+
+    // Group 2's primary dies; group 1's primary takes group 2 over.
+    let probe = cl.flowing_probe("kill -9 of group 2's primary");
+    let t_kill = Instant::now();
+    let r = cl.kill9(&[g2]);
+    cl.check(&format!("kill -9 {g2}"), r);
+    let r = cl.wait_primary(GROUP2, Some(&g1), TAKEOVER);
+    cl.check(&format!("{g1} primary of group 2 too"), r);
+    let r = wait_group2_tunnel(&cl, TAKEOVER);
+    cl.check("group 2's VPN back on the survivor", r);
+    let r = probe.wait_flowing_after(t_kill, FLOWING, TAKEOVER);
+    cl.check("group 1's probe traffic", r);
+    assert_undisturbed("kill -9 of group 2's primary", &probe.stop());
+    assert_eq!(cl.primary(DATA_GROUP).ok().as_deref(), Some(g1.as_str()));
+
+    // Back to active/active: group 2 goes back to the restarted node by hand.
+    let r = cl.restart(&[g2]);
+    cl.check(&format!("restarting {g2}"), r);
+    for group in [DATA_GROUP, GROUP2] {
+        let r = cl.wait_state(g2, group, &["secondary"], ESTABLISH);
+        cl.check(&format!("{g2} secondary of group {group} again"), r);
+    }
+    let probe = cl.flowing_probe("manual failover of group 2");
+    let t_failover = Instant::now();
+    manual_failover(&cl, &g1, GROUP2, Some(g2));
+    let r = cl.wait_primary(GROUP2, Some(g2), TAKEOVER);
+    cl.check(&format!("{g2} primary of group 2 again"), r);
+    let r = wait_group2_tunnel(&cl, TAKEOVER);
+    cl.check("group 2's VPN on the restarted node", r);
+    let r = probe.wait_flowing_after(t_failover, FLOWING, TAKEOVER);
+    cl.check("group 1's probe traffic", r);
+    assert_undisturbed("manual failover of group 2", &probe.stop());
+    for (node, carries) in [(g1.as_str(), "group 1"), (g2, "group 2")] {
+        let r = cl.ipsec_sas(node);
+        let sas = cl.check(&format!("{node}'s IPsec SAs after the failover"), r);
+        assert_eq!(
+            sas.len(),
+            1,
+            "{node} should hold only {carries}'s pair: {sas:?}"
+        );
+    }
+
+    cl.assert_no_renegotiation("active/active failovers", &spis_before, inits_before);
+    let r = cl.esp_to_peer();
+    let esp = cl.check("reading the capture", r);
+    assert_no_repeated_esp("active/active failovers", &esp);
+}
 
 /// How long a cluster restarted from its data directories may take to run, elect a
 /// primary and carry traffic again: well inside the peer's DPD tolerance (10 s x 5).
@@ -975,6 +1122,10 @@ fn cluster_lab_configs_pass_vpnd_check() {
     let peer = dir.path.join("peer.toml");
     std::fs::write(&config, CLUSTER_CONFIG).unwrap();
     std::fs::write(&peer, PEER_CONFIG).unwrap();
+    let config2 = dir.path.join("cluster-group2.toml");
+    let peer2 = dir.path.join("peer-group2.toml");
+    std::fs::write(&config2, format!("{CLUSTER_CONFIG}{CLUSTER_GROUP2_CONFIG}")).unwrap();
+    std::fs::write(&peer2, format!("{PEER_CONFIG}{PEER_GROUP2_CONFIG}")).unwrap();
     let check = |path: &Path, member: Option<&str>| {
         let mut cmd = Command::new(VPND);
         if let Some(m) = member {
@@ -1007,6 +1158,11 @@ fn cluster_lab_configs_pass_vpnd_check() {
         );
     }
     check(&peer, None);
+    for member in ["node0", "node1"] {
+        let out = check(&config2, Some(member));
+        assert!(out.contains("3 reth interfaces"), "{member}: {out}");
+    }
+    check(&peer2, None);
 
     let lease = lease_of(&config).unwrap();
     assert!(

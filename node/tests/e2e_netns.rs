@@ -1043,7 +1043,6 @@ fn netns_policy_based_vpn() {
 /// There is no NAT between hub and spokes, so neither spoke may detect one: each hub
 /// gateway must answer IKE from its own `local-address`.
 #[test]
-#[ignore = "bug: spoke2 still detects a NAT towards the hub although IKE now leaves from the socket bound to the gateway's local-address (runtime/ike_socket.rs); cause not found yet: capture the IKE_SA_INIT exchange on the 198.51.100.0/24 link and compare the NATD source hash inputs"]
 fn netns_hub_answers_ike_from_each_gateway_local_address() {
     let _serial = root_test();
     let mut lab = hub_lab("hubsrc");

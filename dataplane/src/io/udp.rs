@@ -386,15 +386,38 @@ impl UdpSocket {
     }
 
     /// Sends one IKE message to `dst`, prefixed with the [`NON_ESP_MARKER`] so the peer
-    /// tells it apart from ESP on the NAT-T port. Blocking is not expected for these rare,
-    /// small datagrams; `WouldBlock` is returned as is.
-    pub fn send_ike(&mut self, dst: SocketAddr, message: &[u8]) -> io::Result<usize> {
+    /// tells it apart from ESP on the NAT-T port, from address `src` when given (a
+    /// wildcard socket on a host with several addresses, e.g. a cluster node holding two
+    /// redundancy groups' addresses, must answer from the IKE SA's own address: the
+    /// peer's NAT detection and demultiplexing depend on it). Blocking is not expected
+    /// for these rare, small datagrams; `WouldBlock` is returned as is.
+    pub fn send_ike(
+        &mut self,
+        src: Option<IpAddr>,
+        dst: SocketAddr,
+        message: &[u8],
+    ) -> io::Result<()> {
         if self.local.is_ipv4() && self.pmtudisc.is_some() {
             // IKE keeps the mode quinn-udp set up: DF, no local fragmentation.
             self.set_pmtudisc(libc::IP_PMTUDISC_PROBE)?;
         }
         let parts = [IoSlice::new(&NON_ESP_MARKER), IoSlice::new(message)];
-        SockRef::from(&self.sock).send_to_vectored(&parts, &SockAddr::from(dst))
+        match src {
+            Some(ip) => {
+                let t = UdpTransmit {
+                    src: SocketAddr::new(ip, self.local.port()),
+                    dst,
+                    tos: 0,
+                    ttl: 64,
+                    df: true,
+                    id: 0,
+                };
+                self.sendmsg(&t, &parts, None)
+            }
+            None => SockRef::from(&self.sock)
+                .send_to_vectored(&parts, &SockAddr::from(dst))
+                .map(|_| ()),
+        }
     }
 }
 
@@ -637,13 +660,23 @@ mod tests {
     fn ike_goes_out_behind_the_non_esp_marker_with_addresses() {
         let mut a = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
         let mut b = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), false).unwrap();
-        a.send_ike(b.local_addr(), b"hello ike").unwrap();
+        a.send_ike(None, b.local_addr(), b"hello ike").unwrap();
         let got = recv_n(&mut b, 1);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, b"\0\0\0\0hello ike");
         assert_eq!(got[0].1.src, a.local_addr());
         assert_eq!(got[0].1.dst, b.local_addr());
         assert_eq!(got[0].1.ecn, 0);
+
+        // From a wildcard socket, with the source address chosen per message.
+        let mut any = UdpSocket::bind("0.0.0.0:0".parse().unwrap(), false).unwrap();
+        for src in ["127.0.0.2", "127.0.0.3"] {
+            let src: IpAddr = src.parse().unwrap();
+            any.send_ike(Some(src), b.local_addr(), b"from").unwrap();
+            let got = recv_n(&mut b, 1);
+            assert_eq!(got[0].0, b"\0\0\0\0from");
+            assert_eq!(got[0].1.src, SocketAddr::new(src, any.local_addr().port()));
+        }
     }
 
     #[test]

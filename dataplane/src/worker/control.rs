@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::fence::Fence;
 use super::{
     Command, ControlError, DataplaneConfig, DataplaneEvent, Handoff, REPLY_TIMEOUT, Route,
     StartError, Worker, WorkerInit, io_err, set_route, worker_main,
 };
 use crate::buf::PacketBuf;
+use crate::fence::Fences;
 use crate::io::netns::NetnsHandle;
 use crate::io::poll::EventFd;
 use crate::io::raw::RawReceiver;
@@ -79,8 +79,8 @@ pub(super) struct Shared {
     pub(super) free: ArrayQueue<PacketBuf>,
     /// Set when the dataplane shuts down.
     pub(super) stop: AtomicBool,
-    /// The forwarding fence.
-    pub(super) fence: Fence,
+    /// The redundancy groups' forwarding fences (the engines' too).
+    pub(super) fences: Arc<Fences>,
     /// Events to the control plane.
     pub(super) events: SyncSender<DataplaneEvent>,
     control: Mutex<Control>,
@@ -143,7 +143,7 @@ impl Shared {
         Arc::new(Self {
             free: ArrayQueue::new((config.handoff_capacity * config.workers).max(1)),
             stop: AtomicBool::new(false),
-            fence: Fence::new(),
+            fences: config.engine.fences.clone(),
             events,
             control: Mutex::new(Control {
                 config,

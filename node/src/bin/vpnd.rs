@@ -193,9 +193,7 @@ fn run(
             .unwrap_or_else(|e| panic!("cannot build the tokio runtime: {e}"))
     });
     if let Some(c) = &cluster {
-        for g in &mut spec.gateways {
-            g.group = c.gateway_group(&g.name);
-        }
+        c.assign_groups(&mut spec);
     }
     system.block_on(async move {
         let member = match &cluster {

@@ -101,6 +101,7 @@ pub async fn join(
         node.dataplane.clone(),
         gateways,
         (feed, state),
+        node.backend.event_feed(),
     )
     .start();
     node.backend.join_cluster(actor.clone());

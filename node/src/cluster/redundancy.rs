@@ -18,8 +18,9 @@ use sa_sync::{Applied, ClusterState, Command, Fence, Member, NodeStatus, Outcome
 use tokio::sync::broadcast;
 
 use crate::mgmt::backend::{
-    ClusterStatisticsView, ClusterStatusView, GroupNodeView, MemberReachabilityView, RaftView,
-    RecordKind, RedundancyGroupView, RedundancyState, ReplicationView,
+    ClusterStatisticsView, ClusterStatusView, EventKind, EventView, GroupNodeView,
+    MemberReachabilityView, RaftView, RecordKind, RedundancyGroupView, RedundancyState,
+    ReplicationView,
 };
 use crate::runtime::gateway::{Activate, Deactivate, Gateway};
 use crate::runtime::spec::ClusterSpec;
@@ -126,6 +127,8 @@ pub struct Redundancy {
     /// Current monitoring failures per group.
     failures: BTreeMap<u8, Vec<crate::mgmt::backend::MonitorFailure>>,
     last_monitor: Instant,
+    /// The management event feed: a `failover` event when a group moves here or away.
+    events: broadcast::Sender<EventView>,
 }
 
 impl std::fmt::Debug for Redundancy {
@@ -146,6 +149,7 @@ impl Redundancy {
         dataplane: DataplaneHandle,
         gateways: Vec<(u8, Addr<Gateway>)>,
         (feed, state): (broadcast::Receiver<Applied>, ClusterState),
+        events: broadcast::Sender<EventView>,
     ) -> Self {
         let now = Instant::now();
         let fsms = spec
@@ -160,8 +164,11 @@ impl Redundancy {
                 probes.push(super::monitor::IpProbe::new(m.clone(), now));
             }
         }
-        // Nothing is forwarded until a lease says so.
-        dataplane.set_fence(Some(now));
+        // Nothing is forwarded until a lease says so (every group starts fenced; said
+        // again for a dataplane that forwarded before).
+        for g in &spec.ha.groups {
+            dataplane.set_fence(g.id, Some(now));
+        }
         Self {
             spec,
             handle,
@@ -177,7 +184,20 @@ impl Redundancy {
             leaving: false,
             failures: BTreeMap::new(),
             last_monitor: now,
+            events,
         }
+    }
+
+    /// Publishes a `failover` event (nobody listening is fine).
+    fn publish_failover(&self, message: String) {
+        let _ = self.events.send(EventView {
+            timestamp: std::time::SystemTime::now(),
+            kind: EventKind::Failover,
+            gateway: None,
+            vpn: None,
+            spi: None,
+            message,
+        });
     }
 
     fn tick_interval(&self) -> Duration {
@@ -367,10 +387,9 @@ impl Redundancy {
         }));
     }
 
-    /// Makes the effects match the FSMs: fence, addresses, gateways.
+    /// Makes the effects match the FSMs: fences, addresses, gateways.
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let mut fence: Option<Instant> = None;
         let groups: Vec<(u8, Option<Instant>, u64)> = self
             .fsms
             .iter()
@@ -378,9 +397,8 @@ impl Redundancy {
             .map(|f| (f.group(), f.forward_until(now), f.seen().epoch))
             .collect();
         for (group, until, epoch) in groups {
-            if let Some(u) = until {
-                fence = Some(fence.map_or(u, |f| f.min(u)));
-            }
+            // Each group's SAs stop at the end of this node's lease on that group.
+            self.dataplane.set_fence(group, Some(until.unwrap_or(now)));
             match (until.is_some(), self.active.get(&group).copied()) {
                 (true, None) => self.take_over(group, epoch, ctx),
                 (true, Some(e)) if e != epoch => {
@@ -391,11 +409,14 @@ impl Redundancy {
                 _ => {}
             }
         }
-        self.dataplane.set_fence(Some(fence.unwrap_or(now)));
     }
 
     fn take_over(&mut self, group: u8, epoch: u64, ctx: &mut Context<Self>) {
         tracing::warn!(group, epoch, member = %self.spec.me, "redundancy group: becoming primary");
+        self.publish_failover(format!(
+            "redundancy-group {group}: {} became primary (epoch {epoch})",
+            self.spec.me
+        ));
         self.counters.takeovers += 1;
         self.active.insert(group, epoch);
         // The addresses first: gateways that resume or initiate right away need their
@@ -440,6 +461,10 @@ impl Redundancy {
 
     fn stand_by(&mut self, group: u8) {
         tracing::warn!(group, member = %self.spec.me, "redundancy group: standing by");
+        self.publish_failover(format!(
+            "redundancy-group {group}: {} is no longer primary",
+            self.spec.me
+        ));
         self.active.remove(&group);
         for (g, gw) in &self.gateways {
             if *g == group {
@@ -751,7 +776,7 @@ impl Handler<Leave> for Redundancy {
     fn handle(&mut self, _: Leave, _: &mut Context<Self>) -> Self::Result {
         self.leaving = true;
         let now = Instant::now();
-        self.dataplane.set_fence(Some(now));
+        self.dataplane.fence_all(now);
         let releases: Vec<Command> = self.fsms.iter_mut().filter_map(|f| f.leave(now)).collect();
         let handle = self.handle.clone();
         Box::pin(async move {

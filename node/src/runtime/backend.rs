@@ -60,6 +60,12 @@ impl RuntimeBackend {
     }
 
     /// Serves the chassis cluster commands from the node's redundancy-group actor.
+    /// The management event feed, for publishers outside the gateways (the cluster's
+    /// failovers).
+    pub fn event_feed(&self) -> broadcast::Sender<EventView> {
+        self.events.clone()
+    }
+
     pub fn join_cluster(&self, redundancy: actix::Addr<crate::cluster::redundancy::Redundancy>) {
         let _ = self.cluster.set(redundancy);
     }

@@ -528,7 +528,7 @@ impl Gateway {
             }
         };
         let (spi_i, spi_r) = snapshot.spis();
-        let state = match records::encode_ike(&snapshot) {
+        let state = match records::encode_ike(&snapshot, SystemTime::now()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(gateway = %self.spec.name, error = %e, "IKE SA record does not encode");
@@ -740,10 +740,14 @@ impl Gateway {
             }
             return;
         };
-        let restored = records::decode_ike(&record.state).and_then(|snap| {
-            IkeSa::restore(self.spec.ike.clone(), snap, Self::rng(), Instant::now())
-                .map_err(|e| e.to_string())
-        });
+        // The snapshot's timers run from when it was taken: anchored that long ago in
+        // this node's clock, a rekey or DPD that fell due meanwhile fires at once.
+        let restored =
+            records::decode_ike(&record.state, SystemTime::now()).and_then(|(snap, age)| {
+                let taken = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                IkeSa::restore(self.spec.ike.clone(), snap, Self::rng(), taken)
+                    .map_err(|e| e.to_string())
+            });
         let sa = match restored {
             Ok(sa) => sa,
             Err(e) => {
@@ -759,6 +763,16 @@ impl Gateway {
             spi_i = format_args!("{:016x}", record.spi_i),
             spi_r = format_args!("{:016x}", record.spi_r),
             "IKE SA taken over from the replicated state"
+        );
+        self.publish(
+            EventKind::SaUp,
+            Some(record.spi_i),
+            format!(
+                "IKE SA {:016x}/{:016x} taken over from the replicated state (epoch {})",
+                record.spi_i,
+                record.spi_r,
+                self.cluster.as_ref().map_or(0, |c| c.fence.epoch)
+            ),
         );
         self.replicated = Some(sa.state_version());
         let remote = sa.addresses().1;
@@ -813,6 +827,14 @@ impl Gateway {
                 replay_mark = mark,
                 reservation = reserved,
                 "child SA taken over"
+            );
+            self.publish(
+                EventKind::SaUp,
+                Some(u64::from(inbound.spi)),
+                format!(
+                    "IPsec SA {:#010x} taken over: inbound above {mark}, outbound above {reserved}",
+                    inbound.spi
+                ),
             );
             self.install_replicated(&install, inbound, outbound, (mark, reserved), ctx);
         }

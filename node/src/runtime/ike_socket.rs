@@ -191,15 +191,27 @@ impl Handler<SendIke> for IkeSocket {
 
     fn handle(&mut self, msg: SendIke, _: &mut Context<Self>) {
         if msg.natt {
-            if let Err(e) = self.dataplane.send_ike(msg.dst, msg.data) {
+            if let Err(e) = self
+                .dataplane
+                .send_ike(Some(msg.src.ip()), msg.dst, msg.data)
+            {
                 tracing::warn!(dst = %msg.dst, error = %e, "sending IKE on the NAT-T port");
             }
             return;
         }
-        let sock = self.sockets.iter().find(|s| {
+        // The socket bound to the SA's own address: a node with several gateways'
+        // local addresses (a hub, a cluster node holding two redundancy groups) must
+        // answer each peer from the address it talks to, or the peer sees a NAT, or
+        // nothing (a floating address another node holds is not routable from here).
+        let family = |s: &&Arc<UdpSocket>| {
             s.local_addr()
                 .is_ok_and(|a| a.is_ipv4() == msg.dst.is_ipv4())
-        });
+        };
+        let sock = self
+            .sockets
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a.ip() == msg.src.ip()))
+            .or_else(|| self.sockets.iter().find(family));
         match sock.map(|s| s.try_send_to(&msg.data, msg.dst)) {
             Some(Ok(_)) => {}
             Some(Err(e)) => tracing::warn!(dst = %msg.dst, error = %e, "sending IKE"),

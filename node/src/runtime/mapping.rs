@@ -54,6 +54,7 @@ pub fn child_sas(
         c.binding = spec.binding;
         c.udp_encap = udp_encap;
         c.selectors = selectors.clone();
+        c.group = spec.group;
         c
     };
     let mut outbound = build(Direction::Outbound, &install.outbound);

@@ -151,6 +151,24 @@ impl ClusterSpec {
             .find(|(g, _)| g == gateway)
             .map(|(_, n)| *n)
     }
+
+    /// Puts every gateway and manual SA pair of `spec` in its redundancy group: the
+    /// gateway then waits for the group, and the dataplane fences the group's SAs
+    /// ([`dataplane::fence`]) when this node's lease on it ends.
+    pub fn assign_groups(&self, spec: &mut NodeSpec) {
+        for g in &mut spec.gateways {
+            g.group = self.gateway_group(&g.name);
+        }
+        for m in &mut spec.manual {
+            let group = self
+                .manual_groups
+                .iter()
+                .find(|(name, _)| *name == m.name)
+                .map(|(_, n)| *n);
+            m.inbound.group = group;
+            m.outbound.group = group;
+        }
+    }
 }
 
 /// One redundant Ethernet interface on this node.
