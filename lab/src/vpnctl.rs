@@ -1,7 +1,7 @@
 //! `vpnctl` against a lab daemon's management API.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -40,9 +40,7 @@ impl Vpnctl {
         }
     }
 
-    /// `vpnctl --json ARGS` in namespace `ns`: its standard output, or an error with
-    /// the command and what it printed.
-    pub fn run(&self, ns: &str, args: &[&str]) -> Result<String> {
+    fn command(&self, ns: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns])
             .arg(&self.exe)
@@ -52,6 +50,31 @@ impl Vpnctl {
             .arg(&self.pki)
             .arg("--json")
             .args(args);
+        cmd
+    }
+
+    /// `vpnctl --json monitor security events` in namespace `ns`, one JSON event per
+    /// line into file `out`, until [`Monitor::stop`].
+    pub fn monitor(&self, ns: &str, out: &Path) -> Result<Monitor> {
+        let file =
+            std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+        let child = self
+            .command(ns, &["monitor", "security", "events"])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("vpnctl monitor security events in {ns}"))?;
+        Ok(Monitor {
+            child,
+            out: out.to_owned(),
+        })
+    }
+
+    /// `vpnctl --json ARGS` in namespace `ns`: its standard output, or an error with
+    /// the command and what it printed.
+    pub fn run(&self, ns: &str, args: &[&str]) -> Result<String> {
+        let mut cmd = self.command(ns, args);
         let out = output_within(&mut cmd, self.timeout)
             .with_context(|| format!("vpnctl {} in {ns}", args.join(" ")))?;
         if !out.status.success() {
@@ -75,5 +98,33 @@ impl Vpnctl {
                 args.join(" ")
             )
         })
+    }
+}
+
+/// A running `vpnctl monitor security events`.
+#[derive(Debug)]
+pub struct Monitor {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Monitor {
+    /// Stops the monitor; the events it printed, parsed.
+    pub fn stop(mut self) -> Result<Vec<serde_json::Value>> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out)
+            .with_context(|| format!("reading {}", self.out.display()))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON event: {l}")))
+            .collect()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -517,6 +517,17 @@ fn netns_active_active_groups_fail_over_independently() {
         let r = cl.wait_state(g2, group, &["secondary"], ESTABLISH);
         cl.check(&format!("{g2} secondary of group {group} again"), r);
     }
+    let monitors: Vec<(&str, common::Monitor)> = [g1.as_str(), g2]
+        .into_iter()
+        .map(|node| {
+            let out = cl.lab.dir.path.join(format!("{node}-events.jsonl"));
+            let r = cl.vpnctl.monitor(&cl.ns(node), &out);
+            (node, cl.check("vpnctl monitor security events", r))
+        })
+        .collect();
+    // The monitors' streams are open before the failover (they print nothing until an
+    // event arrives).
+    std::thread::sleep(Duration::from_millis(500));
     let probe = cl.flowing_probe("manual failover of group 2");
     let t_failover = Instant::now();
     manual_failover(&cl, &g1, GROUP2, Some(g2));
@@ -524,6 +535,40 @@ fn netns_active_active_groups_fail_over_independently() {
     cl.check(&format!("{g2} primary of group 2 again"), r);
     let r = wait_group2_tunnel(&cl, TAKEOVER);
     cl.check("group 2's VPN on the restarted node", r);
+    // What an operator watching `monitor security events` sees on each node.
+    for (node, monitor) in monitors {
+        let r = monitor.stop();
+        let events = cl.check(&format!("{node}'s events"), r);
+        let has = |kind: &str, words: &[&str]| {
+            events.iter().any(|e| {
+                let message = e["message"].as_str().unwrap_or_default();
+                e["kind"] == kind && words.iter().all(|w| message.contains(w))
+            })
+        };
+        if node == g2 {
+            assert!(
+                has("failover", &["redundancy-group 2", g2, "became primary"]),
+                "{node}: no failover event for taking group 2: {events:?}"
+            );
+            assert!(
+                has("sa-up", &["IKE SA", "taken over"])
+                    && has("sa-up", &["IPsec SA", "taken over"]),
+                "{node}: no sa-up events for the SAs taken over: {events:?}"
+            );
+        } else {
+            assert!(
+                has(
+                    "failover",
+                    &["redundancy-group 2", node, "no longer primary"]
+                ),
+                "{node}: no failover event for giving group 2 up: {events:?}"
+            );
+            assert!(
+                !has("failover", &["redundancy-group 1"]),
+                "{node}: group 1 did not move: {events:?}"
+            );
+        }
+    }
     let r = probe.wait_flowing_after(t_failover, FLOWING, TAKEOVER);
     cl.check("group 1's probe traffic", r);
     assert_undisturbed("manual failover of group 2", &probe.stop());
