@@ -14,6 +14,8 @@ use crate::target::{Link, Target};
 const CLUSTER_VPN: &str = "to-remote";
 const PEER_VPN: &str = "to-cluster";
 const CLUSTER_GATEWAY: &str = "remote";
+/// The peer's gateway facing the cluster (the same in both deployments).
+const PEER_GATEWAY: &str = "cluster";
 /// The nftables table the faults add and remove.
 const TABLE: &str = "chaos";
 /// How long a scenario waits for the cluster to settle after a fault.
@@ -85,27 +87,41 @@ fn prepare(cl: &mut dyn Target, timing: Timing, primary: &str) -> Result<bool> {
             )?;
             Ok(false)
         }
-        Timing::ChildRekeyByPeer => {
-            let peer = cl.ns("peer");
-            nft(&peer, &format!("add table inet {TABLE}"))?;
-            nft(
-                &peer,
-                &format!("add chain inet {TABLE} ike {{ type filter hook input priority 0 ; }}"),
-            )?;
-            nft(
-                &peer,
-                &format!(
-                    "add rule inet {TABLE} ike ip saddr {CLUSTER_OUTER} udp sport {{ 500, 4500 }} drop"
-                ),
-            )?;
+        Timing::IkeRekeyByCluster => {
             cl.vpnctl().run(
-                &peer,
+                &ns,
+                &[
+                    "request",
+                    "security",
+                    "ike",
+                    "rekey",
+                    "gateway",
+                    CLUSTER_GATEWAY,
+                ],
+            )?;
+            Ok(false)
+        }
+        Timing::ChildRekeyByPeer => {
+            peer_exchange_held_back(
+                cl,
                 &[
                     "request", "security", "ipsec", "sa", "rekey", "vpn", PEER_VPN,
                 ],
             )?;
-            // The request is answered (and the answer committed) within milliseconds.
-            std::thread::sleep(Duration::from_millis(200));
+            Ok(true)
+        }
+        Timing::IkeRekeyByPeer => {
+            peer_exchange_held_back(
+                cl,
+                &[
+                    "request",
+                    "security",
+                    "ike",
+                    "rekey",
+                    "gateway",
+                    PEER_GATEWAY,
+                ],
+            )?;
             Ok(true)
         }
         Timing::Negotiation => {
@@ -123,6 +139,28 @@ fn prepare(cl: &mut dyn Target, timing: Timing, primary: &str) -> Result<bool> {
             Ok(false)
         }
     }
+}
+
+/// Makes the peer start an exchange (`request` on it) whose answers from the cluster
+/// it drops until the fault has landed: the cluster answered (and committed its new
+/// state), the peer never saw it and retransmits to whoever took over.
+fn peer_exchange_held_back(cl: &mut dyn Target, request: &[&str]) -> Result<()> {
+    let peer = cl.ns("peer");
+    nft(&peer, &format!("add table inet {TABLE}"))?;
+    nft(
+        &peer,
+        &format!("add chain inet {TABLE} ike {{ type filter hook input priority 0 ; }}"),
+    )?;
+    nft(
+        &peer,
+        &format!(
+            "add rule inet {TABLE} ike ip saddr {CLUSTER_OUTER} udp sport {{ 500, 4500 }} drop"
+        ),
+    )?;
+    cl.vpnctl().run(&peer, request)?;
+    // The request is answered (and the answer committed) within milliseconds.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(())
 }
 
 fn land(cl: &mut dyn Target, fault: Fault, primary: &'static str) -> Result<Struck> {

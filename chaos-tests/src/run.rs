@@ -244,8 +244,12 @@ fn exercise(s: &Scenario, cl: &mut dyn Target, rec: &mut Record) -> Result<()> {
     );
     rec.checks.extend(landed);
     if !s.renegotiates {
-        rec.checks
-            .push(checks::no_renegotiation(cl, &ike_before, inits_before));
+        rec.checks.push(checks::no_renegotiation(
+            cl,
+            &ike_before,
+            inits_before,
+            s.timing.rekeys_ike(),
+        ));
     }
     let moves = epochs(cl, &owner)?.saturating_sub(epochs_before);
     rec.moves = Some(moves);

@@ -53,6 +53,12 @@ pub enum Timing {
     /// reached the peer (the cluster's IKE datagrams are dropped at the peer until the
     /// fault has landed): the peer retransmits to whoever took over.
     ChildRekeyByPeer,
+    /// Right after `request security ike rekey` on the primary, while the
+    /// CREATE_CHILD_SA exchange rekeying the IKE SA is in flight.
+    IkeRekeyByCluster,
+    /// While the peer's IKE SA rekey is answered but the answer has not reached the
+    /// peer (held back as for [`Timing::ChildRekeyByPeer`]).
+    IkeRekeyByPeer,
     /// Right after `clear security ike security-associations` on the primary: the
     /// IKE SA is gone and the next IKE_SA_INIT is in flight.
     Negotiation,
@@ -86,6 +92,14 @@ pub struct Scenario {
     pub preempt: Option<Duration>,
     /// SPU workers per node.
     pub workers: Option<usize>,
+}
+
+impl Timing {
+    /// The fault lands in an IKE SA rekey: the peer's IKE SPIs change, but by
+    /// CREATE_CHILD_SA, not by a new IKE_SA_INIT.
+    pub fn rekeys_ike(self) -> bool {
+        matches!(self, Timing::IkeRekeyByCluster | Timing::IkeRekeyByPeer)
+    }
 }
 
 impl Scenario {
@@ -243,6 +257,21 @@ pub fn matrix() -> Vec<Scenario> {
             Takeover,
         )
         .at(Timing::ChildRekeyByPeer),
+        Scenario::new(
+            "kill9-mid-ike-rekey-cluster",
+            "kill -9 of the primary while its IKE SA rekey is in flight",
+            Kill9(Primary),
+            Takeover,
+        )
+        .at(Timing::IkeRekeyByCluster),
+        Scenario::new(
+            "kill9-mid-ike-rekey-peer",
+            "kill -9 of the primary after it answered the peer's IKE SA rekey, before the \
+             answer reached the peer",
+            Kill9(Primary),
+            Takeover,
+        )
+        .at(Timing::IkeRekeyByPeer),
         Scenario::new(
             "kill9-mid-negotiation",
             "kill -9 of the primary right after clearing its IKE SA (renegotiation in flight)",

@@ -36,6 +36,7 @@ Commands (Junos operational syntax):
   clear security ike security-associations [gateway NAME]     (operator)
   request security ike initiate vpn NAME                      (operator)
   request security ike terminate vpn NAME | gateway NAME      (operator)
+  request security ike rekey gateway NAME                     (operator)
   request security ipsec sa rekey vpn NAME                    (operator)
   show chassis cluster status
   show chassis cluster statistics
@@ -350,6 +351,11 @@ enum RequestIke {
     Terminate {
         #[command(subcommand)]
         target: VpnOrGateway,
+    },
+    /// Rekey a gateway's IKE SA now (its child SAs move to the new one).
+    Rekey {
+        #[command(subcommand)]
+        target: GatewayName,
     },
 }
 
@@ -765,6 +771,17 @@ async fn run(cli: Cli) -> Result<()> {
                     };
                     c.terminate(pb::TerminateRequest {
                         target: Some(target),
+                    })
+                    .await?
+                }
+                RequestArea::Ike {
+                    what:
+                        RequestIke::Rekey {
+                            target: GatewayName::Gateway { name },
+                        },
+                } => {
+                    c.rekey_ike(pb::RekeyIkeRequest {
+                        gateway: name.clone(),
                     })
                     .await?
                 }

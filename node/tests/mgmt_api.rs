@@ -190,6 +190,7 @@ enum Call {
     Initiate(String),
     Terminate(TerminateTarget),
     Rekey(String),
+    RekeyIke(String),
     Clear(ClearScope),
     Apply(String),
     Remove(ConfigObjectKind, String),
@@ -284,6 +285,13 @@ impl Backend for TestBackend {
         Self::known_vpn(vpn)?;
         Err(BackendError::FailedPrecondition(format!(
             "{vpn} has no SA to rekey"
+        )))
+    }
+
+    async fn rekey_ike(&self, gateway: &str) -> Result<OperationOutcome, BackendError> {
+        self.record(Call::RekeyIke(gateway.into()));
+        Ok(OperationOutcome::Done(format!(
+            "gateway {gateway}: rekey of IKE SA 0000000000000001/0000000000000002 started"
         )))
     }
 
@@ -513,6 +521,12 @@ async fn every_rpc_round_trips_between_domain_and_protobuf() {
         })
         .await);
     assert!(r.ok);
+    let rekeyed = ok(c
+        .rekey_ike(pb::RekeyIkeRequest {
+            gateway: "gw-b".into(),
+        })
+        .await);
+    assert!(rekeyed.ok && rekeyed.message.contains("rekey of IKE SA"));
     for scope in [
         pb::clear_ike_sas_request::Scope::All(true),
         pb::clear_ike_sas_request::Scope::Gateway("gw-b".into()),
@@ -550,6 +564,7 @@ async fn every_rpc_round_trips_between_domain_and_protobuf() {
             Call::Initiate("vpn-a".into()),
             Call::Terminate(TerminateTarget::Vpn("vpn-a".into())),
             Call::Terminate(TerminateTarget::Gateway("gw-b".into())),
+            Call::RekeyIke("gw-b".into()),
             Call::Clear(ClearScope::All),
             Call::Clear(ClearScope::Gateway("gw-b".into())),
             Call::Apply("[security.ike.gateway.gw-c]\naddress = \"198.51.100.3\"\n".into()),
@@ -653,6 +668,15 @@ async fn read_only_role_may_read_but_not_operate() {
             code_of(
                 c.rekey(pb::RekeyRequest {
                     vpn: "vpn-a".into(),
+                })
+                .await,
+            ),
+        ),
+        (
+            "RekeyIke",
+            code_of(
+                c.rekey_ike(pb::RekeyIkeRequest {
+                    gateway: "gw-b".into(),
                 })
                 .await,
             ),
@@ -1644,6 +1668,10 @@ impl Backend for ClusterBackend {
 
     async fn rekey(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {
         Ok(OperationOutcome::NoChange(vpn.into()))
+    }
+
+    async fn rekey_ike(&self, gateway: &str) -> Result<OperationOutcome, BackendError> {
+        Ok(OperationOutcome::NoChange(gateway.into()))
     }
 
     async fn clear_ike_sas(&self, _: ClearScope) -> Result<OperationOutcome, BackendError> {

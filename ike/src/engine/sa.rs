@@ -531,6 +531,23 @@ impl IkeSa {
             .map_or((self.spi_i, self.spi_r), Session::spis)
     }
 
+    /// Our SPI of every IKE SA this one still answers for: the current one and the
+    /// retiring ones (rekeyed, waiting for their Delete; they answer retransmissions
+    /// from their cache). A node that restores a snapshot must route datagrams naming
+    /// any of them here: a peer that missed our answer to its IKE rekey retransmits on
+    /// the old SA.
+    pub fn local_spis(&self) -> Vec<u64> {
+        let ours = |s: &Session| if s.initiator { s.spi_i } else { s.spi_r };
+        let current = match &self.session {
+            Some(s) => ours(s),
+            None if self.is_initiator() => self.spi_i,
+            None => self.spi_r,
+        };
+        std::iter::once(current)
+            .chain(self.retiring.iter().map(ours))
+            .collect()
+    }
+
     pub fn is_established(&self) -> bool {
         matches!(self.phase, Phase::Established)
     }

@@ -100,6 +100,8 @@ pub enum Rpc {
     Terminate,
     /// `Rekey`
     Rekey,
+    /// `RekeyIke`
+    RekeyIke,
     /// `ClearIkeSas`
     ClearIkeSas,
     /// `ApplyConfig`
@@ -124,7 +126,7 @@ pub enum Rpc {
 
 impl Rpc {
     /// Every RPC, in the order of the service definition.
-    pub const ALL: [Rpc; 17] = [
+    pub const ALL: [Rpc; 18] = [
         Rpc::ListIkeSas,
         Rpc::ListIpsecSas,
         Rpc::GetStatistics,
@@ -132,6 +134,7 @@ impl Rpc {
         Rpc::Initiate,
         Rpc::Terminate,
         Rpc::Rekey,
+        Rpc::RekeyIke,
         Rpc::ClearIkeSas,
         Rpc::ApplyConfig,
         Rpc::RemoveConfigObject,
@@ -154,6 +157,7 @@ impl Rpc {
             Rpc::Initiate => "Initiate",
             Rpc::Terminate => "Terminate",
             Rpc::Rekey => "Rekey",
+            Rpc::RekeyIke => "RekeyIke",
             Rpc::ClearIkeSas => "ClearIkeSas",
             Rpc::ApplyConfig => "ApplyConfig",
             Rpc::RemoveConfigObject => "RemoveConfigObject",
@@ -180,6 +184,7 @@ impl Rpc {
             Rpc::Initiate
             | Rpc::Terminate
             | Rpc::Rekey
+            | Rpc::RekeyIke
             | Rpc::ClearIkeSas
             | Rpc::ApplyConfig
             | Rpc::RemoveConfigObject

@@ -49,6 +49,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Rekeys the child SAs of `vpn` now.
     async fn rekey(&self, vpn: &str) -> Result<OperationOutcome, BackendError>;
 
+    /// Rekeys the IKE SA of `gateway` now.
+    async fn rekey_ike(&self, gateway: &str) -> Result<OperationOutcome, BackendError>;
+
     /// Deletes IKE SAs (and with them their child SAs).
     async fn clear_ike_sas(&self, scope: ClearScope) -> Result<OperationOutcome, BackendError>;
 

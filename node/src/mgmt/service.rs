@@ -170,6 +170,21 @@ impl pb::management_server::Management for ManagementService {
         finish(&caller, rpc, result)
     }
 
+    async fn rekey_ike(&self, request: Request<pb::RekeyIkeRequest>) -> OpResult {
+        let rpc = Rpc::RekeyIke;
+        let caller = authorize(&request, rpc)?;
+        let req = request.into_inner();
+        let result = match required_name("gateway", &req.gateway) {
+            Ok(gateway) => self
+                .backend
+                .rekey_ike(gateway)
+                .await
+                .map_err(status_from_backend),
+            Err(e) => Err(e),
+        };
+        finish(&caller, rpc, result)
+    }
+
     async fn clear_ike_sas(&self, request: Request<pb::ClearIkeSasRequest>) -> OpResult {
         let rpc = Rpc::ClearIkeSas;
         let caller = authorize(&request, rpc)?;

@@ -11,7 +11,7 @@ use dataplane::selector::Selector;
 use dataplane::worker::{ControlError, WorkerStats};
 use tokio::sync::broadcast;
 
-use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, Status, Terminate};
+use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, RekeyIke, Status, Terminate};
 use super::spu::{AddSpuError, Spus};
 use crate::mgmt::Member;
 use crate::mgmt::backend::{
@@ -430,6 +430,19 @@ impl Backend for RuntimeBackend {
                 "vpn {vpn}: rekey of {n} IPsec SA pair(s) started"
             ))),
             Err(e) => Err(BackendError::FailedPrecondition(format!("vpn {vpn}: {e}"))),
+        }
+    }
+
+    async fn rekey_ike(&self, gateway: &str) -> Result<OperationOutcome, BackendError> {
+        let g = self.by_gateway(gateway)?;
+        match g.addr.send(RekeyIke).await.map_err(unavailable)? {
+            Ok(spis) => Ok(OperationOutcome::Done(format!(
+                "gateway {gateway}: rekey of IKE SA {:016x}/{:016x} started",
+                spis.0, spis.1
+            ))),
+            Err(e) => Err(BackendError::FailedPrecondition(format!(
+                "gateway {gateway}: {e}"
+            ))),
         }
     }
 

@@ -50,6 +50,12 @@ pub struct Shutdown;
 #[rtype(result = "bool")]
 pub struct Terminate;
 
+/// Rekeys the IKE SA now (`request security ike rekey`); answers the SPIs of the SA
+/// being rekeyed.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(u64, u64), String>")]
+pub struct RekeyIke;
+
 /// Rekeys every child SA now (`request security ipsec sa rekey`).
 #[derive(Message, Debug)]
 #[rtype(result = "Result<usize, String>")]
@@ -328,6 +334,19 @@ impl Gateway {
         }
     }
 
+    /// Stops routing datagrams naming `old` (an IKE SA rekeyed away) here after a
+    /// grace period, unless it became current again.
+    fn unroute_later(&self, old: u64, ctx: &mut Context<Self>) {
+        ctx.run_later(OLD_SA_GRACE, move |act, _| {
+            if act.our_spi != Some(old) {
+                act.socket.do_send(RouteSpi {
+                    spi: old,
+                    gateway: None,
+                });
+            }
+        });
+    }
+
     /// Sends what the SA queued, handles its events and re-arms its timer.
     fn drive(&mut self, ctx: &mut Context<Self>) {
         let mut events = Vec::new();
@@ -438,14 +457,7 @@ impl Gateway {
                     spi: new,
                     gateway: Some(ctx.address()),
                 });
-                ctx.run_later(OLD_SA_GRACE, move |act, _| {
-                    if act.our_spi != Some(old) {
-                        act.socket.do_send(RouteSpi {
-                            spi: old,
-                            gateway: None,
-                        });
-                    }
-                });
+                self.unroute_later(old, ctx);
             }
             Event::PeerAddressChanged { old, new } => {
                 tracing::info!(gateway = %name, %old, %new, "peer NAT mapping changed");
@@ -776,7 +788,17 @@ impl Gateway {
         );
         self.replicated = Some(sa.state_version());
         let remote = sa.addresses().1;
+        // Old IKE SAs restored with it still answer for a while (a retransmission of
+        // the IKE rekey request whose answer the peer missed comes on the old SA).
+        let retiring: Vec<u64> = sa.local_spis().into_iter().skip(1).collect();
         self.set_sa(sa, ctx);
+        for old in retiring {
+            self.socket.do_send(RouteSpi {
+                spi: old,
+                gateway: Some(ctx.address()),
+            });
+            self.unroute_later(old, ctx);
+        }
         self.remote = remote;
         self.established_at = Some(SystemTime::now());
         let children: Vec<ChildSaRecord> = state.child_sas(&self.spec.name).cloned().collect();
@@ -1109,6 +1131,26 @@ impl Handler<RekeyChildren> for Gateway {
         }
         self.drive(ctx);
         Ok(started)
+    }
+}
+
+impl Handler<RekeyIke> for Gateway {
+    type Result = Result<(u64, u64), String>;
+
+    fn handle(&mut self, _: RekeyIke, ctx: &mut Context<Self>) -> Self::Result {
+        if self.passive() {
+            return Err("this node is not primary of the gateway's redundancy group".into());
+        }
+        let Some(sa) = &mut self.sa else {
+            return Err("no IKE SA".into());
+        };
+        if !sa.is_established() {
+            return Err("the IKE SA is not established yet".into());
+        }
+        let spis = sa.spis();
+        sa.rekey_ike(Instant::now()).map_err(|e| e.to_string())?;
+        self.drive(ctx);
+        Ok(spis)
     }
 }
 

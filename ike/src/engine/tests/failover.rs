@@ -367,6 +367,13 @@ fn peer_request_answered_before_the_crash_is_answered_again() {
             // before sending it).
             let answer = replicated_answer.then(|| send_one(&mut pair, true, false));
             pair.fail_over();
+            if matches!(exchange, Exchange::RekeyIke) && replicated_answer {
+                // A moved to the new IKE SA when it answered; the peer retransmits on
+                // the old one, which the restored SA must still answer for.
+                let ours = pair.initiator.local_spis();
+                assert_ne!(ours[0], spis.0, "the current SA is the new one");
+                assert!(ours[1..].contains(&spis.0), "old SA not answered for: {ours:x?}");
+            }
             pair.drive();
             check_outcome(&pair, exchange, spis, child);
             if let Some(answer) = answer {
