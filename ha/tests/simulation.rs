@@ -1,7 +1,13 @@
 //! Deterministic simulation of a whole cluster: node0, node1 and the witness run the real
 //! `sa_sync::Replica` (raft-rs) and `ha::GroupFsm` over a simulated network with delays,
-//! loss and partitions, crashes with restarts from "disk", and pauses (a stopped process,
-//! or a clock that stood still while the others ran). Virtual time advances in 1 ms steps;
+//! loss and partitions, crashes with restarts from "disk", pauses (a stopped process,
+//! or a clock that stood still while the others ran), and clocks that disagree: each
+//! member reads its own monotonic clock, whose rate differs from true time by up to
+//! ±0.5 % and jumps to another rate at random moments. (CLOCK_MONOTONIC, which the
+//! leases use, is never stepped on Linux; NTP slews its rate by at most 500 ppm, a tenth
+//! of what is simulated. A step would be a pause, which is simulated too. Wall-clock
+//! steps only shift the age of replicated IKE SA records, which changes when a rekey
+//! fires, not who forwards.) Virtual time advances in 1 ms steps;
 //! everything random comes from one seed, so a failing seed reproduces exactly:
 //!
 //! ```text
@@ -82,6 +88,11 @@ struct Host {
     paused_until: u64,
     down_until: u64,
     incarnation: u64,
+    /// This member's monotonic clock, in nanoseconds since the start.
+    clock_ns: u64,
+    /// How much faster (or slower, negative) its clock runs than true time, in parts
+    /// per million.
+    rate_ppm: i64,
 }
 
 struct Sim {
@@ -132,6 +143,8 @@ impl Sim {
                 paused_until: 0,
                 down_until: 0,
                 incarnation: rng.next_u64(),
+                clock_ns: 0,
+                rate_ppm: random_rate(&mut rng),
             })
             .collect();
         let mut sim = Self {
@@ -162,8 +175,9 @@ impl Sim {
         sim
     }
 
-    fn instant(&self) -> Instant {
-        self.base + Duration::from_millis(self.now)
+    /// Member `i`'s clock now.
+    fn instant(&self, i: usize) -> Instant {
+        self.base + Duration::from_nanos(self.hosts[i].clock_ns)
     }
 
     fn note(&mut self, s: String) {
@@ -188,7 +202,7 @@ impl Sim {
         )
         .expect("replica opens on its store");
         host.replica = Some(replica);
-        let now = self.base + Duration::from_millis(self.now);
+        let now = self.base + Duration::from_nanos(host.clock_ns);
         host.gateway = host.me.is_gateway().then(|| Gateway {
             fsm: GroupFsm::new(
                 host.me,
@@ -237,12 +251,20 @@ impl Sim {
                 self.loss_percent = self.rng.next_u32() % 30;
                 self.note(format!("loss {}%", self.loss_percent));
             }
+            10..=12 => {
+                let rate = random_rate(&mut self.rng);
+                self.note(format!("clock of {} now {rate:+} ppm", self.hosts[who].me));
+                self.hosts[who].rate_ppm = rate;
+            }
             _ => {}
         }
     }
 
     fn step(&mut self) {
         self.now += 1;
+        for h in &mut self.hosts {
+            h.clock_ns = h.clock_ns.saturating_add_signed(1_000_000 + h.rate_ppm);
+        }
         self.inject();
         for i in 0..3 {
             if self.hosts[i].replica.is_none() && self.now >= self.hosts[i].down_until {
@@ -312,7 +334,7 @@ impl Sim {
     }
 
     fn applied(&mut self, i: usize) {
-        let now = self.instant();
+        let now = self.instant(i);
         let host = &mut self.hosts[i];
         let (Some(r), Some(g)) = (host.replica.as_mut(), host.gateway.as_mut()) else {
             if let Some(r) = host.replica.as_mut() {
@@ -360,7 +382,7 @@ impl Sim {
     }
 
     fn gateway(&mut self, i: usize) {
-        let now = self.instant();
+        let now = self.instant(i);
         let Some(other) = self.hosts[i].me.peer().map(Member::index) else {
             return;
         };
@@ -496,11 +518,11 @@ impl Sim {
     }
 
     fn check_single_forwarder(&self) {
-        let now = self.instant();
         let forwarding: Vec<Member> = (0..3)
             .filter(|&i| self.running(i))
             .filter_map(|i| {
                 let h = &self.hosts[i];
+                let now = self.instant(i);
                 h.gateway
                     .as_ref()
                     .filter(|g| g.fsm.forward_until(now).is_some())
@@ -548,6 +570,11 @@ fn run(seed: u64) -> (u32, u64, u64) {
     (sim.takeovers, sim.max_exposure, sim.sent.len() as u64)
 }
 
+/// A clock rate within ±0.5 % of true time.
+fn random_rate(rng: &mut ChaCha8Rng) -> i64 {
+    i64::from(rng.next_u32() % 10_001) - 5_000
+}
+
 #[test]
 fn cluster_properties_hold_across_seeds() {
     let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
@@ -556,7 +583,7 @@ fn cluster_properties_hold_across_seeds() {
             let n = std::env::var("SIM_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(1000u64);
+                .unwrap_or(2000u64);
             (0..n).collect()
         }
     };
