@@ -290,7 +290,7 @@ pub fn matrix() -> Vec<Scenario> {
         }
         if s.timing == Timing::Negotiation {
             s.renegotiates = true;
-            // A new IKE SA: its exchanges, and the peer's on-traffic trigger.
+            // A new IKE SA: its exchanges and the probe seeing the tunnel again.
             s.gap_leases = 10;
         }
         s

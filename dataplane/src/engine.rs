@@ -73,7 +73,16 @@ pub enum EngineEvent {
         /// Current reservation.
         limit: u64,
     },
+    /// Traffic for a tunnel (or policy) without an outbound SA: the control plane may
+    /// negotiate one (Junos `establish-tunnels on-traffic`, an acquire in PF_KEY
+    /// terms). Raised at most once per [`ACQUIRE_INTERVAL`] per binding and engine.
+    Acquire(TunnelId),
 }
+
+/// How often a binding without an SA raises [`EngineEvent::Acquire`] again while its
+/// traffic keeps arriving: often enough to retry a negotiation that failed, rarely
+/// enough not to flood the control plane.
+pub const ACQUIRE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What to do with a packet after [`Engine::outbound`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +245,9 @@ pub struct Engine {
     scratch: PacketBuf,
     /// Groups whose SAs carried packets since [`Engine::take_groups`] last ran.
     groups: GroupSet,
+    /// When each binding without an SA last raised [`EngineEvent::Acquire`]; a handful
+    /// of entries (the tunnels configured on-traffic and down).
+    acquired: Vec<(TunnelId, Instant)>,
 }
 
 impl Engine {
@@ -258,6 +270,7 @@ impl Engine {
             reassembled: PacketBuf::default(),
             scratch: PacketBuf::default(),
             groups: GroupSet::default(),
+            acquired: Vec::new(),
         }
     }
 
@@ -270,6 +283,10 @@ impl Engine {
 
     /// Installs an SA (replacing one with the same key).
     pub fn install_sa(&mut self, config: SaConfig) -> Result<(), EngineError> {
+        if config.direction == Direction::Outbound {
+            // Once this SA is gone, its binding's next packet acquires at once.
+            self.acquired.retain(|(b, _)| *b != config.binding);
+        }
         match config.direction {
             Direction::Inbound => self.sad.insert_inbound(InboundSa::new(config)?),
             Direction::Outbound => self.sad.insert_outbound(OutboundSa::new(config)?),
@@ -350,6 +367,17 @@ impl Engine {
         self.events.push_back(e);
     }
 
+    /// Raises [`EngineEvent::Acquire`] for `binding` unless it did less than
+    /// [`ACQUIRE_INTERVAL`] ago.
+    fn acquire(&mut self, binding: TunnelId, now: Instant) {
+        match self.acquired.iter_mut().find(|(b, _)| *b == binding) {
+            Some((_, at)) if now.saturating_duration_since(*at) < ACQUIRE_INTERVAL => return,
+            Some((_, at)) => *at = now,
+            None => self.acquired.push((binding, now)),
+        }
+        self.event(EngineEvent::Acquire(binding));
+    }
+
     fn drop_out(&mut self, reason: DropReason) -> Outbound {
         self.drops.count(reason);
         Outbound::Dropped(reason)
@@ -421,6 +449,9 @@ impl Engine {
         };
 
         let Some(sa) = self.sad.outbound_for(binding) else {
+            if needs_peer(pkt.data()) {
+                self.acquire(binding, now);
+            }
             return Err(self.drop_out(DropReason::NoOutboundSa));
         };
         if !admit_group(
@@ -728,6 +759,20 @@ fn admit_group(fences: &Fences, groups: &mut GroupSet, group: Option<Group>, now
     }
     groups.insert(group);
     true
+}
+
+/// Whether an inner packet is traffic for the peer's side, worth negotiating a tunnel
+/// for: not the link-local chatter a kernel sends on every new interface (IPv6 router
+/// solicitations and MLD reports on `st0`), nor multicast or broadcast.
+fn needs_peer(pkt: &[u8]) -> bool {
+    let Some((src, dst)) = ip::addresses(pkt) else {
+        return false;
+    };
+    let local_only = |a: IpAddr| match a {
+        IpAddr::V4(a) => a.is_link_local() || a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_unicast_link_local() || a.is_multicast() || a.is_unspecified(),
+    };
+    !local_only(src) && !local_only(dst)
 }
 
 /// A decapsulated packet the SA accepted.

@@ -3,12 +3,14 @@
 //! port-4500 demultiplexing, drop counting, and no panic on any input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dataplane::buf::PacketBuf;
 use dataplane::crypto::{EncrAlg, IntegAlg};
 use dataplane::drop::DropReason;
-use dataplane::engine::{Engine, EngineConfig, EngineEvent, Inbound, Outbound, UdpMeta};
+use dataplane::engine::{
+    ACQUIRE_INTERVAL, Engine, EngineConfig, EngineEvent, Inbound, Outbound, UdpMeta,
+};
 use dataplane::ip::{self, OuterHeader, proto};
 use dataplane::sa::{DfBit, Direction, Lifetime, SaConfig, UdpEncap};
 use dataplane::selector::{IpPrefix, Selector};
@@ -78,6 +80,60 @@ fn out(e: &mut Engine, pkt: &[u8], tunnel: u32) -> (Outbound, PacketBuf) {
     let mut buf = PacketBuf::from_slice(pkt);
     let r = e.outbound(Instant::now(), &mut buf, tunnel);
     (r, buf)
+}
+
+/// Traffic for a tunnel without an SA asks the control plane for one (on-traffic
+/// establishment): once per interval per tunnel while it keeps coming, at once again
+/// after an SA was installed and removed, and never while the tunnel has an SA.
+#[test]
+fn traffic_without_an_sa_raises_acquire_once_per_interval() {
+    let mut e = Engine::new(EngineConfig::default());
+    let t0 = Instant::now();
+    let send = |e: &mut Engine, tunnel: u32, at: Instant| {
+        let mut buf = PacketBuf::from_slice(&packet(false, 100, false, 9));
+        e.outbound(at, &mut buf, tunnel)
+    };
+    let acquires = |e: &mut Engine| {
+        std::iter::from_fn(|| e.poll_event())
+            .filter_map(|ev| match ev {
+                EngineEvent::Acquire(t) => Some(t),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for (tunnel, at) in [(0, 0), (0, 10), (1, 20), (0, 999), (1, 500)] {
+        assert_eq!(
+            send(&mut e, tunnel, t0 + Duration::from_millis(at)),
+            Outbound::Dropped(DropReason::NoOutboundSa)
+        );
+    }
+    assert_eq!(
+        acquires(&mut e),
+        vec![0, 1],
+        "one per tunnel within the interval"
+    );
+    // What a kernel sends on a new interface by itself asks for nothing.
+    let mut rs = packet(true, 100, false, 9);
+    rs[8..24].copy_from_slice(&Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).octets());
+    rs[24..40].copy_from_slice(&Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2).octets());
+    let mut buf = PacketBuf::from_slice(&rs);
+    let at = t0 + 2 * ACQUIRE_INTERVAL;
+    assert_eq!(
+        e.outbound(at, &mut buf, 2),
+        Outbound::Dropped(DropReason::NoOutboundSa)
+    );
+    assert_eq!(acquires(&mut e), Vec::<u32>::new(), "link-local multicast");
+    send(&mut e, 0, t0 + ACQUIRE_INTERVAL);
+    assert_eq!(acquires(&mut e), vec![0], "again after the interval");
+
+    let sa = sa(Direction::Outbound);
+    let key = sa.key();
+    e.install_sa(sa).unwrap();
+    let at = t0 + ACQUIRE_INTERVAL + Duration::from_millis(1);
+    assert!(matches!(send(&mut e, 0, at), Outbound::Transmit { .. }));
+    assert!(e.remove_sa(&key));
+    send(&mut e, 0, at);
+    assert_eq!(acquires(&mut e), vec![0], "at once after the SA went away");
 }
 
 #[test]

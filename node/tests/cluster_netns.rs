@@ -1124,7 +1124,7 @@ fn bench_setup_rate() {
     let site_b = common::edit(
         node::config::DEFAULT_SITE_B,
         "establish-tunnels = \"immediately\"",
-        "establish-tunnels = \"on-traffic\"",
+        "establish-tunnels = \"responder-only\"",
     )
     .expect("site-b example");
     lab.start_vpnd("gw-b", &site_b).expect("gw-b");

@@ -66,7 +66,7 @@ struct Site {
 }
 
 /// (gw-a, gw-b) configurations: the examples, with gw-a initiating and gw-b only
-/// responding (`establish-tunnels = "on-traffic"`), so which side initiates is fixed.
+/// responding (`establish-tunnels = "responder-only"`), so which side initiates is fixed.
 fn site_configs(site: Site) -> (String, String) {
     let mut out = Vec::new();
     for (text, initiate) in [(DEFAULT_SITE_A, true), (DEFAULT_SITE_B, false)] {
@@ -75,7 +75,7 @@ fn site_configs(site: Site) -> (String, String) {
             t = edit(
                 &t,
                 "establish-tunnels = \"immediately\"",
-                "establish-tunnels = \"on-traffic\"",
+                "establish-tunnels = \"responder-only\"",
             )
             .unwrap();
         }
@@ -203,6 +203,51 @@ fn netns_site_to_site_ping_and_tcp() {
         wire.esp + wire.esp_in_udp > data.len() / 1500 / 2,
         "too few ESP packets for the transfer: {wire:?}"
     );
+}
+
+/// `establish-tunnels = "on-traffic"` (the Junos default) on both sides: nothing is
+/// negotiated until a packet needs the tunnel; lan-a's first ping makes gw-a initiate,
+/// and the ping gets through once the SAs are up.
+#[test]
+fn netns_on_traffic_establishes_on_the_first_packet() {
+    let _serial = root_test();
+    let mut lab = site_to_site("ontraffic");
+    for (gw, text) in [("gw-b", DEFAULT_SITE_B), ("gw-a", DEFAULT_SITE_A)] {
+        let config = edit(
+            text,
+            "establish-tunnels = \"immediately\"",
+            "establish-tunnels = \"on-traffic\"",
+        )
+        .unwrap();
+        lab.start_vpnd(gw, &config).expect("vpnd");
+        lab.daemon(gw)
+            .wait_log(&["vpnd running"], 1, ESTABLISH)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for gw in ["gw-a", "gw-b"] {
+        let ike = lab.daemon(gw).log_lines(&["IKE SA"]);
+        assert!(ike.is_empty(), "{gw} negotiated without traffic: {ike:?}");
+    }
+    let lan_a = lab.ns_name("lan-a");
+    let t0 = Instant::now();
+    common::wait_ping(&lan_a, LAN_B_HOST, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    eprintln!(
+        "first ping answered {:?} after the first packet",
+        t0.elapsed()
+    );
+    let triggered = lab
+        .daemon("gw-a")
+        .log_lines(&["traffic for the tunnel: initiating"]);
+    assert!(
+        !triggered.is_empty(),
+        "gw-a did not initiate on traffic:\n{}",
+        lab.logs()
+    );
+    let answered = lab.daemon("gw-b").log_lines(&["responding to IKE_SA_INIT"]);
+    assert_eq!(answered.len(), 1, "one negotiation:\n{}", lab.logs());
+    ping_ok(&lab, "lan-b", LAN_A_HOST, 3);
 }
 
 #[test]

@@ -357,10 +357,13 @@ impl Binding {
 /// Junos `establish-tunnels`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Establish {
+    /// Negotiate at start, and again whenever the tunnel goes down.
     Immediately,
-    /// Junos default: negotiate on the first packet.
+    /// Junos default: negotiate on the first packet for the tunnel.
     #[default]
     OnTraffic,
+    /// Never initiate: answer the peer only (Junos `responder-only`).
+    ResponderOnly,
 }
 
 /// A traffic selector, local side first.

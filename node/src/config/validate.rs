@@ -1523,6 +1523,7 @@ impl Validator<'_, '_> {
                             &[
                                 ("immediately", Establish::Immediately),
                                 ("on-traffic", Establish::OnTraffic),
+                                ("responder-only", Establish::ResponderOnly),
                             ],
                         ),
                     };

@@ -1034,6 +1034,19 @@ impl Handler<DataplaneNotice> for Gateway {
                 return;
             }
             EngineEvent::HardLifetime(_) => return,
+            EngineEvent::Acquire(binding) => {
+                // `establish-tunnels on-traffic`: the first packet for the tunnel
+                // starts the negotiation (and, once a second, retries a failed one).
+                if self.spec.on_traffic
+                    && binding == self.spec.binding
+                    && self.sa.is_none()
+                    && !self.passive()
+                {
+                    tracing::info!(gateway = %self.spec.name, "traffic for the tunnel: initiating");
+                    self.initiate(ctx);
+                }
+                return;
+            }
         };
         let Some(child) = self
             .children

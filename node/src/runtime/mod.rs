@@ -117,8 +117,11 @@ pub struct GatewaySpec {
     pub ike: ike::engine::IkeConfig,
     /// The `st0.N` unit the child SAs are bound to.
     pub binding: TunnelId,
-    /// Initiate at start (`establish-tunnels immediately`); otherwise only respond.
+    /// Initiate at start (`establish-tunnels immediately`).
     pub initiate: bool,
+    /// Initiate when traffic for the tunnel finds no SA (`on-traffic`, and
+    /// `immediately` once the tunnel went down); not with `responder-only`.
+    pub on_traffic: bool,
     /// ESP options.
     pub esp: EspOptions,
     /// The chassis-cluster redundancy group that owns the gateway; `None` standalone.

@@ -476,6 +476,7 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         ike,
         binding: vpn.binding.tunnel_id(),
         initiate: vpn.establish == Establish::Immediately,
+        on_traffic: vpn.establish != Establish::ResponderOnly,
         group: None,
         esp: EspOptions {
             replay_window: vpn.options.anti_replay.unwrap_or(0),

@@ -372,7 +372,10 @@ fn peer_request_answered_before_the_crash_is_answered_again() {
                 // the old one, which the restored SA must still answer for.
                 let ours = pair.initiator.local_spis();
                 assert_ne!(ours[0], spis.0, "the current SA is the new one");
-                assert!(ours[1..].contains(&spis.0), "old SA not answered for: {ours:x?}");
+                assert!(
+                    ours[1..].contains(&spis.0),
+                    "old SA not answered for: {ours:x?}"
+                );
             }
             pair.drive();
             check_outcome(&pair, exchange, spis, child);
