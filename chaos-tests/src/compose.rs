@@ -35,6 +35,8 @@ pub struct Compose {
     command: Vec<String>,
     project: String,
     vpnctl: PathBuf,
+    /// Compose files beyond `docker-compose.yml` (a scenario's configuration overlay).
+    overlays: Vec<PathBuf>,
 }
 
 impl Compose {
@@ -66,13 +68,20 @@ impl Compose {
             command,
             project: "vpnd-chaos".into(),
             vpnctl: vpnctl.to_owned(),
+            overlays: Vec::new(),
         })
     }
 
     fn compose(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .args(["-p", &self.project])
+        let mut cmd = Command::new(&self.command[0]);
+        cmd.args(&self.command[1..]).args(["-p", &self.project]);
+        if !self.overlays.is_empty() {
+            cmd.arg("-f").arg(self.root.join("docker-compose.yml"));
+            for o in &self.overlays {
+                cmd.arg("-f").arg(o);
+            }
+        }
+        let out = cmd
             .args(args)
             .current_dir(&self.root)
             .output()
@@ -87,21 +96,39 @@ impl Compose {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// A fresh deployment with group 1's primary elected and the tunnel up.
-    pub fn up(&self) -> Result<ComposeCluster> {
+    /// A fresh deployment with group 1's primary elected and the tunnel up; with
+    /// `preempt`, docker/cluster.toml plus `preempt = { delay }` for group 1, mounted
+    /// over the members' configuration by a compose overlay.
+    pub fn up(&self, preempt: Option<Duration>) -> Result<ComposeCluster> {
         let _ = self.compose(&["down", "-v", "--remove-orphans"]);
         let work = WorkDir::create(&format!("{}-{}", self.project, std::process::id()))?;
+        let mut compose = self.clone();
+        let mut config = self.root.join("docker/cluster.toml");
+        if let Some(delay) = preempt {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            config = work.path.join("cluster-preempt.toml");
+            std::fs::write(&config, lab::cluster::with_preempt(&text, delay)?)?;
+            let mount = format!("      - {}:/etc/vpnd/cluster.toml:ro\n", config.display());
+            let overlay = work.path.join("preempt.yml");
+            let services: String = ["witness", "node0", "node1"]
+                .iter()
+                .map(|s| format!("  {s}:\n    volumes:\n{mount}"))
+                .collect();
+            std::fs::write(&overlay, format!("services:\n{services}"))?;
+            compose.overlays.push(overlay);
+        }
         let mut c = ComposeCluster {
-            compose: self.clone(),
             vpnctl: Vpnctl::new(&self.vpnctl, self.root.join("docker/pki")),
             frozen: None,
             capture: None,
             macs: [[0; 6]; 2],
-            lease: lab::cluster::lease_of(&self.root.join("docker/cluster.toml"))?,
+            lease: lab::cluster::lease_of(&config)?,
             work,
             started: 0,
+            compose,
         };
-        self.compose(&["up", "-d"])?;
+        c.compose.compose(&["up", "-d"])?;
         for s in SERVICES {
             c.attach(s)?;
         }

@@ -32,19 +32,6 @@ impl Deployment {
         }
     }
 
-    /// Whether `s` can run here; the reason if not.
-    fn supports(&self, s: &Scenario) -> Result<(), Unsupported> {
-        match self {
-            Deployment::Netns(_) => Ok(()),
-            Deployment::Compose(_) if s.preempt.is_some() => Err(Unsupported(
-                "docker/cluster.toml configures no preempt (the compose scenarios keep \
-                 the survivor primary)"
-                    .into(),
-            )),
-            Deployment::Compose(_) => Ok(()),
-        }
-    }
-
     /// Brings up a cluster for `s`, with group 1's primary elected and the tunnel up.
     fn up(&self, s: &Scenario) -> Result<Box<dyn Target>> {
         Ok(match self {
@@ -56,7 +43,7 @@ impl Deployment {
                 };
                 Box::new(ClusterLab::formed(s.name, bins, opts).0)
             }
-            Deployment::Compose(c) => Box::new(c.up()?),
+            Deployment::Compose(c) => Box::new(c.up(s.preempt)?),
         })
     }
 }
@@ -119,10 +106,7 @@ struct Record {
 pub fn run(s: &Scenario, on: &Deployment) -> Outcome {
     let t0 = Instant::now();
     let mut rec = Record::default();
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        on.supports(s)?;
-        scenario(s, on, &mut rec)
-    }));
+    let result = catch_unwind(AssertUnwindSafe(|| scenario(s, on, &mut rec)));
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e),

@@ -511,14 +511,7 @@ impl ClusterLab {
             text.push_str(CLUSTER_GROUP2_CONFIG);
         }
         if let Some(delay) = opts.preempt {
-            text = common::edit(
-                &text,
-                "[chassis.cluster.redundancy-group.1]\n",
-                &format!(
-                    "[chassis.cluster.redundancy-group.1]\npreempt = {{ delay = {} }}\n",
-                    delay.as_secs()
-                ),
-            )?;
+            text = with_preempt(&text, delay)?;
         }
         std::fs::write(&config, text)?;
         let lease = lease_of(&config)?;
@@ -930,6 +923,18 @@ pub fn cluster_config(heartbeat: Option<(Duration, u32)>) -> Result<String> {
         &text,
         "heartbeat-threshold = 3\n",
         &format!("heartbeat-threshold = {threshold}\n"),
+    )
+}
+
+/// A cluster configuration with `preempt = { delay }` for redundancy group 1.
+pub fn with_preempt(config: &str, delay: Duration) -> Result<String> {
+    common::edit(
+        config,
+        "[chassis.cluster.redundancy-group.1]\n",
+        &format!(
+            "[chassis.cluster.redundancy-group.1]\npreempt = {{ delay = {} }}\n",
+            delay.as_secs()
+        ),
     )
 }
 
