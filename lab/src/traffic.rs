@@ -136,3 +136,18 @@ pub fn tcp_transfer(
         Ok((got?, start.elapsed()))
     })
 }
+
+/// `GET path` from `addr` inside namespace `ns` (HTTP/1.1, one request): the whole
+/// reply, status line and headers included.
+pub fn http_get(ns: &str, addr: std::net::SocketAddr, path: &str) -> Result<String> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    crate::in_netns(ns, move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(request.as_bytes())?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        Ok(reply)
+    })
+}

@@ -11,6 +11,7 @@ pub use config::{Config, ConfigError, Diagnostic};
 pub mod cli;
 pub mod cluster;
 pub mod demo;
+pub mod metrics;
 pub mod mgmt;
 pub mod runtime;
 pub mod vpnctl;

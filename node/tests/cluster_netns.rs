@@ -582,6 +582,28 @@ fn netns_active_active_groups_fail_over_independently() {
         );
     }
 
+    // What a Prometheus scraper of each node sees: its own role in each group.
+    for (node, primary_of) in [(g1.as_str(), DATA_GROUP), (g2, GROUP2)] {
+        let addr = "127.0.0.1:9108".parse().expect("address");
+        let r = common::http_get(&cl.ns(node), addr, "/metrics");
+        let text = cl.check(&format!("{node}'s metrics"), r);
+        for group in [DATA_GROUP, GROUP2] {
+            let line = text
+                .lines()
+                .find(|l| {
+                    l.starts_with("vpnd_chassis_cluster_primary{")
+                        && l.contains(&format!("redundancy_group=\"{group}\""))
+                })
+                .unwrap_or_else(|| panic!("{node}: no primary series for group {group}:\n{text}"));
+            let want = if group == primary_of { " 1" } else { " 0" };
+            assert!(
+                line.ends_with(want) && line.contains(&format!("node=\"{node}\"")),
+                "{node}, group {group}: {line}"
+            );
+        }
+        assert!(text.contains("vpnd_ipsec_sas 1"), "{node}: {text}");
+    }
+
     cl.assert_no_renegotiation("active/active failovers", &spis_before, inits_before);
     let r = cl.esp_to_peer();
     let esp = cl.check("reading the capture", r);

@@ -250,6 +250,67 @@ fn netns_on_traffic_establishes_on_the_first_packet() {
     ping_ok(&lab, "lan-b", LAN_A_HOST, 3);
 }
 
+/// `[services.metrics] listen`: a Prometheus scrape of a gateway with its tunnel up and
+/// traffic through it shows the IKE SA, the pair with its counters, the SPUs and the
+/// dataplane's drop and I/O counters; anything but `GET /metrics` gets 404.
+#[test]
+fn netns_metrics_report_the_tunnel() {
+    let _serial = root_test();
+    let mut lab = site_to_site("metrics");
+    let (a, b) = site_configs(Site::default());
+    lab.start_vpnd("gw-b", &b).expect("vpnd gw-b");
+    lab.daemon("gw-b")
+        .wait_log(&["vpnd running"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    // The example configuration turns metrics on, on 127.0.0.1:9108.
+    assert!(a.contains("[services.metrics]\nlisten = \"127.0.0.1:9108\""));
+    lab.start_vpnd("gw-a", &a).expect("vpnd gw-a");
+    wait_tunnel(&mut lab, 1);
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+
+    let get = |path: &str| {
+        let addr = "127.0.0.1:9108".parse().expect("address");
+        common::http_get(&lab.ns_name("gw-a"), addr, path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e:#}\n{}", lab.logs()))
+    };
+    let reply = get("/metrics");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let value = |series: &str| -> Option<u64> {
+        reply
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    assert_eq!(
+        value("vpnd_ike_sas{state=\"established\"}"),
+        Some(1),
+        "{reply}"
+    );
+    assert_eq!(value("vpnd_ipsec_sas "), Some(1), "{reply}");
+    for direction in ["in", "out"] {
+        let packets = reply
+            .lines()
+            .find(|l| {
+                l.starts_with("vpnd_ipsec_sa_packets_total{")
+                    && l.contains(&format!("direction=\"{direction}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        assert!(
+            packets.is_some_and(|p| p >= 5),
+            "{direction}: the pings are not counted: {reply}"
+        );
+    }
+    assert!(reply.contains("vpnd_spu_sas{spu=\"0\"}"), "{reply}");
+    assert!(reply.contains("# TYPE vpnd_drops_total counter"), "{reply}");
+    assert!(
+        !reply.contains("vpnd_chassis_cluster"),
+        "standalone: {reply}"
+    );
+    assert!(get("/other").starts_with("HTTP/1.1 404"));
+}
+
 #[test]
 fn netns_sigterm_deletes_sa_at_peer() {
     let _serial = root_test();

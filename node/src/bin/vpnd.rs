@@ -166,7 +166,12 @@ fn real_main(args: Args) -> Result<()> {
                 }
                 (None, _) => None,
             };
-            run(spec, cluster, mgmt, args.pki.as_deref())
+            run(
+                spec,
+                cluster,
+                (mgmt, config.services.metrics),
+                args.pki.as_deref(),
+            )
         }
         Command::Demo { .. } | Command::Cli { .. } => {
             unreachable!("handled before loading a configuration")
@@ -177,7 +182,10 @@ fn real_main(args: Args) -> Result<()> {
 fn run(
     mut spec: NodeSpec,
     cluster: Option<node::runtime::spec::ClusterSpec>,
-    mgmt: Option<(std::net::SocketAddr, PathBuf)>,
+    (mgmt, metrics): (
+        Option<(std::net::SocketAddr, PathBuf)>,
+        Option<std::net::SocketAddr>,
+    ),
     pki: Option<&std::path::Path>,
 ) -> Result<()> {
     if !is_root() {
@@ -241,9 +249,21 @@ fn run(
             });
             tracing::info!(%listen, "management API listening (mutual TLS)");
         }
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listen) = metrics {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("services.metrics.listen {listen}"))?;
+            let backend: std::sync::Arc<dyn node::mgmt::Backend> = node.backend.clone();
+            tokio::spawn(node::metrics::serve(listener, backend, async {
+                let _ = metrics_stopped.await;
+            }));
+            tracing::info!(%listen, "Prometheus metrics at http://{listen}/metrics");
+        }
         tracing::info!("vpnd running");
         wait_for_signal().await?;
         let _ = stop_tx.send(());
+        let _ = metrics_stop.send(());
         match &redundancy {
             Some(r) => {
                 // The SAs live on in the other node: hand them over, delete nothing.
