@@ -602,6 +602,43 @@ fn netns_dpd_clears_dead_peer_and_reestablishes() {
     ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
 }
 
+#[test]
+fn netns_restarted_peer_replaces_its_lost_sa_at_once() {
+    let _serial = root_test();
+    let mut lab = site_to_site("contact");
+    start_site_pair(&mut lab, Site::default());
+    // gw-a loses its SAs without a word; gw-b keeps them (its DPD, every 10 s with 5
+    // tries, would take most of a minute to notice).
+    lab.daemon("gw-a").signal(libc::SIGKILL).expect("SIGKILL");
+    lab.daemon("gw-a")
+        .wait_exit(Duration::from_secs(5))
+        .expect("gw-a exits");
+    let (a, _) = site_configs(Site::default());
+    let t0 = Instant::now();
+    lab.start_vpnd("gw-a", &a).expect("restarting gw-a");
+    // Its new IKE SA carries INITIAL_CONTACT (RFC 7296 §2.4): gw-b negotiates it beside
+    // the old one and then drops the old SA and pair without a Delete.
+    lab.daemon("gw-b")
+        .wait_log(
+            &["INITIAL_CONTACT: the previous IKE SA and its child SAs are deleted locally"],
+            1,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    lab.daemon("gw-b")
+        .wait_log(&["IPsec SA pair removed"], 1, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("old pair not removed: {e:#}\n{}", lab.logs()));
+    lab.daemon("gw-a")
+        .wait_log(&["IPsec SA pair installed"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    common::wait_ping(&lab.ns_name("lan-a"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    let back = t0.elapsed();
+    eprintln!("tunnel back {back:?} after the restart");
+    assert!(back < Duration::from_secs(10), "{back:?}: as slow as DPD");
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+}
+
 /// `ping` from a namespace in the background, every `interval`: the traffic that must
 /// cross an event (a rekey, an SPU addition) without loss. Killed on drop, so no path
 /// out of a test leaves it running.

@@ -160,6 +160,13 @@ pub struct IkeConfig {
     pub request_address: bool,
     /// Responder: assign addresses from this pool to initiators that ask.
     pub address_pool: Option<SharedPool>,
+    /// Send INITIAL_CONTACT in our IKE_AUTH message, request or response (RFC 7296
+    /// §2.4), asserting that this will be the only IKE SA between the two identities,
+    /// so the peer drops any it still holds from before we lost ours (a restart)
+    /// instead of waiting for its DPD. The engine cannot know what else the daemon holds: the daemon sets this
+    /// only when it has no other IKE SA with the peer, and never where one identity
+    /// may be in use from two places at once, as §2.4 requires.
+    pub initial_contact: bool,
 }
 
 impl IkeConfig {
@@ -209,6 +216,7 @@ impl IkeConfig {
             child_lifetime: None,
             request_address: false,
             address_pool: None,
+            initial_contact: false,
         }
     }
 
@@ -239,6 +247,7 @@ impl std::fmt::Debug for IkeConfig {
             .field("dpd_interval", &self.dpd_interval)
             .field("ike_lifetime", &self.ike_lifetime)
             .field("child_lifetime", &self.child_lifetime)
+            .field("initial_contact", &self.initial_contact)
             .finish_non_exhaustive()
     }
 }

@@ -30,7 +30,7 @@ use crate::cert::{certreq_hashes, supported_hashes};
 use crate::crypto::{DhGroup, DhSecret};
 use crate::wire::{
     AddrRange, AuthPayload, CertEncoding, CertReqPayload, CfgAttrType, CfgAttribute, CfgType,
-    CpPayload, ExchangeType, Flags, Header, IpSelector, KePayload, Message, NoncePayload,
+    CpPayload, ExchangeType, Flags, Header, Identity, IpSelector, KePayload, Message, NoncePayload,
     NotifyPayload, NotifyType, Payload,
 };
 
@@ -322,6 +322,7 @@ impl IkeSa {
             payloads.push(Payload::IdR(r.clone()));
         }
         payloads.push(Payload::Auth(auth));
+        payloads.extend(self.initial_contact());
         if self.config.request_address {
             payloads.push(Payload::Cp(CpPayload {
                 cfg_type: CfgType::Request,
@@ -515,10 +516,15 @@ impl IkeSa {
         let mut answer = vec![Payload::IdR(self.config.local_id.clone())];
         answer.extend(self.cert_payloads());
         answer.push(Payload::Auth(auth));
+        answer.extend(self.initial_contact());
         self.phase = Phase::Established;
         self.events.push_back(Event::Established {
             spi_i: sess.spi_i,
             spi_r: sess.spi_r,
+        });
+        self.note_initial_contact(payloads, |p| match p {
+            Payload::IdI(id) => Some(id),
+            _ => None,
         });
         self.arm_ike_rekey(now);
         match self.answer_first_child(sess, payloads) {
@@ -648,6 +654,31 @@ impl IkeSa {
         Ok((more, install, config))
     }
 
+    /// INITIAL_CONTACT for our IKE_AUTH request or response, when configured: RFC 7296
+    /// §2.4 allows it only there, never in a later exchange.
+    fn initial_contact(&self) -> Option<Payload> {
+        self.config
+            .initial_contact
+            .then(|| Payload::Notify(NotifyPayload::new(NotifyType::InitialContact, vec![])))
+    }
+
+    /// Reports INITIAL_CONTACT from an authenticated IKE_AUTH message of the peer, with
+    /// the identity it authenticated as (`id` picks IDi or IDr). RFC 7296 §2.4 allows
+    /// it in the first IKE_AUTH request or response, so both roles look for it; it is
+    /// ignored anywhere else.
+    fn note_initial_contact<'a>(
+        &mut self,
+        payloads: &'a [Payload],
+        id: impl Fn(&'a Payload) -> Option<&'a Identity>,
+    ) {
+        if notify_of(payloads, NotifyType::InitialContact).is_some()
+            && let Some(peer) = payloads.iter().find_map(id)
+        {
+            self.events
+                .push_back(Event::InitialContact { peer: peer.clone() });
+        }
+    }
+
     /// The peer's ID must be the configured one (if any), then its AUTH (and
     /// certificates, which must name that ID) must verify.
     fn check_peer(
@@ -725,6 +756,10 @@ impl IkeSa {
         self.events.push_back(Event::Established {
             spi_i: sess.spi_i,
             spi_r: sess.spi_r,
+        });
+        self.note_initial_contact(payloads, |p| match p {
+            Payload::IdR(id) => Some(id),
+            _ => None,
         });
         self.arm_ike_rekey(now);
         if let Some(cp) = payloads.iter().find_map(|p| match p {

@@ -27,8 +27,8 @@ use super::pool::Lease;
 use super::version::StateVersion;
 use crate::crypto::{DhGroup, DhSecret, SecretBytes};
 use crate::wire::{
-    ExchangeType, Flags, Header, IpSelector, NotifyPayload, NotifyType, Payload, ProtocolId,
-    TsPayload, locate_encrypted,
+    ExchangeType, Flags, Header, Identity, IpSelector, NotifyPayload, NotifyType, Payload,
+    ProtocolId, TsPayload, locate_encrypted,
 };
 
 pub(super) const NONCE_LEN: usize = 32;
@@ -93,6 +93,13 @@ pub enum Event {
     Established { spi_i: u64, spi_r: u64 },
     /// IKE_SA_INIT found a NAT (or the peer fakes one): IKE and ESP use UDP 4500.
     NatDetected(NatStatus),
+    /// The peer sent INITIAL_CONTACT in IKE_AUTH (RFC 7296 §2.4): this SA, now
+    /// authenticated with `peer`, is the only one it holds with us. The daemon deletes
+    /// every other IKE SA it has with that identity, and their child SAs, locally and
+    /// without sending Delete: the peer has lost them. Reported after
+    /// [`Event::Established`] and before the first [`Event::ChildSaReady`], so the old
+    /// pairs can go before the new ones are installed.
+    InitialContact { peer: Identity },
     /// A child SA pair is negotiated and should be installed.
     ChildSaReady(ChildSaInstall),
     /// A child SA pair is gone; remove both directions.

@@ -24,6 +24,9 @@ use crate::mgmt::backend::{EventKind, EventView};
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How long a rekeyed IKE SA's SPI still reaches us (its Delete, retransmissions).
 const OLD_SA_GRACE: Duration = Duration::from_secs(30);
+/// How long a replacement IKE SA may take to authenticate before it is dropped (the
+/// engine's responder waits for IKE_AUTH without a timer of its own).
+const REPLACEMENT_SETUP: Duration = Duration::from_secs(30);
 
 /// A datagram for this gateway's IKE SA.
 #[derive(Message, Debug)]
@@ -166,6 +169,10 @@ pub struct Gateway {
     /// (see [`Spus::anchor_for`]).
     anchor: Option<usize>,
     sa: Option<IkeSa>,
+    /// A new IKE SA the peer is negotiating while `sa` is established (it restarted, or
+    /// reauthenticates): it replaces `sa` once authenticated, see
+    /// [`Gateway::route_to_replacement`].
+    replacement: Option<IkeSa>,
     our_spi: Option<u64>,
     /// Where the peer is reached: port 500 until NAT-T moves IKE to 4500.
     remote: SocketAddr,
@@ -227,6 +234,7 @@ impl Gateway {
             spus,
             anchor: None,
             sa: None,
+            replacement: None,
             our_spi: None,
             remote,
             timer: None,
@@ -367,16 +375,22 @@ impl Gateway {
         for e in events {
             self.on_event(e, ctx);
         }
+        self.drive_replacement(ctx);
         self.flush(ctx);
         if let Some(h) = self.timer.take() {
             ctx.cancel_future(h);
         }
-        if let Some(at) = self.sa.as_ref().and_then(IkeSa::poll_timeout) {
+        let next = [&self.sa, &self.replacement]
+            .into_iter()
+            .filter_map(|sa| sa.as_ref().and_then(IkeSa::poll_timeout))
+            .min();
+        if let Some(at) = next {
             let wait = at.saturating_duration_since(Instant::now());
             self.timer = Some(ctx.run_later(wait, |act, ctx| {
                 act.timer = None;
-                if let Some(sa) = &mut act.sa {
-                    sa.handle_timeout(Instant::now());
+                let now = Instant::now();
+                for sa in [&mut act.sa, &mut act.replacement].into_iter().flatten() {
+                    sa.handle_timeout(now);
                 }
                 act.drive(ctx);
             }));
@@ -402,6 +416,12 @@ impl Gateway {
             }
             Event::NatDetected(nat) => {
                 tracing::info!(gateway = %name, ?nat, "NAT detected: IKE and ESP move to UDP 4500");
+            }
+            Event::InitialContact { peer } => {
+                // A replacement's INITIAL_CONTACT was acted on when it was promoted
+                // (`promote_replacement`); for the gateway's only SA there is nothing
+                // older to delete.
+                tracing::info!(gateway = %name, ?peer, "peer sent INITIAL_CONTACT");
             }
             Event::ChildSaReady(install) => {
                 let (kind, what) = match install.rekeys {
@@ -896,6 +916,7 @@ impl Gateway {
     }
 
     fn teardown(&mut self, ctx: &mut Context<Self>) {
+        self.drop_replacement();
         self.generation += 1;
         self.committing.clear();
         if self.sa.is_some() {
@@ -939,6 +960,9 @@ impl Handler<Datagram> for Gateway {
     fn handle(&mut self, msg: Datagram, ctx: &mut Context<Self>) {
         if self.passive() {
             tracing::debug!(gateway = %self.spec.name, "IKE datagram while standing by: dropped");
+            return;
+        }
+        if self.route_to_replacement(&msg, ctx) {
             return;
         }
         // Both ends initiating at once: exactly one of the two IKE_SA_INITs must win, or
@@ -1007,14 +1031,7 @@ impl Handler<Shutdown> for Gateway {
             && sa.delete(Instant::now()).is_ok()
         {
             // Flush the Delete before the SA goes away.
-            while let Some(t) = sa.poll_transmit(&mut self.buf) {
-                self.socket.do_send(SendIke {
-                    src: t.local,
-                    dst: t.destination,
-                    natt: t.non_esp_marker,
-                    data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
-                });
-            }
+            send_at_once(&self.socket, &mut self.buf, sa);
         }
         self.teardown(ctx);
         ctx.stop();
@@ -1113,14 +1130,7 @@ impl Handler<Terminate> for Gateway {
         };
         let _ = sa.delete(Instant::now());
         // Send the Delete, then forget the SA without waiting for the answer.
-        while let Some(t) = sa.poll_transmit(&mut self.buf) {
-            self.socket.do_send(SendIke {
-                src: t.local,
-                dst: t.destination,
-                natt: t.non_esp_marker,
-                data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
-            });
-        }
+        send_at_once(&self.socket, &mut self.buf, sa);
         self.publish(EventKind::SaDown, None, "IKE SA cleared by operator".into());
         self.teardown(ctx);
         self.retry_later(ctx);
@@ -1165,6 +1175,29 @@ impl Handler<RekeyIke> for Gateway {
         self.drive(ctx);
         Ok(spis)
     }
+}
+
+/// Sends what `sa` queued now, bypassing the held datagrams: for a Delete sent just
+/// before the SA is forgotten.
+fn send_at_once(socket: &Addr<IkeSocket>, buf: &mut Vec<u8>, sa: &mut IkeSa) {
+    while let Some(t) = sa.poll_transmit(buf) {
+        socket.do_send(SendIke {
+            src: t.local,
+            dst: t.destination,
+            natt: t.non_esp_marker,
+            data: buf.get(..t.size).unwrap_or(buf).to_vec(),
+        });
+    }
+}
+
+/// The IKE SPIs (initiator's, responder's) of a datagram's header, if it has one.
+fn header_spis(data: &[u8]) -> Option<(u64, u64)> {
+    let spi = |at: usize| {
+        data.get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+    };
+    Some((spi(0)?, spi(8)?))
 }
 
 /// True for an IKE_SA_INIT request (exchange 34, initiator flag, no responder SPI).
@@ -1257,5 +1290,166 @@ impl Handler<SpuFailed> for Gateway {
             }
         }
         self.drive(ctx);
+    }
+}
+
+/// A peer that lost its IKE SA (it restarted) or reauthenticates (RFC 7296 §2.8.3)
+/// starts a new IKE SA while this gateway still holds an established one. The gateway
+/// keeps one IKE SA, so the new one is negotiated beside the old (the *replacement*)
+/// and takes its place once authenticated:
+/// - with INITIAL_CONTACT (RFC 7296 §2.4) the old SA and its child SAs are deleted
+///   locally, without a Delete, since the peer has lost them;
+/// - without it the peer may still hold the old SA (a make-before-break
+///   reauthentication), so it is deleted at the peer too.
+///
+/// "Every other IKE SA with the same identity" is scoped to this gateway, as
+/// strongSwan scopes its uniqueness check to the connection: two VPNs to one peer are
+/// separate IKE SAs, and a peer bringing both up after a restart may send
+/// INITIAL_CONTACT in each.
+impl Gateway {
+    /// Hands the datagram to the replacement if it belongs to one, or starts one for
+    /// a new IKE_SA_INIT request while the current SA is established. False if the
+    /// datagram is the current SA's business.
+    fn route_to_replacement(&mut self, msg: &Datagram, ctx: &mut Context<Self>) -> bool {
+        let Some((spi_i, spi_r)) = header_spis(&msg.data) else {
+            return false;
+        };
+        let ours = self.replacement.as_ref().is_some_and(|r| {
+            let (i, r) = r.spis();
+            spi_i == i && (spi_r == r || spi_r == 0)
+        });
+        let new = !ours
+            && is_init_request(&msg.data)
+            && self
+                .sa
+                .as_ref()
+                .is_some_and(|sa| sa.is_established() && sa.spis().0 != spi_i);
+        if new {
+            self.drop_replacement();
+            // We hold an SA with this peer, so this one is not our only contact.
+            let config = ike::engine::IkeConfig {
+                initial_contact: false,
+                ..self.spec.ike.clone()
+            };
+            let sa = IkeSa::respond(config, msg.local, msg.from, Self::rng(), Instant::now());
+            tracing::info!(gateway = %self.spec.name, peer = %msg.from, "peer starts a new IKE SA beside the established one");
+            self.socket.do_send(RouteSpi {
+                spi: sa.spis().1,
+                gateway: Some(ctx.address()),
+            });
+            self.replacement = Some(sa);
+            let spi = spi_i;
+            ctx.run_later(REPLACEMENT_SETUP, move |act, ctx| {
+                let stale = act
+                    .replacement
+                    .as_ref()
+                    .is_some_and(|r| r.spis().0 == spi && !r.is_established());
+                if stale {
+                    tracing::info!(gateway = %act.spec.name, "replacement IKE SA not authenticated in time: dropped");
+                    act.drop_replacement();
+                    act.drive(ctx);
+                }
+            });
+        } else if !ours {
+            return false;
+        }
+        if let Some(r) = &mut self.replacement
+            && let Err(e) = r.handle_datagram(
+                Instant::now(),
+                SystemTime::now(),
+                msg.from,
+                msg.local,
+                &msg.data,
+            )
+        {
+            tracing::debug!(gateway = %self.spec.name, error = %e, "IKE datagram not accepted by the replacement SA");
+        }
+        self.drive(ctx);
+        true
+    }
+
+    /// Sends what the replacement queued and acts on its events: promoted once
+    /// established, dropped if it fails.
+    fn drive_replacement(&mut self, ctx: &mut Context<Self>) {
+        let Some(r) = &mut self.replacement else {
+            return;
+        };
+        while let Some(t) = r.poll_transmit(&mut self.buf) {
+            self.held.push(SendIke {
+                src: t.local,
+                dst: t.destination,
+                natt: t.non_esp_marker,
+                data: self.buf.get(..t.size).unwrap_or(&self.buf).to_vec(),
+            });
+        }
+        let events: Vec<Event> = std::iter::from_fn(|| r.poll_event()).collect();
+        if events
+            .iter()
+            .any(|e| matches!(e, Event::Established { .. }))
+        {
+            let contact = events
+                .iter()
+                .any(|e| matches!(e, Event::InitialContact { .. }));
+            self.promote_replacement(contact, ctx);
+            for e in events {
+                self.on_event(e, ctx);
+            }
+        } else if r.is_closed() {
+            let error = events.iter().find_map(|e| match e {
+                Event::Failed(e) => Some(e.to_string()),
+                _ => None,
+            });
+            tracing::info!(gateway = %self.spec.name, ?error, "replacement IKE SA failed; the established one stays");
+            self.drop_replacement();
+        }
+    }
+
+    /// The authenticated replacement becomes the gateway's IKE SA; the old one and its
+    /// child SAs go, at the peer too unless it sent INITIAL_CONTACT.
+    fn promote_replacement(&mut self, initial_contact: bool, ctx: &mut Context<Self>) {
+        let Some(new) = self.replacement.take() else {
+            return;
+        };
+        let (_, ours) = new.spis();
+        self.remote = new.addresses().1;
+        if let Some(mut old) = self.sa.replace(new) {
+            if initial_contact {
+                tracing::info!(gateway = %self.spec.name, "INITIAL_CONTACT: the previous IKE SA and its child SAs are deleted locally");
+            } else if old.delete(Instant::now()).is_ok() {
+                tracing::info!(gateway = %self.spec.name, "new IKE SA with the peer: the previous one is deleted");
+                send_at_once(&self.socket, &mut self.buf, &mut old);
+            }
+        }
+        let spis: Vec<u32> = self.children.iter().map(|c| c.inbound_spi).collect();
+        for spi in spis {
+            self.close_child(spi);
+        }
+        // Commits of the old SA's pairs still in flight must not install them.
+        self.generation += 1;
+        self.committing.clear();
+        self.replicated = None;
+        self.route(Some(ours), ctx);
+        self.publish(
+            EventKind::SaDown,
+            None,
+            format!(
+                "IKE SA replaced by a new one from the peer{}",
+                if initial_contact {
+                    " (INITIAL_CONTACT)"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
+
+    /// Forgets a replacement that is failing or no longer wanted.
+    fn drop_replacement(&mut self) {
+        if let Some(r) = self.replacement.take() {
+            self.socket.do_send(RouteSpi {
+                spi: r.spis().1,
+                gateway: None,
+            });
+        }
     }
 }

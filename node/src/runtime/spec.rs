@@ -463,6 +463,17 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         soft: p.lifetime.mul_f64(0.9),
         hard: p.lifetime,
     });
+    // RFC 7296 §2.4: INITIAL_CONTACT asserts that the SA is the only one between the
+    // two identities. A gateway holds one IKE SA at a time and sends it only when it
+    // holds none, which holds for the node as a whole only if no other VPN has an IKE
+    // SA with the same peer.
+    ike.initial_contact = cfg
+        .vpns
+        .iter()
+        .filter_map(|v| cfg.gateways.iter().find(|g| g.name == v.gateway))
+        .filter(|other| matches!(&other.remote, Remote::Static(a) if a.contains(&remote)))
+        .count()
+        == 1;
     ike.child_pfs = vpn
         .pfs_group
         .map(DhGroup::from_iana)

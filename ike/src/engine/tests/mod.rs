@@ -15,6 +15,7 @@ use crate::wire::{AddrRange, Identity, IpSelector};
 
 mod certs;
 mod collision;
+mod contact;
 mod exchanges;
 mod failover;
 mod natt;
