@@ -40,6 +40,53 @@ impl From<CertError> for IkeError {
     }
 }
 
+/// What a peer proposed against what we are configured with, when nothing matched
+/// (NO_PROPOSAL_CHOSEN, RFC 7296 §3.10.1): each proposal as its transforms' IANA names
+/// joined by `/`, so an operator sees the mismatch without a capture.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProposalMismatch {
+    /// The peer's proposals; for an initiator, the responder's single answer.
+    pub offered: Vec<String>,
+    /// Ours, in order of preference.
+    pub configured: Vec<String>,
+}
+
+impl std::fmt::Display for ProposalMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "offered [{}], configured [{}]",
+            self.offered.join(", "),
+            self.configured.join(", ")
+        )
+    }
+}
+
+/// Traffic selectors that could not be narrowed to our policy (TS_UNACCEPTABLE, RFC
+/// 7296 §2.9), both sides as the message names them: (TSi, TSr).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TsMismatch {
+    /// The peer's TSi and TSr; for an initiator, the responder's narrowed answer.
+    pub offered: (Vec<String>, Vec<String>),
+    /// What our configuration allows for TSi and TSr.
+    pub configured: (Vec<String>, Vec<String>),
+}
+
+impl std::fmt::Display for TsMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (oi, or) = &self.offered;
+        let (ci, cr) = &self.configured;
+        write!(
+            f,
+            "offered TSi [{}] TSr [{}], configured TSi [{}] TSr [{}]",
+            oi.join(", "),
+            or.join(", "),
+            ci.join(", "),
+            cr.join(", ")
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum IkeError {
@@ -49,8 +96,8 @@ pub enum IkeError {
     Crypto(#[from] CryptoError),
     #[error("encoding: {0}")]
     Encode(#[from] EncodeError),
-    #[error("no acceptable proposal")]
-    NoProposalChosen,
+    #[error("no acceptable proposal: {0}")]
+    NoProposalChosen(ProposalMismatch),
     /// The peer's KE group is not the one we chose; the notify carries `group`.
     #[error("KE payload for the wrong group, expected {group}")]
     InvalidKePayload { group: u16 },
@@ -69,8 +116,8 @@ pub enum IkeError {
     /// produce (RSA would need SHA-1, which ring does not sign with; Ed25519 has none).
     #[error("no signature the peer accepts can be made with our {0:?} key")]
     NoSignatureHash(KeyKind),
-    #[error("traffic selectors unacceptable")]
-    TsUnacceptable,
+    #[error("traffic selectors unacceptable: {0}")]
+    TsUnacceptable(TsMismatch),
     /// A payload required by the exchange is missing or duplicated.
     #[error("missing or repeated payload: {0}")]
     InvalidSyntax(&'static str),
@@ -106,14 +153,14 @@ impl IkeError {
     pub fn notify_type(&self) -> Option<NotifyType> {
         Some(match self {
             IkeError::Parse(e) => e.notify_type(),
-            IkeError::NoProposalChosen => NotifyType::NoProposalChosen,
+            IkeError::NoProposalChosen(_) => NotifyType::NoProposalChosen,
             IkeError::InvalidKePayload { .. } => NotifyType::InvalidKePayload,
             IkeError::AuthenticationFailed
             | IkeError::EapNotSupported
             | IkeError::Certificate(_)
             | IkeError::UnexpectedAuthMethod(_)
             | IkeError::NoSignatureHash(_) => NotifyType::AuthenticationFailed,
-            IkeError::TsUnacceptable => NotifyType::TsUnacceptable,
+            IkeError::TsUnacceptable(_) => NotifyType::TsUnacceptable,
             IkeError::TemporaryFailure => NotifyType::TemporaryFailure,
             IkeError::ChildSaNotFound => NotifyType::ChildSaNotFound,
             IkeError::InternalAddressFailure => NotifyType::InternalAddressFailure,

@@ -8,7 +8,8 @@ use super::config::{ChildConfig, ChildSuite};
 use super::error::IkeError;
 use super::keys::{ChildParams, InitTranscript, child_install, keyed_from_seed};
 use super::proposal::{
-    accepted_child, accepted_ike, child_offer, choose_child, choose_ike, ike_offer,
+    accepted_child, accepted_ike, child_mismatch, child_offer, choose_child, choose_ike,
+    ike_mismatch, ike_offer,
 };
 use super::sa::{
     Active, ActiveKind, ChildInit, ChildState, Deferred, IkeRekeyInit, IkeSa, Session, Task,
@@ -219,7 +220,16 @@ impl IkeSa {
                 };
                 match answer {
                     Ok(p) => (p, None),
-                    Err(e) => (vec![error_payload(&e)], None),
+                    Err(e) => {
+                        // The peer learns of it from the notify; the daemon from the
+                        // event, which names the mismatch. TEMPORARY_FAILURE is only
+                        // "retry later" (RFC 7296 §2.25), not a failure of ours.
+                        if e != IkeError::TemporaryFailure {
+                            self.events
+                                .push_back(super::sa::Event::ChildSaFailed(e.clone()));
+                        }
+                        (vec![error_payload(&e)], None)
+                    }
                 }
             }
             _ => (
@@ -346,7 +356,7 @@ impl IkeSa {
                     (Some(g), Some(k)) if k.group != g.iana_id() => {
                         return Err(IkeError::InvalidKePayload { group: g.iana_id() });
                     }
-                    _ => return Err(IkeError::NoProposalChosen),
+                    _ => return Err(child_mismatch(sa, &policy.suites, policy.pfs)),
                 },
             };
         let pfs = match policy.pfs {
@@ -364,7 +374,7 @@ impl IkeSa {
         let remote_ts = ts::narrow(tsi, policy.remote_ts);
         let local_ts = ts::narrow(tsr, policy.local_ts);
         if remote_ts.is_empty() || local_ts.is_empty() {
-            return Err(IkeError::TsUnacceptable);
+            return Err(ts::mismatch(tsi, tsr, (policy.remote_ts, policy.local_ts)));
         }
         let nr = nonce(self.rng.as_mut());
         let install = child_install(
@@ -497,8 +507,9 @@ impl IkeSa {
             _ => None,
         })?;
         let new_spi = nonzero_spi(self.rng.as_mut());
-        let (suite, peer_spi, answer_sa) = choose_ike(sa, &self.config.ike_suites, Some(new_spi))
-            .ok_or(IkeError::NoProposalChosen)?;
+        let (suite, peer_spi, answer_sa) =
+            choose_ike(sa, &self.config.ike_suites, Some(new_spi))
+                .ok_or_else(|| ike_mismatch(sa, &self.config.ike_suites))?;
         let peer_spi = peer_spi
             .filter(|s| *s != 0)
             .ok_or(IkeError::InvalidSyntax("IKE rekey SPI"))?;
@@ -639,7 +650,7 @@ impl IkeSa {
                 _ => None,
             })?;
             let (suite, peer_spi) = accepted_child(sa, &init.config.suites, init.config.pfs)
-                .ok_or(IkeError::NoProposalChosen)?;
+                .ok_or_else(|| child_mismatch(sa, &init.config.suites, init.config.pfs))?;
             let nr = find(payloads, |p| match p {
                 Payload::Nonce(n) => Some(n.data.clone()),
                 _ => None,
@@ -660,10 +671,10 @@ impl IkeSa {
                 None => None,
             };
             let (tsi, tsr) = ts_pair(payloads)?;
-            let local_ts =
-                ts::within(tsi, &init.config.local_ts).ok_or(IkeError::TsUnacceptable)?;
-            let remote_ts =
-                ts::within(tsr, &init.config.remote_ts).ok_or(IkeError::TsUnacceptable)?;
+            let unacceptable =
+                || ts::mismatch(tsi, tsr, (&init.config.local_ts, &init.config.remote_ts));
+            let local_ts = ts::within(tsi, &init.config.local_ts).ok_or_else(unacceptable)?;
+            let remote_ts = ts::within(tsr, &init.config.remote_ts).ok_or_else(unacceptable)?;
             let install = child_install(
                 &sess.keyed,
                 ChildParams {
@@ -745,8 +756,8 @@ impl IkeSa {
                 Payload::Sa(s) => Some(s),
                 _ => None,
             })?;
-            let (suite, spi_r) =
-                accepted_ike(sa, &init.suites, true).ok_or(IkeError::NoProposalChosen)?;
+            let (suite, spi_r) = accepted_ike(sa, &init.suites, true)
+                .ok_or_else(|| ike_mismatch(sa, &init.suites))?;
             let spi_r = spi_r
                 .filter(|s| *s != 0)
                 .ok_or(IkeError::InvalidSyntax("IKE rekey SPI"))?;

@@ -19,7 +19,8 @@ use super::keys::{ChildParams, InitTranscript, Keyed, child_install, derive};
 use super::natt::{NAT_T_PORT, NatStatus, natd_payloads};
 use super::pool::Lease;
 use super::proposal::{
-    accepted_child, accepted_ike, child_offer, choose_child, choose_ike, ike_offer,
+    accepted_child, accepted_ike, child_mismatch, child_offer, choose_child, choose_ike,
+    ike_mismatch, ike_offer,
 };
 use super::sa::{
     ActiveKind, ChildSaInstall, Deferred, Event, IkeSa, Phase, Session, child_spi, error_notify,
@@ -191,7 +192,7 @@ impl IkeSa {
                 _ => None,
             })?;
             let (suite, _) = accepted_ike(sa, &self.config.ike_suites, false)
-                .ok_or(IkeError::NoProposalChosen)?;
+                .ok_or_else(|| ike_mismatch(sa, &self.config.ike_suites))?;
             let ke = find(&msg.payloads, |p| match p {
                 Payload::Ke(k) => Some(k),
                 _ => None,
@@ -374,8 +375,8 @@ impl IkeSa {
                 Payload::Sa(s) => Some(s),
                 _ => None,
             })?;
-            let (suite, _, answer) =
-                choose_ike(sa, &self.config.ike_suites, None).ok_or(IkeError::NoProposalChosen)?;
+            let (suite, _, answer) = choose_ike(sa, &self.config.ike_suites, None)
+                .ok_or_else(|| ike_mismatch(sa, &self.config.ike_suites))?;
             let ke = find(&msg.payloads, |p| match p {
                 Payload::Ke(k) => Some(k),
                 _ => None,
@@ -576,7 +577,7 @@ impl IkeSa {
         let our_spi = child_spi(self.rng.as_mut());
         let (suite, peer_spi, answer_sa) =
             choose_child(sa, &self.config.child_suites, our_spi, None)
-                .ok_or(IkeError::NoProposalChosen)?;
+                .ok_or_else(|| child_mismatch(sa, &self.config.child_suites, None))?;
         let (tsi, tsr) = ts_pair(payloads)?;
         let mut more = Vec::new();
         let mut remote_allowed = self.config.remote_ts.clone();
@@ -625,7 +626,11 @@ impl IkeSa {
         let local_ts = ts::narrow(tsr, &self.config.local_ts);
         if remote_ts.is_empty() || local_ts.is_empty() {
             self.lease = None;
-            return Err(IkeError::TsUnacceptable);
+            return Err(ts::mismatch(
+                tsi,
+                tsr,
+                (&remote_allowed, &self.config.local_ts),
+            ));
         }
         let keyed = &sess.keyed;
         let install = child_install(
@@ -778,12 +783,12 @@ impl IkeSa {
                 _ => None,
             })?;
             let (suite, peer_spi) = accepted_child(sa, &self.config.child_suites, None)
-                .ok_or(IkeError::NoProposalChosen)?;
+                .ok_or_else(|| child_mismatch(sa, &self.config.child_suites, None))?;
             let (tsi, tsr) = ts_pair(payloads)?;
-            let local_ts =
-                ts::within(tsi, &self.config.local_ts).ok_or(IkeError::TsUnacceptable)?;
-            let remote_ts =
-                ts::within(tsr, &self.config.remote_ts).ok_or(IkeError::TsUnacceptable)?;
+            let unacceptable =
+                || ts::mismatch(tsi, tsr, (&self.config.local_ts, &self.config.remote_ts));
+            let local_ts = ts::within(tsi, &self.config.local_ts).ok_or_else(unacceptable)?;
+            let remote_ts = ts::within(tsr, &self.config.remote_ts).ok_or_else(unacceptable)?;
             let keyed = &sess.keyed;
             let install = child_install(
                 keyed,

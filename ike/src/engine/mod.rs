@@ -51,7 +51,7 @@ pub use config::{
     ChildConfig, ChildLifetime, ChildSuite, IkeConfig, IkeSuite, LocalAuth, PeerAuth, Retransmit,
 };
 pub use cookie::{CookieResponder, Decision};
-pub use error::{CertFailure, IkeError};
+pub use error::{CertFailure, IkeError, ProposalMismatch, TsMismatch};
 pub use natt::{NAT_T_PORT, NatStatus};
 pub use pool::{AddressPool, SharedPool};
 pub use restore::RestoreError;

@@ -1,6 +1,7 @@
 //! The proposal matcher: suites to SA payloads and back, one home for both roles.
 
 use super::config::{ChildSuite, IkeSuite};
+use super::error::{IkeError, ProposalMismatch};
 use crate::crypto::{DhGroup, Encr, Integ, Prf};
 use crate::wire::{Proposal, ProtocolId, SaPayload, Transform, TransformType};
 
@@ -81,6 +82,29 @@ pub(crate) fn child_offer(suites: &[ChildSuite], spi: u32, dh: Option<DhGroup>) 
         &spi.to_be_bytes(),
         suites.iter().map(|s| s.transforms(dh)),
     )
+}
+
+fn mismatch(offered: &SaPayload, configured: &SaPayload) -> IkeError {
+    let names = |sa: &SaPayload| sa.proposals.iter().map(ToString::to_string).collect();
+    IkeError::NoProposalChosen(ProposalMismatch {
+        offered: names(offered),
+        configured: names(configured),
+    })
+}
+
+/// NO_PROPOSAL_CHOSEN for an IKE SA: the peer's `offered` against our `suites`.
+pub(crate) fn ike_mismatch(offered: &SaPayload, suites: &[IkeSuite]) -> IkeError {
+    mismatch(offered, &ike_offer(suites, None))
+}
+
+/// NO_PROPOSAL_CHOSEN for a child SA: the peer's `offered` against our `suites` (with
+/// the PFS group `dh` of CREATE_CHILD_SA).
+pub(crate) fn child_mismatch(
+    offered: &SaPayload,
+    suites: &[ChildSuite],
+    dh: Option<DhGroup>,
+) -> IkeError {
+    mismatch(offered, &child_offer(suites, 0, dh))
 }
 
 /// Whether `offered` includes every transform of `ours` and nothing we cannot parse;

@@ -501,7 +501,7 @@ impl IkeSa {
         let first = *config
             .ike_suites
             .first()
-            .ok_or(IkeError::NoProposalChosen)?;
+            .ok_or_else(|| IkeError::NoProposalChosen(Default::default()))?;
         let spi_i = nonzero_spi(rng.as_mut());
         let mut sa = IkeSa::blank(config, local, remote, rng, Phase::AwaitInit, now);
         sa.spi_i = spi_i;

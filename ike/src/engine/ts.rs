@@ -1,5 +1,6 @@
 //! Traffic selector narrowing (RFC 7296 §2.9).
 
+use super::error::{IkeError, TsMismatch};
 use crate::wire::{AddrRange, IpSelector, TrafficSelector, TsPayload};
 
 fn intersect(a: &IpSelector, b: &IpSelector) -> Option<IpSelector> {
@@ -64,6 +65,29 @@ pub(crate) fn within(answer: &TsPayload, proposed: &[IpSelector]) -> Option<Vec<
             .iter()
             .all(|s| proposed.iter().any(|p| intersect(s, p).as_ref() == Some(s)));
     ok.then_some(selected)
+}
+
+/// TS_UNACCEPTABLE naming the message's TSi and TSr and what `configured` allows for
+/// each.
+pub(crate) fn mismatch(
+    tsi: &TsPayload,
+    tsr: &TsPayload,
+    configured: (&[IpSelector], &[IpSelector]),
+) -> IkeError {
+    let offered = |p: &TsPayload| {
+        p.selectors
+            .iter()
+            .map(|s| match s {
+                TrafficSelector::Ip(ip) => ip.to_string(),
+                TrafficSelector::Other { ts_type, .. } => format!("TS_TYPE_{ts_type}"),
+            })
+            .collect()
+    };
+    let ours = |s: &[IpSelector]| s.iter().map(ToString::to_string).collect();
+    IkeError::TsUnacceptable(TsMismatch {
+        offered: (offered(tsi), offered(tsr)),
+        configured: (ours(configured.0), ours(configured.1)),
+    })
 }
 
 pub(crate) fn payload(selectors: &[IpSelector]) -> TsPayload {

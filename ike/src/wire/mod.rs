@@ -16,6 +16,7 @@ pub mod header;
 pub mod id;
 pub mod ke;
 pub mod message;
+mod names;
 pub mod nonce;
 pub mod notify;
 pub mod payload;

@@ -559,3 +559,24 @@ fn reauth_is_requested_instead_of_a_rekey() {
             .any(|e| matches!(e, Event::IkeRekeyed { .. }))
     );
 }
+
+#[test]
+fn create_child_with_foreign_selectors_names_them_on_both_sides() {
+    let mut pair = Pair::established(config(true), config(false));
+    let mut child = config(true).first_child();
+    child.remote_ts = vec![net(7)];
+    pair.initiator.create_child(child, pair.now).unwrap();
+    pair.drive();
+    let want = IkeError::TsUnacceptable(TsMismatch {
+        offered: (vec!["10.1.0.0/16".into()], vec!["10.7.0.0/16".into()]),
+        configured: (vec!["10.1.0.0/16".into()], vec!["10.2.0.0/16".into()]),
+    });
+    assert!(pair.events_r.contains(&Event::ChildSaFailed(want)));
+    assert!(
+        pair.events_i
+            .contains(&Event::ChildSaFailed(IkeError::PeerError(
+                NotifyType::TsUnacceptable
+            )))
+    );
+    assert_eq!(pair.agreed_children().len(), 1);
+}

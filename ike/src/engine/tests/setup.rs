@@ -133,6 +133,49 @@ fn no_common_proposal() {
         ))]
     );
     assert!(pair.responder.is_failed());
+    // The responder says what it was offered and what it has.
+    let [Event::Failed(e)] = pair.events_r.as_slice() else {
+        panic!("{:?}", pair.events_r);
+    };
+    assert_eq!(
+        e.to_string(),
+        "no acceptable proposal: offered [AES_GCM_16_128/PRF_HMAC_SHA2_256/ECP_256], \
+         configured [AES_GCM_16_128/PRF_HMAC_SHA2_512/ECP_256]"
+    );
+}
+
+#[test]
+fn no_common_child_proposal_names_both_sides() {
+    let mut ci = config(true);
+    ci.child_suites = vec![
+        esp_gcm(),
+        ChildSuite {
+            encr: Encr::AesCbc256,
+            integ: Some(Integ::HmacSha384_192),
+            esn: true,
+        },
+    ];
+    let mut cr = config(false);
+    cr.child_suites = vec![ChildSuite {
+        encr: Encr::AesCbc128,
+        integ: Some(Integ::HmacSha256_128),
+        esn: false,
+    }];
+    let pair = Pair::established(ci, cr);
+    let want = IkeError::NoProposalChosen(ProposalMismatch {
+        offered: vec![
+            "AES_GCM_16_128/NO_EXT_SEQ".into(),
+            "AES_CBC_256/HMAC_SHA2_384_192/EXT_SEQ".into(),
+        ],
+        configured: vec!["AES_CBC_128/HMAC_SHA2_256_128/NO_EXT_SEQ".into()],
+    });
+    assert!(pair.events_r.contains(&Event::ChildSaFailed(want)));
+    assert!(
+        pair.events_i
+            .contains(&Event::ChildSaFailed(IkeError::PeerError(
+                NotifyType::NoProposalChosen
+            )))
+    );
 }
 
 #[test]
@@ -149,9 +192,18 @@ fn unacceptable_traffic_selectors_keep_the_ike_sa() {
                 NotifyType::TsUnacceptable
             )))
     );
+    let detail = TsMismatch {
+        offered: (vec!["10.1.0.0/16".into()], vec!["10.2.0.0/16".into()]),
+        configured: (vec!["10.9.0.0/16".into()], vec!["10.2.0.0/16".into()]),
+    };
+    assert_eq!(
+        detail.to_string(),
+        "offered TSi [10.1.0.0/16] TSr [10.2.0.0/16], \
+         configured TSi [10.9.0.0/16] TSr [10.2.0.0/16]"
+    );
     assert!(
         pair.events_r
-            .contains(&Event::ChildSaFailed(IkeError::TsUnacceptable))
+            .contains(&Event::ChildSaFailed(IkeError::TsUnacceptable(detail)))
     );
     assert!(pair.agreed_children().is_empty());
     // A child with acceptable selectors can still be created afterwards.
