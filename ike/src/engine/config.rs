@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::pool::SharedPool;
 use crate::cert::{Credential, TrustStore};
 use crate::crypto::{DhGroup, Encr, Integ, Prf, SecretBytes};
@@ -62,6 +64,15 @@ pub struct IkeSuite {
     pub dh: DhGroup,
 }
 
+/// IPsec mode of a child SA (RFC 4301 §4.1). Transport mode is negotiated with
+/// USE_TRANSPORT_MODE (RFC 7296 §1.3.1); an SA is in tunnel mode without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum IpsecMode {
+    #[default]
+    Tunnel,
+    Transport,
+}
+
 /// One ESP proposal for a child SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ChildSuite {
@@ -107,6 +118,9 @@ pub struct ChildConfig {
     pub remote_ts: Vec<IpSelector>,
     /// Perfect forward secrecy for CREATE_CHILD_SA: a KE payload of this group.
     pub pfs: Option<DhGroup>,
+    /// The mode asked for; a child SA the peer answers in another mode is deleted
+    /// (RFC 7296 §1.3.1). Kept with the child as negotiated, so its rekey asks the same.
+    pub mode: IpsecMode,
 }
 
 #[derive(Clone)]
@@ -124,6 +138,10 @@ pub struct IkeConfig {
     /// In order of preference; the initiator's KE uses the first suite's group.
     pub ike_suites: Vec<IkeSuite>,
     pub child_suites: Vec<ChildSuite>,
+    /// Transport: ask for transport-mode child SAs as initiator and grant them to an
+    /// initiator that asks. Tunnel: neither (an initiator asking for transport mode
+    /// gets a tunnel-mode SA, which it may then delete).
+    pub child_mode: IpsecMode,
     /// Our side of the tunnel (TSi for an initiator, TSr for a responder).
     pub local_ts: Vec<IpSelector>,
     pub remote_ts: Vec<IpSelector>,
@@ -200,6 +218,7 @@ impl IkeConfig {
             peer_auth,
             ike_suites: Vec::new(),
             child_suites: Vec::new(),
+            child_mode: IpsecMode::Tunnel,
             local_ts: Vec::new(),
             remote_ts: Vec::new(),
             retransmit: Retransmit::default(),
@@ -227,6 +246,7 @@ impl IkeConfig {
             local_ts: self.local_ts.clone(),
             remote_ts: self.remote_ts.clone(),
             pfs: self.child_pfs,
+            mode: self.child_mode,
         }
     }
 }
@@ -240,6 +260,7 @@ impl std::fmt::Debug for IkeConfig {
             .field("peer_auth", &self.peer_auth)
             .field("ike_suites", &self.ike_suites)
             .field("child_suites", &self.child_suites)
+            .field("child_mode", &self.child_mode)
             .field("local_ts", &self.local_ts)
             .field("remote_ts", &self.remote_ts)
             .field("retransmit", &self.retransmit)

@@ -118,6 +118,13 @@ pub enum IkeError {
     NoSignatureHash(KeyKind),
     #[error("traffic selectors unacceptable: {0}")]
     TsUnacceptable(TsMismatch),
+    /// The responder answered a child SA in another mode than we asked for (declined
+    /// transport mode, or granted it unasked): we delete the SA (RFC 7296 §1.3.1).
+    #[error("peer answered {answered:?} mode to a request for {asked:?} mode")]
+    ModeMismatch {
+        asked: super::config::IpsecMode,
+        answered: super::config::IpsecMode,
+    },
     /// A payload required by the exchange is missing or duplicated.
     #[error("missing or repeated payload: {0}")]
     InvalidSyntax(&'static str),
@@ -170,6 +177,7 @@ impl IkeError {
             | IkeError::Encode(_)
             | IkeError::PeerError(_)
             | IkeError::Unexpected(_)
+            | IkeError::ModeMismatch { .. }
             | IkeError::Timeout
             | IkeError::NotEstablished => return None,
         })

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::config::{ChildConfig, ChildSuite};
+use super::config::{ChildConfig, ChildSuite, IpsecMode};
 use super::error::IkeError;
 use super::keys::{ChildParams, InitTranscript, child_install, keyed_from_seed};
+use super::mode;
 use super::proposal::{
     accepted_child, accepted_ike, child_mismatch, child_offer, choose_child, choose_ike,
     ike_mismatch, ike_offer,
@@ -33,6 +34,8 @@ fn lower(a: &[u8], b: &[u8]) -> Vec<u8> {
 /// What a responder allows for a child SA.
 struct ChildPolicy<'a> {
     suites: Vec<ChildSuite>,
+    /// Transport mode is granted only if this is transport.
+    mode: IpsecMode,
     remote_ts: &'a [IpSelector],
     local_ts: &'a [IpSelector],
     pfs: Option<DhGroup>,
@@ -125,6 +128,7 @@ impl IkeSa {
                 data: vec![],
             }));
         }
+        payloads.extend(mode::notify(config.mode));
         payloads.push(Payload::Sa(child_offer(
             &config.suites,
             our_spi,
@@ -377,6 +381,7 @@ impl IkeSa {
             return Err(ts::mismatch(tsi, tsr, (policy.remote_ts, policy.local_ts)));
         }
         let nr = nonce(self.rng.as_mut());
+        let mode = mode::answer(payloads, policy.mode);
         let install = child_install(
             &sess.keyed,
             ChildParams {
@@ -385,14 +390,16 @@ impl IkeSa {
                 g_ir: pfs.as_ref().map(|(_, g)| g),
                 nonces: (&ni, &nr),
                 spis: (our_spi, peer_spi),
+                mode,
             },
             local_ts.clone(),
             remote_ts.clone(),
         )?;
-        let mut answer = vec![
+        let mut answer: Vec<Payload> = mode::notify(mode).into_iter().collect();
+        answer.extend([
             Payload::Sa(answer_sa),
             Payload::Nonce(NoncePayload { data: nr.clone() }),
-        ];
+        ]);
         if let Some((dh, _)) = &pfs {
             answer.push(Payload::Ke(KePayload {
                 group: dh.group().iana_id(),
@@ -406,6 +413,7 @@ impl IkeSa {
             local_ts,
             remote_ts,
             pfs: policy.pfs,
+            mode,
         };
         Ok((answer, install, config, lower(&ni, &nr)))
     }
@@ -419,6 +427,7 @@ impl IkeSa {
         let (remote_ts, local_ts) = (self.config.remote_ts.clone(), self.config.local_ts.clone());
         let policy = ChildPolicy {
             suites: self.config.child_suites.clone(),
+            mode: self.config.child_mode,
             remote_ts: &remote_ts,
             local_ts: &local_ts,
             pfs: self.config.child_pfs,
@@ -448,6 +457,7 @@ impl IkeSa {
             return Err(IkeError::TemporaryFailure);
         }
         let old_inbound = old.inbound;
+        let old_mode = old.config.mode;
         let mut suites = old.config.suites.clone();
         suites.extend(
             self.config
@@ -456,8 +466,10 @@ impl IkeSa {
                 .filter(|s| !old.config.suites.contains(s)),
         );
         let (remote_ts, local_ts) = (old.config.remote_ts.clone(), old.config.local_ts.clone());
+        // The replacement keeps the mode of the SA it replaces.
         let policy = ChildPolicy {
             suites,
+            mode: old_mode,
             remote_ts: &remote_ts,
             local_ts: &local_ts,
             pfs: self.config.child_pfs,
@@ -683,6 +695,7 @@ impl IkeSa {
                     g_ir: g_ir.as_ref(),
                     nonces: (&init.ni, &nr),
                     spis: (init.our_spi, peer_spi),
+                    mode: mode::of(payloads),
                 },
                 local_ts.clone(),
                 remote_ts.clone(),
@@ -692,6 +705,7 @@ impl IkeSa {
                 local_ts,
                 remote_ts,
                 pfs: init.config.pfs,
+                mode: install.mode,
             };
             Ok((install, config, lower(&init.ni, &nr)))
         })();
@@ -714,6 +728,10 @@ impl IkeSa {
                 Ok(())
             }
             Ok((mut install, config, low)) => {
+                if self.refuse_child(&install, &config, init.config.mode, now) {
+                    // A rekey refused so: the old pair carries on until its lifetime.
+                    return Ok(());
+                }
                 let lost = init.collision.as_ref().is_some_and(|other| low < *other);
                 if lost {
                     // The peer's rekey of the same child survives; ours is redundant:

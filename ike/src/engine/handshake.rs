@@ -16,6 +16,7 @@ use super::auth::{AuthInput, identity_matches, make_auth, verify_peer_auth};
 use super::config::{ChildConfig, LocalAuth, PeerAuth};
 use super::error::IkeError;
 use super::keys::{ChildParams, InitTranscript, Keyed, child_install, derive};
+use super::mode;
 use super::natt::{NAT_T_PORT, NatStatus, natd_payloads};
 use super::pool::Lease;
 use super::proposal::{
@@ -337,6 +338,7 @@ impl IkeSa {
                 .collect(),
             }));
         }
+        payloads.extend(mode::notify(self.config.child_mode));
         payloads.extend([
             Payload::Sa(child_offer(&self.config.child_suites, child_spi, None)),
             Payload::TsI(ts::payload(&self.config.local_ts)),
@@ -632,6 +634,7 @@ impl IkeSa {
                 (&remote_allowed, &self.config.local_ts),
             ));
         }
+        let mode = mode::answer(payloads, self.config.child_mode);
         let keyed = &sess.keyed;
         let install = child_install(
             keyed,
@@ -641,10 +644,12 @@ impl IkeSa {
                 g_ir: None,
                 nonces: (&keyed.ni, &keyed.nr),
                 spis: (our_spi, peer_spi),
+                mode,
             },
             local_ts.clone(),
             remote_ts.clone(),
         )?;
+        more.extend(mode::notify(mode));
         more.extend([
             Payload::Sa(answer_sa),
             Payload::TsI(ts::payload(&remote_ts)),
@@ -655,6 +660,7 @@ impl IkeSa {
             local_ts,
             remote_ts,
             pfs: self.config.child_pfs,
+            mode,
         };
         Ok((more, install, config))
     }
@@ -798,6 +804,7 @@ impl IkeSa {
                     g_ir: None,
                     nonces: (&keyed.ni, &keyed.nr),
                     spis: (child_spi, peer_spi),
+                    mode: mode::of(payloads),
                 },
                 local_ts.clone(),
                 remote_ts.clone(),
@@ -807,11 +814,16 @@ impl IkeSa {
                 local_ts,
                 remote_ts,
                 pfs: self.config.child_pfs,
+                mode: install.mode,
             };
             Ok((install, config))
         })();
         match child {
-            Ok((install, config)) => self.adopt_child(install, config, true, now),
+            Ok((install, config)) => {
+                if !self.refuse_child(&install, &config, self.config.child_mode, now) {
+                    self.adopt_child(install, config, true, now);
+                }
+            }
             Err(e) => self.events.push_back(Event::ChildSaFailed(e)),
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Key material of IKE SAs (RFC 7296 §2.14, §2.18) and child SAs (§2.17).
 
-use super::config::{ChildSuite, IkeSuite};
+use super::config::{ChildSuite, IkeSuite, IpsecMode};
 use super::error::IkeError;
 use super::sa::{ChildSaInstall, ChildSaKeys};
 use crate::crypto::derive::{ChildKeyLengths, IkeKeyLengths, child_keys, ike_sa_keys, skeyseed};
@@ -109,6 +109,8 @@ pub(super) struct ChildParams<'a> {
     pub(super) nonces: (&'a [u8], &'a [u8]),
     /// (ours, peer's).
     pub(super) spis: (u32, u32),
+    /// As negotiated.
+    pub(super) mode: IpsecMode,
 }
 
 /// KEYMAT for a child SA, as the data plane installs it.
@@ -143,6 +145,7 @@ pub(super) fn child_install(
         encr_key_bits: p.suite.encr.key_bits(),
         integ_id: p.suite.integ.map(Integ::iana_id),
         esn: p.suite.esn,
+        mode: p.mode,
         inbound: ChildSaKeys {
             spi: p.spis.0,
             encr_key: inbound.0,

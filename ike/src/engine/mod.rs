@@ -34,6 +34,7 @@ mod exchange;
 mod frag;
 mod handshake;
 mod keys;
+mod mode;
 mod natt;
 mod pool;
 mod proposal;
@@ -48,7 +49,8 @@ mod tests;
 
 pub use auth::identity_matches;
 pub use config::{
-    ChildConfig, ChildLifetime, ChildSuite, IkeConfig, IkeSuite, LocalAuth, PeerAuth, Retransmit,
+    ChildConfig, ChildLifetime, ChildSuite, IkeConfig, IkeSuite, IpsecMode, LocalAuth, PeerAuth,
+    Retransmit,
 };
 pub use cookie::{CookieResponder, Decision};
 pub use error::{CertFailure, IkeError, ProposalMismatch, TsMismatch};

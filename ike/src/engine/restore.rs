@@ -348,6 +348,7 @@ fn restore_child(c: ChildSnapshot, now: Instant) -> Result<Child, RestoreError> 
         local_ts: i.local_ts.clone(),
         remote_ts: i.remote_ts.clone(),
         pfs: c.pfs.map(DhGroup::from_iana).transpose()?,
+        mode: i.mode,
     };
     Ok(Child {
         inbound: i.inbound.spi,
@@ -425,6 +426,7 @@ impl ChildConfigSnapshot {
             local_ts: self.local_ts,
             remote_ts: self.remote_ts,
             pfs: self.pfs.map(DhGroup::from_iana).transpose()?,
+            mode: self.mode,
         })
     }
 }

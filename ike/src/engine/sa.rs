@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
-use super::config::{ChildConfig, IkeConfig, IkeSuite};
+use super::config::{ChildConfig, IkeConfig, IkeSuite, IpsecMode};
 use super::error::IkeError;
 use super::frag::{self, Bounds, Reassembly};
 use super::keys::Keyed;
@@ -59,7 +59,6 @@ pub struct ChildSaKeys {
 ///
 /// Serializable so that the cluster node can keep it as the record of an installed pair
 /// and replicate it; the keys are [`SecretBytes`], wiped on drop and never printed.
-/// Always tunnel mode: the engine negotiates no other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildSaInstall {
     pub protocol: ProtocolId,
@@ -69,6 +68,8 @@ pub struct ChildSaInstall {
     /// IANA INTEG id; `None` with an AEAD.
     pub integ_id: Option<u16>,
     pub esn: bool,
+    /// Tunnel or transport, as negotiated with USE_TRANSPORT_MODE.
+    pub mode: IpsecMode,
     /// Keys include the 4-byte salt for AEADs (RFC 4106 §8.1).
     pub inbound: ChildSaKeys,
     pub outbound: ChildSaKeys,
@@ -1237,6 +1238,30 @@ impl IkeSa {
             let at = self.jittered(life.mul_f64(0.9), 5);
             self.ike_rekey_at = Some(now + at);
         }
+    }
+
+    /// An SA the peer answered in another mode than `asked`: never installed here and
+    /// deleted at the peer, which did install it (RFC 7296 §1.3.1: the initiator
+    /// "MUST delete the SA"). Returns false (and does nothing) if the mode is right.
+    pub(super) fn refuse_child(
+        &mut self,
+        install: &ChildSaInstall,
+        config: &ChildConfig,
+        asked: IpsecMode,
+        now: Instant,
+    ) -> bool {
+        if install.mode == asked {
+            return false;
+        }
+        let spi = install.inbound.spi;
+        self.adopt_child(install.clone(), config.clone(), false, now);
+        self.push_task(Task::DeleteChild(spi));
+        self.events
+            .push_back(Event::ChildSaFailed(IkeError::ModeMismatch {
+                asked,
+                answered: install.mode,
+            }));
+        true
     }
 
     /// Records a new child SA, arms its lifetimes and, if `announce`, reports it.

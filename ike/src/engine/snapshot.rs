@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::config::{ChildConfig, ChildSuite, IkeSuite};
+use super::config::{ChildConfig, ChildSuite, IkeSuite, IpsecMode};
 use super::natt::NatStatus;
 use super::sa::{
     Active, ActiveKind, Child, ChildSaInstall, ChildState, IkeSa, Phase, Session, Task,
@@ -20,7 +20,8 @@ use crate::wire::IpSelector;
 
 /// Bumped whenever the encoding of a snapshot changes meaning; [`IkeSa::restore`]
 /// refuses other formats rather than misreading them.
-pub(super) const FORMAT: u16 = 1;
+/// 2: child SAs and their proposals carry their IPsec mode.
+pub(super) const FORMAT: u16 = 2;
 
 /// Everything needed to continue an established IKE SA in another process: addresses
 /// and NAT state, the current IKE SA's SPIs, keys and message IDs (with the cached last
@@ -209,6 +210,7 @@ pub(super) struct ChildConfigSnapshot {
     pub(super) local_ts: Vec<IpSelector>,
     pub(super) remote_ts: Vec<IpSelector>,
     pub(super) pfs: Option<u16>,
+    pub(super) mode: IpsecMode,
 }
 
 /// Algorithms travel as IANA numbers, like on the wire: the encoding does not depend
@@ -409,6 +411,7 @@ impl ChildConfigSnapshot {
             local_ts: c.local_ts.clone(),
             remote_ts: c.remote_ts.clone(),
             pfs: c.pfs.map(DhGroup::iana_id),
+            mode: c.mode,
         }
     }
 }
