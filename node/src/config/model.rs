@@ -393,6 +393,11 @@ pub struct VpnMonitor {
 /// Per-tunnel outer-header and replay options shared by IKE and manual VPNs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunnelOptions {
+    /// `mode = "tunnel" | "transport"` (default tunnel). An IKE VPN asks for transport
+    /// mode with USE_TRANSPORT_MODE and grants it to a peer that asks (RFC 7296
+    /// §1.3.1); transport mode protects packets between the two gateways' own
+    /// addresses, so the traffic selectors should name those.
+    pub mode: Mode,
     pub df_bit: DfBit,
     pub copy_outer_dscp: bool,
     /// Window in packets; `None` with `no-anti-replay`.
@@ -512,7 +517,7 @@ impl ManualVpn {
             .with_encryption(self.encr, &keys.encr)
             .with_integrity(self.integ, &keys.integ);
         sa.protocol = self.protocol.protocol();
-        sa.mode = Mode::Tunnel;
+        sa.mode = self.options.mode;
         sa.esn = false;
         sa.replay_window = 0;
         sa.udp_encap = self.udp_encapsulation.then_some(UdpEncap {

@@ -199,6 +199,7 @@ pub struct Vpn {
     pub ike: Option<Spanned<VpnIke>>,
     pub manual: Option<Spanned<Manual>>,
     pub establish_tunnels: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
     pub df_bit: Option<Spanned<String>>,
     #[serde(default)]
     pub copy_outer_dscp: bool,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use dataplane::crypto::{EncrAlg, IntegAlg};
-use dataplane::sa::DfBit;
+use dataplane::sa::{DfBit, Mode};
 use dataplane::selector::IpPrefix;
 use indexmap::IndexMap;
 use toml::Spanned;
@@ -1666,7 +1666,17 @@ impl Validator<'_, '_> {
             (None, Some(_)) => Some(None),
             (None, None) => global_window.unwrap_or(Some(64)).map(Some),
         };
+        let mode = match &vpn.mode {
+            None => Some(Mode::Tunnel),
+            Some(m) => self.named(
+                m,
+                &k("mode"),
+                "mode",
+                &[("tunnel", Mode::Tunnel), ("transport", Mode::Transport)],
+            ),
+        };
         Some(TunnelOptions {
+            mode: mode?,
             df_bit: df_bit?,
             copy_outer_dscp: vpn.copy_outer_dscp,
             anti_replay: anti_replay?,
@@ -1860,6 +1870,7 @@ impl Validator<'_, '_> {
             },
             udp_encapsulation: m.udp_encapsulation,
             options: TunnelOptions {
+                mode: Mode::Tunnel,
                 df_bit: DfBit::Clear,
                 copy_outer_dscp: false,
                 anti_replay: None,

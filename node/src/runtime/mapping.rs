@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 
 use dataplane::crypto::{EncrAlg, IntegAlg};
-use dataplane::sa::{Direction, Lifetime, SaConfig, UdpEncap};
+use dataplane::sa::{Direction, Lifetime, Mode, SaConfig, UdpEncap};
 use dataplane::selector::{IpRange, PortRange, Selector};
-use ike::engine::ChildSaInstall;
+use ike::engine::{ChildSaInstall, IpsecMode};
 use ike::wire::{AddrRange, IpSelector};
 
 use super::GatewaySpec;
@@ -42,6 +42,10 @@ pub fn child_sas(
             .with_encryption(encr, keys.encr_key.as_bytes())
             .with_integrity(integ, keys.integ_key.as_bytes());
         c.esn = install.esn;
+        c.mode = match install.mode {
+            IpsecMode::Tunnel => Mode::Tunnel,
+            IpsecMode::Transport => Mode::Transport,
+        };
         c.replay_window = spec.esp.replay_window;
         c.df_bit = spec.esp.df_bit;
         c.copy_dscp = spec.esp.copy_dscp;

@@ -6,10 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use dataplane::sa::Mode;
 use ike::cert::{Credential, KeyKind, PrivateKey, TrustStore, certs_from_pem};
 use ike::crypto::{DhGroup, Encr, Integ, Prf, SecretBytes};
 use ike::engine::{
-    ChildLifetime, ChildSuite, IkeConfig, IkeSuite, LocalAuth, PeerAuth, Retransmit,
+    ChildLifetime, ChildSuite, IkeConfig, IkeSuite, IpsecMode, LocalAuth, PeerAuth, Retransmit,
     identity_matches,
 };
 use ike::wire::{AddrRange, Identity, IpSelector};
@@ -474,6 +475,10 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         .filter(|other| matches!(&other.remote, Remote::Static(a) if a.contains(&remote)))
         .count()
         == 1;
+    ike.child_mode = match vpn.options.mode {
+        Mode::Tunnel => IpsecMode::Tunnel,
+        Mode::Transport => IpsecMode::Transport,
+    };
     ike.child_pfs = vpn
         .pfs_group
         .map(DhGroup::from_iana)
