@@ -7,10 +7,17 @@
 //! line that silently fails to decrypt.
 //!
 //! This module only formats lines; writing them (and keeping the file `0600`, since it
-//! holds live keys) is the daemon's job, and only when the operator asked for it.
+//! holds live keys) is the daemon's job, and only when the operator asked for it. Lines
+//! are [`Zeroizing`] and allocated once at their final size, so no copy of a key is
+//! left behind in memory by a reallocation.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+
+use zeroize::Zeroizing;
+
+/// Room for a line's fixed text (SPIs, addresses, quoted algorithm names, commas).
+const LINE_OVERHEAD: usize = 200;
 
 /// IKE encryption names of Wireshark's IKEv2 decryption table, by (ENCR id, key bits).
 fn ike_encr_name(id: u16, key_bits: Option<u16>) -> Option<&'static str> {
@@ -104,10 +111,12 @@ impl std::fmt::Debug for IkeSaKeyLog<'_> {
 impl IkeSaKeyLog<'_> {
     /// One line of Wireshark's `ikev2_decryption_table`, or `None` for algorithms
     /// Wireshark cannot decrypt.
-    pub fn wireshark_line(&self) -> Option<String> {
+    pub fn wireshark_line(&self) -> Option<Zeroizing<String>> {
         let encr = ike_encr_name(self.encr.0, self.encr.1)?;
         let integ = ike_integ_name(self.integ)?;
-        let mut s = format!("{:016x},{:016x},", self.spi_i, self.spi_r);
+        let keys = self.sk_ei.len() + self.sk_er.len() + self.sk_ai.len() + self.sk_ar.len();
+        let mut s = Zeroizing::new(String::with_capacity(LINE_OVERHEAD + 2 * keys));
+        let _ = write!(s, "{:016x},{:016x},", self.spi_i, self.spi_r);
         hex(&mut s, self.sk_ei);
         s.push(',');
         hex(&mut s, self.sk_er);
@@ -152,11 +161,14 @@ impl std::fmt::Debug for EspSaKeyLog<'_> {
 impl EspSaKeyLog<'_> {
     /// One line of Wireshark's `esp_sa` table, or `None` for algorithms Wireshark
     /// cannot decrypt.
-    pub fn wireshark_line(&self) -> Option<String> {
+    pub fn wireshark_line(&self) -> Option<Zeroizing<String>> {
         let encr = esp_encr_name(self.encr)?;
         let integ = esp_integ_name(self.integ)?;
         let family = if self.src.is_ipv4() { "IPv4" } else { "IPv6" };
-        let mut s = format!(
+        let keys = self.encr_key.len() + self.integ_key.len();
+        let mut s = Zeroizing::new(String::with_capacity(LINE_OVERHEAD + 2 * keys));
+        let _ = write!(
+            s,
             "\"{family}\",\"{}\",\"{}\",\"0x{:08x}\",\"{encr}\",\"0x",
             self.src, self.dst, self.spi
         );
@@ -185,7 +197,7 @@ mod tests {
             sk_ar: &[0x44; 2],
         };
         assert_eq!(
-            log.wireshark_line().unwrap(),
+            log.wireshark_line().unwrap().as_str(),
             "0102030405060708,a1a2a3a4a5a6a7a8,11111111111111111111111111111111,\
              22222222222222222222222222222222,\"AES-CBC-128 [RFC3602]\",3333,4444,\
              \"HMAC_SHA2_256_128 [RFC4868]\""
@@ -204,7 +216,7 @@ mod tests {
             integ_key: &[],
         };
         assert_eq!(
-            log.wireshark_line().unwrap(),
+            log.wireshark_line().unwrap().as_str(),
             "\"IPv4\",\"192.0.2.1\",\"192.0.2.2\",\"0x00c0ffee\",\"AES-GCM [RFC4106]\",\
              \"0xabababab\",\"ANY 128 bit authentication [no checking]\",\"0x\""
         );

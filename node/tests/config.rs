@@ -1520,3 +1520,53 @@ fn vpnd_takes_the_member_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("unknown cluster member \"node2\""), "{err}");
 }
+
+#[test]
+fn vpn_mode_key_log_and_initial_contact_reach_the_engine() {
+    use ike::engine::IpsecMode;
+    use node::runtime::NodeSpec;
+    let text = site_a_with(
+        "df-bit = \"clear\"",
+        "df-bit = \"clear\"\nmode = \"transport\"",
+    ) + "\n[security.ike.traceoptions]\nkey-log = \"/var/log/vpnd-keys\"\n";
+    let cfg = Config::parse(&text, "t.toml").unwrap();
+    assert_eq!(cfg.key_log, Some(PathBuf::from("/var/log/vpnd-keys")));
+    let spec = NodeSpec::from_config(&cfg, 1).unwrap();
+    let g = &spec.gateways[0];
+    assert_eq!(g.ike.child_mode, IpsecMode::Transport);
+    assert!(g.ike.key_log && g.key_log.is_some());
+    // The only VPN to its peer: when it has no IKE SA, the node has none with the peer.
+    assert!(g.ike.initial_contact);
+    // Defaults: tunnel mode, no key log.
+    let plain = NodeSpec::from_config(&example("site-a.toml"), 1).unwrap();
+    let g = &plain.gateways[0];
+    assert_eq!(g.ike.child_mode, IpsecMode::Tunnel);
+    assert!(!g.ike.key_log && g.key_log.is_none());
+
+    // A second VPN to the same peer: neither may claim to be the only contact.
+    let two = DEFAULT_SITE_A.to_owned()
+        + "\n[security.ipsec.vpn.to-b-again]\nbind-interface = \"st0.1\"\n\
+           ike.gateway = \"gw-b\"\nike.ipsec-policy = \"ipsec-pol\"\n\
+           \n[interfaces.st0.unit.1]\nfamily.inet.address = \"10.255.1.1/30\"\n";
+    let spec = NodeSpec::from_config(&Config::parse(&two, "t.toml").unwrap(), 1).unwrap();
+    assert_eq!(spec.gateways.len(), 2);
+    assert!(spec.gateways.iter().all(|g| !g.ike.initial_contact));
+}
+
+#[test]
+fn bad_mode_and_relative_key_log_are_errors() {
+    let text = site_a_with("df-bit = \"clear\"", "df-bit = \"clear\"\nmode = \"beet\"");
+    assert_error(
+        &text,
+        "mode = \"beet\"",
+        "security.ipsec.vpn.to-b.mode",
+        "unknown mode \"beet\" (expected one of: tunnel, transport)",
+    );
+    let text = DEFAULT_SITE_A.to_owned() + "\n[security.ike.traceoptions]\nkey-log = \"keys\"\n";
+    assert_error(
+        &text,
+        "key-log = \"keys\"",
+        "security.ike.traceoptions.key-log",
+        "must be an absolute directory path",
+    );
+}

@@ -185,6 +185,10 @@ pub struct IkeConfig {
     /// only when it has no other IKE SA with the peer, and never where one identity
     /// may be in use from two places at once, as §2.4 requires.
     pub initial_contact: bool,
+    /// Report the keys of every IKE SA ([`crate::engine::Event::IkeSaKeys`]) for a
+    /// Wireshark key log. Off by default: IKE keys leave the engine only when an
+    /// operator asked for them.
+    pub key_log: bool,
 }
 
 impl IkeConfig {
@@ -236,6 +240,7 @@ impl IkeConfig {
             request_address: false,
             address_pool: None,
             initial_contact: false,
+            key_log: false,
         }
     }
 
@@ -269,6 +274,7 @@ impl std::fmt::Debug for IkeConfig {
             .field("ike_lifetime", &self.ike_lifetime)
             .field("child_lifetime", &self.child_lifetime)
             .field("initial_contact", &self.initial_contact)
+            .field("key_log", &self.key_log)
             .finish_non_exhaustive()
     }
 }

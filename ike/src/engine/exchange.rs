@@ -570,6 +570,7 @@ impl IkeSa {
             },
         )?;
         let new = Box::new(Session::new(false, (peer_spi, new_spi), keyed));
+        self.report_keys(&new);
         let colliding = matches!(
             sess.active,
             Some(Active {
@@ -818,6 +819,9 @@ impl IkeSa {
                 low,
             ))
         })();
+        if let Ok((ours, _)) = &result {
+            self.report_keys(ours);
+        }
         match (result, self.ike_collision.take()) {
             (Err(e), None) => {
                 if e == IkeError::PeerError(NotifyType::TemporaryFailure) {

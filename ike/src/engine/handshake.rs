@@ -235,6 +235,7 @@ impl IkeSa {
             self.floated = true;
         }
         let mut sess = Session::new(true, (self.spi_i, self.spi_r), keyed);
+        self.report_keys(&sess);
         // IKE_SA_INIT used message ID 0 of the initiator's direction.
         sess.next_id = 1;
         let r = self.send_auth(&mut sess, now);
@@ -459,6 +460,7 @@ impl IkeSa {
         self.outgoing.push_back(response.clone());
         self.init_response = Some(response);
         let mut sess = Session::new(false, (self.spi_i, self.spi_r), keyed);
+        self.report_keys(&sess);
         sess.peer_next = 1;
         self.session = Some(sess);
         self.phase = Phase::Auth;

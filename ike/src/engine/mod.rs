@@ -57,5 +57,5 @@ pub use error::{CertFailure, IkeError, ProposalMismatch, TsMismatch};
 pub use natt::{NAT_T_PORT, NatStatus};
 pub use pool::{AddressPool, SharedPool};
 pub use restore::RestoreError;
-pub use sa::{ChildSaInstall, ChildSaKeys, Event, IkeSa, Transmit};
+pub use sa::{ChildSaInstall, ChildSaKeys, Event, IkeSa, IkeSaKeyMaterial, Transmit};
 pub use snapshot::{IkeSaSnapshot, SnapshotError};

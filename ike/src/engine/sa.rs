@@ -12,7 +12,7 @@
 //! SA is gone) and keeps its child SAs, which move to the new IKE SA (RFC 7296 §2.18).
 
 use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand_core::CryptoRngCore;
@@ -26,6 +26,7 @@ use super::natt::{NAT_T_PORT, NatStatus};
 use super::pool::Lease;
 use super::version::StateVersion;
 use crate::crypto::{DhGroup, DhSecret, SecretBytes};
+use crate::keylog::{EspSaKeyLog, IkeSaKeyLog};
 use crate::wire::{
     ExchangeType, Flags, Header, Identity, IpSelector, NotifyPayload, NotifyType, Payload,
     ProtocolId, TsPayload, locate_encrypted,
@@ -88,6 +89,79 @@ pub struct ChildSaInstall {
     pub outbound_deferred: bool,
 }
 
+/// The keys protecting one IKE SA's messages, with its SPIs and algorithms: what a
+/// Wireshark key log needs (RFC 7296 §2.14). The keys are [`SecretBytes`]; `Debug`
+/// shows the SPIs only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IkeSaKeyMaterial {
+    pub spi_i: u64,
+    pub spi_r: u64,
+    /// IANA ENCR id and key length attribute.
+    pub encr: (u16, Option<u16>),
+    /// IANA INTEG id, `None` with an AEAD.
+    pub integ: Option<u16>,
+    pub sk_ei: SecretBytes,
+    pub sk_er: SecretBytes,
+    pub sk_ai: SecretBytes,
+    pub sk_ar: SecretBytes,
+}
+
+impl IkeSaKeyMaterial {
+    fn of(spis: (u64, u64), keyed: &Keyed) -> Self {
+        let k = &keyed.keys;
+        IkeSaKeyMaterial {
+            spi_i: spis.0,
+            spi_r: spis.1,
+            encr: (keyed.suite.encr.iana_id(), keyed.suite.encr.key_bits()),
+            integ: keyed.suite.integ.map(|i| i.iana_id()),
+            sk_ei: k.sk_ei.clone(),
+            sk_er: k.sk_er.clone(),
+            sk_ai: k.sk_ai.clone(),
+            sk_ar: k.sk_ar.clone(),
+        }
+    }
+
+    /// The keys as one line of Wireshark's IKEv2 decryption table.
+    pub fn key_log(&self) -> IkeSaKeyLog<'_> {
+        IkeSaKeyLog {
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
+            encr: self.encr,
+            integ: self.integ,
+            sk_ei: self.sk_ei.as_bytes(),
+            sk_er: self.sk_er.as_bytes(),
+            sk_ai: self.sk_ai.as_bytes(),
+            sk_ar: self.sk_ar.as_bytes(),
+        }
+    }
+}
+
+impl std::fmt::Debug for IkeSaKeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.key_log().fmt(f)
+    }
+}
+
+impl ChildSaInstall {
+    /// Both directions as lines of Wireshark's ESP SA table, outbound first, between
+    /// our address `local` and the peer's `remote`.
+    pub fn key_log(&self, local: IpAddr, remote: IpAddr) -> [EspSaKeyLog<'_>; 2] {
+        [
+            (local, remote, &self.outbound),
+            (remote, local, &self.inbound),
+        ]
+        .map(|(src, dst, keys)| EspSaKeyLog {
+            src,
+            dst,
+            spi: keys.spi,
+            encr: self.encr_id,
+            encr_key: keys.encr_key.as_bytes(),
+            integ: self.integ_id,
+            integ_key: keys.integ_key.as_bytes(),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// Both sides are authenticated.
@@ -101,6 +175,10 @@ pub enum Event {
     /// [`Event::Established`] and before the first [`Event::ChildSaReady`], so the old
     /// pairs can go before the new ones are installed.
     InitialContact { peer: Identity },
+    /// An IKE SA (the first, or one created by a rekey) has its keys, reported when
+    /// [`IkeConfig::key_log`] is set. As soon as the keys exist, before IKE_AUTH, so a
+    /// capture of a failing authentication can be decrypted too.
+    IkeSaKeys(Box<IkeSaKeyMaterial>),
     /// A child SA pair is negotiated and should be installed.
     ChildSaReady(ChildSaInstall),
     /// A child SA pair is gone; remove both directions.
@@ -1230,6 +1308,14 @@ impl IkeSa {
             }
         }
         self.retiring.push(s);
+    }
+
+    /// Reports a freshly keyed session's keys, if a key log is configured.
+    pub(super) fn report_keys(&mut self, sess: &Session) {
+        if self.config.key_log {
+            let keys = IkeSaKeyMaterial::of(sess.spis(), &sess.keyed);
+            self.events.push_back(Event::IkeSaKeys(Box::new(keys)));
+        }
     }
 
     pub(super) fn arm_ike_rekey(&mut self, now: Instant) {

@@ -46,6 +46,9 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     /// Redundant Ethernet interfaces (`[interfaces.rethN]`), only with a cluster.
     pub reths: Vec<Reth>,
+    /// `security.ike.traceoptions.key-log`: the directory where IKE and ESP keys are
+    /// appended for Wireshark (see `runtime::keylog`); `None`: no key log.
+    pub key_log: Option<PathBuf>,
 }
 
 impl Config {

@@ -60,6 +60,14 @@ pub struct Ike {
     pub policy: Named<IkePolicy>,
     #[serde(default)]
     pub gateway: Named<IkeGateway>,
+    pub traceoptions: Option<Spanned<IkeTraceoptions>>,
+}
+
+/// Junos `security ike traceoptions`; here only what helps decrypt a capture.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IkeTraceoptions {
+    pub key_log: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -120,6 +120,13 @@ pub(crate) fn resolve(raw: &raw::RawConfig, d: &mut Diagnostics<'_>) -> Option<C
     );
     let routes = v.routes(&raw.routing_options.static_.route, &interfaces);
     let services = v.services(&raw.services);
+    let key_log = raw
+        .security
+        .ike
+        .traceoptions
+        .as_ref()
+        .and_then(|t| t.get_ref().key_log.as_ref())
+        .and_then(|dir| v.key_log(dir));
     let raw_cluster = raw.chassis.cluster.as_ref();
     let cluster = raw_cluster.and_then(|c| v.cluster(c));
     let written_groups: Option<Vec<u8>> = raw_cluster.map(|c| {
@@ -149,6 +156,7 @@ pub(crate) fn resolve(raw: &raw::RawConfig, d: &mut Diagnostics<'_>) -> Option<C
         services,
         cluster,
         reths: reths.into_values().collect(),
+        key_log,
     })
 }
 
@@ -2090,6 +2098,21 @@ impl Validator<'_, '_> {
             }
         }
         out
+    }
+
+    /// An absolute directory: the daemon may run from anywhere, and the files it
+    /// names hold keys.
+    fn key_log(&mut self, dir: &Spanned<String>) -> Option<PathBuf> {
+        let path = PathBuf::from(dir.get_ref());
+        if !path.is_absolute() {
+            self.err(
+                dir.span(),
+                "security.ike.traceoptions.key-log",
+                "must be an absolute directory path",
+            );
+            return None;
+        }
+        Some(path)
     }
 
     fn services(&mut self, raw: &raw::Services) -> ServicesConfig {

@@ -423,7 +423,22 @@ impl Gateway {
                 // older to delete.
                 tracing::info!(gateway = %name, ?peer, "peer sent INITIAL_CONTACT");
             }
+            Event::IkeSaKeys(keys) => {
+                if let Some(log) = &self.spec.key_log {
+                    log.ike(&keys);
+                }
+            }
             Event::ChildSaReady(install) => {
+                if let Some(log) = &self.spec.key_log {
+                    let (local, remote) =
+                        self.sa
+                            .as_ref()
+                            .map_or((self.spec.local, self.spec.remote), |sa| {
+                                let (l, r) = sa.addresses();
+                                (l.ip(), r.ip())
+                            });
+                    log.esp(&install, local, remote);
+                }
                 let (kind, what) = match install.rekeys {
                     Some(old) => (EventKind::Rekey, format!("rekeyed from {old:#010x}")),
                     None => (EventKind::SaUp, "up".to_string()),
@@ -444,7 +459,12 @@ impl Gateway {
                 self.close_child(inbound_spi);
             }
             Event::ChildSaFailed(e) => {
-                tracing::warn!(gateway = %name, error = %e, "child SA not created; IKE SA kept");
+                self.publish(
+                    EventKind::SaDown,
+                    None,
+                    format!("IPsec SA not created (IKE SA kept): {e}"),
+                );
+                tracing::warn!(gateway = %self.spec.name, error = %e, "child SA not created; IKE SA kept");
             }
             Event::IkeRekeyed { old_spis, new_spis } => {
                 self.publish(

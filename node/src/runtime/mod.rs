@@ -15,6 +15,7 @@ pub mod backend;
 pub mod child_sa;
 pub mod gateway;
 pub mod ike_socket;
+pub mod keylog;
 mod mapping;
 pub mod net;
 pub mod spec;
@@ -128,6 +129,8 @@ pub struct GatewaySpec {
     /// A clustered gateway negotiates and answers only while its node is the group's
     /// primary, and writes its SAs through the replicated log.
     pub group: Option<u8>,
+    /// Where the keys of its SAs are logged for Wireshark, if anywhere.
+    pub key_log: Option<keylog::KeyLog>,
 }
 
 /// A manually keyed SA pair (Junos `vpn NAME manual`).

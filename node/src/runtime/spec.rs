@@ -18,6 +18,7 @@ use ring::rand::SystemRandom;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
+use super::keylog::KeyLog;
 use super::{EspOptions, GatewaySpec, ManualSpec, NodeSpec, TunnelSpec};
 use crate::config::model::{self, Auth, Binding, Config, Establish, Member, NextHop, Remote};
 
@@ -475,6 +476,7 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         .filter(|other| matches!(&other.remote, Remote::Static(a) if a.contains(&remote)))
         .count()
         == 1;
+    ike.key_log = cfg.key_log.is_some();
     ike.child_mode = match vpn.options.mode {
         Mode::Tunnel => IpsecMode::Tunnel,
         Mode::Transport => IpsecMode::Transport,
@@ -494,6 +496,7 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         initiate: vpn.establish == Establish::Immediately,
         on_traffic: vpn.establish != Establish::ResponderOnly,
         group: None,
+        key_log: cfg.key_log.as_ref().map(KeyLog::new),
         esp: EspOptions {
             replay_window: vpn.options.anti_replay.unwrap_or(0),
             df_bit: vpn.options.df_bit,

@@ -18,6 +18,7 @@ mod collision;
 mod contact;
 mod exchanges;
 mod failover;
+mod keylog;
 mod mode;
 mod natt;
 mod restore;
