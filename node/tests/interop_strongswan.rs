@@ -575,6 +575,45 @@ fn netns_interop_vpnd_rekeys_children_on_volume_under_traffic() {
     rekeyed_without_loss(&charon, &vpnd, &spi_before, (tx, rx));
 }
 
+#[test]
+#[ignore = "slow (~3 min): IKE lifetime-seconds cannot go below 180 s; run with `--ignored`"]
+fn netns_interop_vpnd_rekeys_the_ike_sa_under_traffic() {
+    require_environment();
+    let topo = Topology::new("vikerekey");
+    // charon never rekeys (LONG); vpnd rekeys its IKE SA at about 90% of 180 s.
+    let charon = Charon::start(&topo, GCM_ECP256, LONG);
+    let cfg = Vpnd::config(GCM_ECP256, true).replacen(
+        "lifetime-seconds = 28800\n",
+        "lifetime-seconds = 180\n",
+        1,
+    );
+    let vpnd = Vpnd::spawn(&topo, &cfg);
+    wait_child(&charon, &vpnd);
+    // charon's IKE SA line: its unique id and both SPIs.
+    let ike_sa = |sas: &str| {
+        sas.lines()
+            .find(|l| l.contains("ESTABLISHED"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let ike_before = ike_sa(&charon.list_sas());
+    // Traffic across the rekey: 20 pings/s for 175 s.
+    let (tx, rx) = topo.ping(true, 3500, "0.05");
+    assert!(
+        vpnd.log().contains("IKE SA rekeyed"),
+        "vpnd did not rekey its IKE SA:\n{}",
+        vpnd.log()
+    );
+    assert_eq!(tx, rx, "packets lost across the IKE rekey\n{}", vpnd.log());
+    // charon holds one IKE SA, under new SPIs, with its one child pair moved to it.
+    let sas = charon.list_sas();
+    assert_ne!(ike_before, ike_sa(&sas), "IKE SPIs unchanged: {sas}");
+    assert_eq!(sas.matches("ESTABLISHED").count(), 1, "{sas}");
+    assert_eq!(sas.matches("INSTALLED").count(), 1, "{sas}");
+    let (tx, rx) = topo.ping(false, 5, "0.2");
+    assert_eq!((tx, rx), (5, 5), "no traffic after the IKE rekey");
+}
+
 /// Waits until vpnd installed a child SA pair and charon shows one.
 fn wait_child(charon: &Charon, vpnd: &Vpnd) {
     wait_for(
