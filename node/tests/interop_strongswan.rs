@@ -393,7 +393,7 @@ next-hop = \"st0.0\"
             establish = if initiate {
                 "immediately"
             } else {
-                "on-traffic"
+                "responder-only"
             },
         );
         cfg
@@ -849,7 +849,7 @@ next-hop = \"st0.0\"
         establish = if initiate {
             "immediately"
         } else {
-            "on-traffic"
+            "responder-only"
         },
     );
     Vpnd::spawn(topo, &cfg)
