@@ -32,7 +32,7 @@
 # default 2), DP_SYSTEMS (default "bare vpnd strongswan boringtun"), DP_PROPOSALS
 # (default "aes128gcm aes256gcm aes128cbc-sha256 aes256cbc-sha256"), VPND_WORKERS (SPU
 # workers, default 1, vpnd's default), CP_SEQ (sequential setups, default 50), CP_SAS
-# (IKE SAs at once, default 50), CP_REPEAT (default 1), CP_AUTHS, CLUSTER=0 (skip the
+# (IKE SAs at once, default 100), CP_REPEAT (default 1), CP_AUTHS, CLUSTER=0 (skip the
 # cluster part; the README then keeps its last figures), CLUSTER_KILLS (default 5),
 # CLUSTER_SETTINGS (default "200x3 100x3"), PARTS (default "dataplane control cluster"),
 # INSTALL=0 (do not install anything), CARGO_TARGET_DIR.
@@ -58,7 +58,7 @@ DP_SYSTEMS=${DP_SYSTEMS:-"bare vpnd strongswan boringtun"}
 DP_PROPOSALS=${DP_PROPOSALS:-"aes128gcm aes256gcm aes128cbc-sha256 aes256cbc-sha256"}
 VPND_WORKERS=${VPND_WORKERS:-1}
 CP_SEQ=${CP_SEQ:-50}
-CP_SAS=${CP_SAS:-50}
+CP_SAS=${CP_SAS:-100}
 CP_REPEAT=${CP_REPEAT:-1}
 CLUSTER=${CLUSTER:-1}
 CLUSTER_KILLS=${CLUSTER_KILLS:-5}

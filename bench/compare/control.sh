@@ -208,24 +208,34 @@ cp_start_vpnd_responder() {
 
 vici() { "$PYTHON" "$HERE/compare/vici_rate.py" "$WORK/cp-ini/run/charon.vici" "$@"; }
 
+# cpu_ms_per NS N: milliseconds of CPU per item.
+cpu_ms_per() { awk -v t="$1" -v n="$2" 'BEGIN {printf "%.3f", n ? t / 1e6 / n : 0}'; }
+
 # cp_measure RESPONDER AUTH REP
 cp_measure() {
     local responder=$1 auth=$2 rep=$3 out rss0 rss1 p0 p1 i0 i1
     # One setup first: certificates parsed, caches warm, neighbours resolved.
     vici seq 1 >/dev/null || true
+    p0=$(proc_cpu_ns "$RSP_PID")
+    i0=$(proc_cpu_ns "$INI_PID")
     out=$(vici seq "$CP_SEQ") || out='{"error": "vici seq failed"}'
+    p1=$(proc_cpu_ns "$RSP_PID")
+    i1=$(proc_cpu_ns "$INI_PID")
     log "$responder $auth seq: $out"
+    # CPU per cycle here: a setup and its Delete.
     record section=control test=seq responder="$responder" auth="$auth" rep="$rep" \
+        rsp_cpu_ms_per_setup="$(cpu_ms_per $((p1 - p0)) "$CP_SEQ")" \
+        ini_cpu_ms_per_setup="$(cpu_ms_per $((i1 - i0)) "$CP_SEQ")" \
         setups_per_s="$(jq -r '.setups_per_s // 0' <<<"$out")" \
         median_ms="$(jq -r '.median_ms // 0' <<<"$out")" \
         p95_ms="$(jq -r '.p95_ms // 0' <<<"$out")" fails="$(jq -r '.fails // 0' <<<"$out")" n="$CP_SEQ"
     sleep 0.5
     rss0=$(rss_kib "$RSP_PID")
-    p0=$(proc_ticks "$RSP_PID")
-    i0=$(proc_ticks "$INI_PID")
+    p0=$(proc_cpu_ns "$RSP_PID")
+    i0=$(proc_cpu_ns "$INI_PID")
     out=$(vici fan "$CP_SAS") || out='{"error": "vici fan failed"}'
-    p1=$(proc_ticks "$RSP_PID")
-    i1=$(proc_ticks "$INI_PID")
+    p1=$(proc_cpu_ns "$RSP_PID")
+    i1=$(proc_cpu_ns "$INI_PID")
     sleep 1
     rss1=$(rss_kib "$RSP_PID")
     local est
@@ -234,8 +244,8 @@ cp_measure() {
     record section=control test=fan responder="$responder" auth="$auth" rep="$rep" \
         setups_per_s="$(jq -r '.setups_per_s // 0' <<<"$out")" established="$est" k="$CP_SAS" \
         wall_s="$(jq -r '.wall_s // 0' <<<"$out")" \
-        rsp_cpu_ms_per_setup="$(awk -v t=$((p1 - p0)) -v hz="$HZ" -v n="$est" 'BEGIN {printf "%.3f", n ? t / hz * 1000 / n : 0}')" \
-        ini_cpu_ms_per_setup="$(awk -v t=$((i1 - i0)) -v hz="$HZ" -v n="$est" 'BEGIN {printf "%.3f", n ? t / hz * 1000 / n : 0}')" \
+        rsp_cpu_ms_per_setup="$(cpu_ms_per $((p1 - p0)) "$est")" \
+        ini_cpu_ms_per_setup="$(cpu_ms_per $((i1 - i0)) "$est")" \
         rss_before_kib="$rss0" rss_after_kib="$rss1" \
         kib_per_sa="$(awk -v a="$rss0" -v b="$rss1" -v n="$est" 'BEGIN {printf "%.1f", n ? (b - a) / n : 0}')"
     vici down "$CP_SAS" >/dev/null || true

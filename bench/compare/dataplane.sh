@@ -313,10 +313,10 @@ dp_measure() {
         json=$WORK/iperf-$system-$proposal-$kind-$rep.json
         t0=$(date +%s%N)
         u0=$(udp_arrived)
-        p0=$(proc_ticks "${GW_PIDS[@]}")
+        p0=$(proc_cpu_ns "${GW_PIDS[@]}")
         b0=$(busy_ticks)
         nsx lana timeout $((DP_SECONDS + 20)) iperf3 "${args[@]}" >"$json" 2>"${json%.json}.err" || true
-        p1=$(proc_ticks "${GW_PIDS[@]}")
+        p1=$(proc_cpu_ns "${GW_PIDS[@]}")
         b1=$(busy_ticks)
         u1=$(udp_arrived)
         t1=$(date +%s%N)
@@ -334,7 +334,7 @@ dp_measure() {
             continue
         fi
         local gw_cpu sys_cpu wall
-        gw_cpu=$(awk -v t=$((p1 - p0)) -v hz="$HZ" 'BEGIN {printf "%.3f", t / hz}')
+        gw_cpu=$(awk -v t=$((p1 - p0)) 'BEGIN {printf "%.3f", t / 1e9}')
         sys_cpu=$(awk -v t=$((b1 - b0)) -v hz="$HZ" 'BEGIN {printf "%.3f", t / hz}')
         wall=$(awk -v t=$((t1 - t0)) 'BEGIN {printf "%.3f", t / 1e9}')
         if [ "$kind" = tcp ]; then

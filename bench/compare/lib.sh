@@ -95,19 +95,19 @@ wait_until() {
     return 1
 }
 
-# CPU accounting. Ticks of user + system time of the processes (all threads: the
-# process line of /proc/PID/stat sums them) and non-idle ticks of the whole machine
-# (user nice system irq softirq steal), so kernel work no process is charged with
-# (softirq forwarding, the veth) still shows in the machine figure.
+# CPU accounting. Nanoseconds on CPU of the processes, summed over their threads
+# (/proc/PID/task/TID/schedstat: /proc/PID/stat counts in 10 ms ticks, too coarse
+# for a few dozen IKE setups; the daemons' threads live as long as they do), and
+# non-idle ticks of the whole machine (user nice system irq softirq steal), so kernel
+# work no process is charged with (softirq forwarding, the veth) still shows in the
+# machine figure.
 # shellcheck disable=SC2034 # used by the parts
 HZ=$(getconf CLK_TCK)
-proc_ticks() {
-    local sum=0 pid t
+proc_cpu_ns() {
+    local pid
     for pid in "$@"; do
-        t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-        sum=$((sum + t))
-    done
-    echo "$sum"
+        cat /proc/"$pid"/task/*/schedstat 2>/dev/null || true
+    done | awk '{ns += $1} END {printf "%.0f\n", ns}'
 }
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 # Resident set size of PID in KiB.
