@@ -29,7 +29,7 @@
 # and Python's vici client in a venv there (Debian has no python3-vici).
 #
 # Environment: OUT, QUICK=1, DP_SECONDS (per iperf3 run, default 5), DP_REPEAT (rounds,
-# default 2), DP_SYSTEMS (default "bare vpnd strongswan boringtun"), DP_PROPOSALS
+# default 2), DP_SYSTEMS (default "bare vpnd vpnd-udp strongswan boringtun"), DP_PROPOSALS
 # (default "aes128gcm aes256gcm aes128cbc-sha256 aes256cbc-sha256"), VPND_WORKERS (SPU
 # workers, default 1, vpnd's default), CP_SEQ (sequential setups, default 50), CP_SAS
 # (IKE SAs at once, default 100), CP_REPEAT (default 1), CP_AUTHS, CLUSTER=0 (skip the
@@ -54,7 +54,7 @@ if [ "$QUICK" = 1 ]; then
 fi
 DP_SECONDS=${DP_SECONDS:-5}
 DP_REPEAT=${DP_REPEAT:-2}
-DP_SYSTEMS=${DP_SYSTEMS:-"bare vpnd strongswan boringtun"}
+DP_SYSTEMS=${DP_SYSTEMS:-"bare vpnd vpnd-udp strongswan boringtun"}
 DP_PROPOSALS=${DP_PROPOSALS:-"aes128gcm aes256gcm aes128cbc-sha256 aes256cbc-sha256"}
 VPND_WORKERS=${VPND_WORKERS:-1}
 CP_SEQ=${CP_SEQ:-50}

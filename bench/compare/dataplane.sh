@@ -11,7 +11,8 @@
 # routes instead of a tunnel.
 #
 # Systems and their transports: vpnd <-> vpnd negotiates IKEv2 and, with no NAT
-# between them, carries raw ESP (IP protocol 50); charon <-> charon with
+# between them, carries raw ESP (IP protocol 50); vpnd-udp is the same with
+# force-udp-encapsulation, so ESP in UDP 4500 as the others; charon <-> charon with
 # kernel-libipsec always encapsulates ESP in UDP 4500 (libipsec cannot receive raw
 # ESP); boringtun is WireGuard over UDP (ChaCha20-Poly1305, its only cipher).
 
@@ -81,8 +82,9 @@ proposals = ["esp1"]
 EOF
 }
 
-# vpnd_tunnel N PEER LOCAL LOCAL_ID REMOTE_ID ESTABLISH LOCAL_TS REMOTE_TS ST0_ADDR:
-# gateway gN to PEER and route-based vpn vN on st0.N (MTU 1400, see above).
+# vpnd_tunnel N PEER LOCAL LOCAL_ID REMOTE_ID ESTABLISH LOCAL_TS REMOTE_TS ST0_ADDR
+# [GATEWAY_LINES]: gateway gN to PEER and route-based vpn vN on st0.N (MTU 1400, see
+# above).
 vpnd_tunnel() {
     cat <<EOF
 
@@ -93,6 +95,7 @@ local-address = "$3"
 local-identity.hostname = "$4"
 remote-identity.hostname = "$5"
 version = "v2-only"
+${10:-}
 
 [security.ipsec.vpn.v$1]
 bind-interface = "st0.$1"
@@ -107,16 +110,16 @@ family.inet.mtu = 1400
 EOF
 }
 
-# vpnd_site_config SIDE PROPOSAL: the shape of node/tests/data/site-a.toml and
-# site-b.toml with the proposal under test; a initiates, b only responds. No
-# management API: nothing here asks it anything.
+# vpnd_site_config SIDE PROPOSAL [GATEWAY_LINES]: the shape of
+# node/tests/data/site-a.toml and site-b.toml with the proposal under test; a
+# initiates, b only responds. No management API: nothing here asks it anything.
 vpnd_site_config() {
     vpnd_policy pre-shared-keys group19 "pre-shared-key.ascii-text = \"$DP_PSK\"" "$(dp_vpnd_esp "$2")"
     if [ "$1" = a ]; then
-        vpnd_tunnel 0 192.0.2.2 192.0.2.1 a.test b.test immediately 10.1.0.0/16 10.2.0.0/16 10.255.0.1/30
+        vpnd_tunnel 0 192.0.2.2 192.0.2.1 a.test b.test immediately 10.1.0.0/16 10.2.0.0/16 10.255.0.1/30 "${3:-}"
         printf '\n[routing-options.static.route."10.2.0.0/16"]\nnext-hop = "st0.0"\n'
     else
-        vpnd_tunnel 0 192.0.2.1 192.0.2.2 b.test a.test on-traffic 10.2.0.0/16 10.1.0.0/16 10.255.0.2/30
+        vpnd_tunnel 0 192.0.2.1 192.0.2.2 b.test a.test on-traffic 10.2.0.0/16 10.1.0.0/16 10.255.0.2/30 "${3:-}"
         printf '\n[routing-options.static.route."10.1.0.0/16"]\nnext-hop = "st0.0"\n'
     fi
 }
@@ -129,12 +132,13 @@ dp_up_bare() {
     GW_PIDS=()
 }
 
+# dp_up_vpnd PROPOSAL [GATEWAY_LINES]
 dp_up_vpnd() {
     local proposal=$1 side
     dp_topology
     GW_PIDS=()
     for side in b a; do
-        vpnd_site_config "$side" "$proposal" >"$WORK/vpnd-$side.toml"
+        vpnd_site_config "$side" "$proposal" "${2:-}" >"$WORK/vpnd-$side.toml"
         spawn "$WORK/vpnd-$side.log" env NO_COLOR=1 ip netns exec "${NS_PREFIX}gw$side" \
             "$VPND" --config "$WORK/vpnd-$side.toml" --workers "$VPND_WORKERS" --log info run
         GW_PIDS+=("$SPAWNED")
@@ -143,6 +147,13 @@ dp_up_vpnd() {
             wait_until 10 grep -q "vpnd running" "$WORK/vpnd-b.log" || die "vpnd b did not start: $(tail -5 "$WORK/vpnd-b.log")"
         fi
     done
+}
+
+# vpnd with ESP in UDP 4500, the transport charon (kernel-libipsec) and boringtun use:
+# both ends claim a NAT, as charon's encap=yes does. Its send path batches with UDP
+# GSO, where raw ESP costs a system call per packet.
+dp_up_vpnd_udp() {
+    dp_up_vpnd "$1" "force-udp-encapsulation = true"
 }
 
 # charon_conf DIR: strongswan.conf for a charon whose files live in DIR, as in
@@ -375,7 +386,7 @@ run_dataplane() {
                 local label=$proposal
                 case $system in boringtun) label=chacha20poly1305 ;; bare) label=none ;; esac
                 log "dataplane round $rep/$DP_REPEAT: $system $label"
-                "dp_up_$system" "$proposal"
+                "dp_up_${system//-/_}" "$proposal"
                 dp_measure "$system" "$label" "$rep"
                 cleanup
             done
