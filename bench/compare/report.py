@@ -134,6 +134,14 @@ def control(records):
     return rows
 
 
+def table(md, header, rows, left=1):
+    """A Markdown table: the first `left` columns left-aligned, the rest right-aligned."""
+    md.append("| " + " | ".join(header) + " |")
+    md.append("|" + "---|" * left + "---:|" * (len(header) - left))
+    for row in rows:
+        md.append("| " + " | ".join(str(c) for c in row) + " |")
+
+
 def main():
     path, out = sys.argv[1], sys.argv[2]
     records = [json.loads(line) for line in open(path) if line.strip()]
@@ -169,55 +177,56 @@ def main():
         rows = [r for r in dp if r["test"] == test]
         if not rows:
             continue
-        unit = "Mbit/s" if test == "tcp" else "pps delivered"
-        md.append(f"\n## Dataplane: {title}\n")
         udp = test != "tcp"
-        extra = " lost on the way % (iperf3's loss %) |" if udp else ""
-        per_pkt = " gateways CPU µs/packet |" if udp else ""
-        md.append(f"| system | ESP / cipher | {unit} |{extra} x / bare | vpnd / strongSwan | vpnd / boringtun | gateways CPU s/Gbit | machine CPU s/Gbit |{per_pkt}")
-        md.append("|---|---|---:|" + ("---:|" if udp else "") + "---:|---:|---:|---:|---:|" + ("---:|" if udp else ""))
+        md.append(f"\n## Dataplane: {title}\n")
+        header = ["system", "ESP / cipher", "pps delivered" if udp else "Mbit/s"]
+        header += ["lost on the way % (iperf3's loss %)"] if udp else []
+        header += ["x / bare", "vpnd / strongSwan", "vpnd / boringtun", "gateways CPU s/Gbit", "machine CPU s/Gbit"]
+        header += ["gateways CPU µs/packet"] if udp else []
+        cells = []
         for r in rows:
-            lossc = f" {fmt(r['path_loss_pct'], 1)} ({fmt(r['loss_pct'], 1)}) |" if udp else ""
-            pktc = f" {fmt(r['gw_cpu_us_per_packet'], 2)} |" if udp else ""
-            md.append(f"| {NAMES.get(r['system'], r['system'])} | {r['proposal']} | {fmt_runs(r['runs'])} |{lossc} {fmt_ratio(r['vs_bare'])} | "
-                      f"{fmt_ratio(r['vpnd_vs_strongswan'])} | {fmt_ratio(r['vpnd_vs_boringtun'])} | {fmt(r['gw_cpu_s_per_gbit'], 2)} | {fmt(r['machine_cpu_s_per_gbit'], 2)} |{pktc}")
+            row = [NAMES.get(r["system"], r["system"]), r["proposal"], fmt_runs(r["runs"])]
+            row += [f"{fmt(r['path_loss_pct'], 1)} ({fmt(r['loss_pct'], 1)})"] if udp else []
+            row += [fmt_ratio(r["vs_bare"]), fmt_ratio(r["vpnd_vs_strongswan"]), fmt_ratio(r["vpnd_vs_boringtun"]),
+                    fmt(r["gw_cpu_s_per_gbit"], 2), fmt(r["machine_cpu_s_per_gbit"], 2)]
+            row += [fmt(r["gw_cpu_us_per_packet"], 2)] if udp else []
+            cells.append(row)
+        table(md, header, cells, left=2)
     if cp:
         md.append("\n## Control plane: IKE SA + child SA setups, charon initiator (VICI) against each responder\n")
         md.append("`seq`: one after the other (initiate, child up, terminate), setups/s = setups / time setting up, median latency. "
                   "`fan`: that many connections initiated at once, each from its own address; memory = responder RSS growth / IKE SAs up.\n")
-        md.append("| auth | test | vpnd setups/s | charon setups/s | vpnd / charon | vpnd median ms | charon median ms | vpnd KiB per IKE SA | charon KiB per IKE SA | vpnd / charon memory | responder CPU ms per setup (vpnd / charon) | initiator CPU ms per setup (against vpnd / charon) |")
-        md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        cells = []
         for r in cp:
             v, s = r["vpnd"], r["strongswan"]
             test = r["test"] if r["test"] == "seq" else f"fan ({fmt(v['established'])}/{fmt(v['k'])} and {fmt(s['established'])}/{fmt(s['k'])} up)"
-            md.append(f"| {r['auth']} | {test} | {fmt(v['setups_per_s'], 1)} | {fmt(s['setups_per_s'], 1)} | {fmt_ratio(r['setups_ratio'])} | "
-                      f"{fmt(v['median_ms'], 2)} | {fmt(s['median_ms'], 2)} | {fmt(v['kib_per_sa'], 1)} | {fmt(s['kib_per_sa'], 1)} | {fmt_ratio(r['memory_ratio'])} | "
-                      f"{fmt(v['rsp_cpu_ms_per_setup'], 2)} / {fmt(s['rsp_cpu_ms_per_setup'], 2)} | "
-                      f"{fmt(v['ini_cpu_ms_per_setup'], 2)} / {fmt(s['ini_cpu_ms_per_setup'], 2)} |")
+            cells.append([r["auth"], test, fmt(v["setups_per_s"], 1), fmt(s["setups_per_s"], 1), fmt_ratio(r["setups_ratio"]),
+                          fmt(v["median_ms"], 2), fmt(s["median_ms"], 2), fmt(v["kib_per_sa"], 1), fmt(s["kib_per_sa"], 1), fmt_ratio(r["memory_ratio"]),
+                          f"{fmt(v['rsp_cpu_ms_per_setup'], 2)} / {fmt(s['rsp_cpu_ms_per_setup'], 2)}",
+                          f"{fmt(v['ini_cpu_ms_per_setup'], 2)} / {fmt(s['ini_cpu_ms_per_setup'], 2)}"])
+        table(md, ["auth", "test", "vpnd setups/s", "charon setups/s", "vpnd / charon", "vpnd median ms", "charon median ms",
+                   "vpnd KiB per IKE SA", "charon KiB per IKE SA", "vpnd / charon memory", "responder CPU ms per setup (vpnd / charon)",
+                   "initiator CPU ms per setup (against vpnd / charon)"], cells, left=2)
     if failover or commit:
         md.append("\n## Cluster\n")
         if failover:
             md.append("Traffic gap of kill -9 of the primary under 1/ms UDP probes (`bench/cluster-failover.sh`), against the configured lease; p99 by nearest rank, so with few kills it is the largest gap.\n")
-            md.append("| heartbeat (ms x n) | kills | median gap ms | p99 gap ms | lease ms | gap / lease (median / p99) |")
-            md.append("|---|---:|---:|---:|---:|---:|")
-            for r in failover:
-                md.append(f"| {r['heartbeat']} | {r['kills']} | {r['median_ms']} | {r['p99_ms']} | {r['lease_ms']} | {r['median_ratio']} / {r['p99_ratio']} |")
+            table(md, ["heartbeat (ms x n)", "kills", "median gap ms", "p99 gap ms", "lease ms", "gap / lease (median / p99)"],
+                  [[r["heartbeat"], r["kills"], r["median_ms"], r["p99_ms"], r["lease_ms"], f"{r['median_ratio']} / {r['p99_ratio']}"] for r in failover])
         if commit:
             md.append("\nRaft commit latency (`cargo bench -p sa-sync --bench commit`: 3 members on loopback, mTLS, durable log) and what a commit is made of:\n")
-            md.append("| what | p50 ms | p99 ms | mean ms |")
-            md.append("|---|---:|---:|---:|")
+            cells, rest = [], []
             for r in commit:
                 m = re.search(r"p50 ([0-9.]+) ms p99 ([0-9.]+) ms mean ([0-9.]+) ms", r["line"])
                 if m:
-                    md.append(f"| {r['line'][:m.start()].strip()} | {m[1]} | {m[2]} | {m[3]} |")
+                    cells.append([r["line"][:m.start()].strip(), m[1], m[2], m[3]])
                 else:
-                    md.append(f"\n{r['line']}")
+                    rest.append(f"\n{r['line']}")
+            table(md, ["what", "p50 ms", "p99 ms", "mean ms"], cells)
+            md.extend(rest)
     if targets:
         md.append("\n## Targets of issue 7\n")
-        md.append("| target | measured | met |")
-        md.append("|---|---:|---|")
-        for t in targets:
-            md.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |")
+        table(md, ["target", "measured", "met"], [[t["target"], t["measured"], "yes" if t["met"] else "no"] for t in targets])
     open(out + ".md", "w").write("\n".join(md) + "\n")
 
 
