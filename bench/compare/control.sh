@@ -190,7 +190,7 @@ certificate.trusted-ca = [\"$WORK/pki/ca.pem\"]"
     fi
     vpnd_policy "$method" "$dh" "$policy" 'encryption-algorithm = "aes-128-gcm"'
     for i in $(seq 0 "$CP_SAS"); do
-        vpnd_tunnel "$i" "$(cp_addr "$i")" 192.0.2.2 b.test a.test on-traffic \
+        vpnd_tunnel "$i" "$(cp_addr "$i")" 192.0.2.2 b.test a.test responder-only \
             10.2.0.0/16 "10.1.$i.0/24" "10.254.$i.1/30"
     done
 }

@@ -119,7 +119,7 @@ vpnd_site_config() {
         vpnd_tunnel 0 192.0.2.2 192.0.2.1 a.test b.test immediately 10.1.0.0/16 10.2.0.0/16 10.255.0.1/30 "${3:-}"
         printf '\n[routing-options.static.route."10.2.0.0/16"]\nnext-hop = "st0.0"\n'
     else
-        vpnd_tunnel 0 192.0.2.1 192.0.2.2 b.test a.test on-traffic 10.2.0.0/16 10.1.0.0/16 10.255.0.2/30 "${3:-}"
+        vpnd_tunnel 0 192.0.2.1 192.0.2.2 b.test a.test responder-only 10.2.0.0/16 10.1.0.0/16 10.255.0.2/30 "${3:-}"
         printf '\n[routing-options.static.route."10.1.0.0/16"]\nnext-hop = "st0.0"\n'
     fi
 }
