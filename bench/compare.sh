@@ -2,22 +2,25 @@
 # vpnd side by side with strongSwan (charon + kernel-libipsec) and boringtun (userspace
 # WireGuard), every figure next to its in-run reference and as a ratio (issue 7):
 #
-#   sudo bench/compare.sh                 # everything, ~15 min once built
+#   sudo bench/compare.sh                 # everything, ~13 min once built
 #   sudo QUICK=1 bench/compare.sh         # short runs, one round, no cluster part (~4 min)
 #
 # 1. Dataplane (compare/dataplane.sh): two gateway namespaces joined by a veth, a LAN
 #    host behind each, iperf3 between the LAN hosts: TCP throughput, UDP 1400 B and
-#    64 B datagrams per second received (sender unlimited) and loss, and CPU seconds per
-#    gigabit received (the gateway processes' user+system time from /proc/PID/stat, and
-#    the whole machine's non-idle time from /proc/stat), for vpnd (IKEv2, then ESP with
-#    AES-128-GCM, AES-256-GCM, AES-128/256-CBC + HMAC-SHA-256-128), charon with
+#    64 B datagrams per second delivered to the receiving host (sender unlimited) and
+#    loss, and CPU seconds per gigabit (the gateway processes' CPU time, summed over
+#    their threads' schedstat, and the whole machine's non-idle time from /proc/stat),
+#    for vpnd (IKEv2, then ESP with AES-128-GCM, AES-256-GCM, AES-128/256-CBC +
+#    HMAC-SHA-256-128; raw ESP as configured by default, and vpnd-udp with
+#    force-udp-encapsulation, ESP in UDP as the others use), charon with
 #    kernel-libipsec at both ends (the same proposals), boringtun at both ends, and the
 #    bare link (plain routing through the same namespaces: the reference, measured in
 #    every round).
 # 2. Control plane (compare/control.sh): IKE SA + child SA setups per second, vpnd as
 #    responder against charon as responder under the same initiator (a charon driven
 #    over VICI by compare/vici_rate.py), PSK/ECP-256, PSK/Curve25519 and ECDSA P-256
-#    certificates, sequential and CP_SAS at once; responder RSS per IKE SA.
+#    certificates, sequential and CP_SAS at once; responder CPU per setup and RSS per
+#    IKE SA.
 # 3. Cluster: bench/cluster-failover.sh with CLUSTER_KILLS kills per heartbeat setting,
 #    and `cargo bench -p sa-sync --bench commit` (Raft commit latency).
 #
