@@ -1570,3 +1570,17 @@ fn bad_mode_and_relative_key_log_are_errors() {
         "must be an absolute directory path",
     );
 }
+
+#[test]
+fn force_udp_encapsulation_reaches_the_ike_config() {
+    let plain = Config::parse(DEFAULT_SITE_A, "site-a").unwrap();
+    assert!(!plain.gateway("gw-b").unwrap().force_encap);
+    let text = site_a_with(
+        "nat-keepalive = 20",
+        "nat-keepalive = 20\nforce-udp-encapsulation = true",
+    );
+    let c = Config::parse(&text, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.gateway("gw-b").unwrap().force_encap);
+    let spec = node::runtime::NodeSpec::from_config(&c, 1).unwrap();
+    assert!(spec.gateways[0].ike.force_encap);
+}

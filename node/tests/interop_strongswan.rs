@@ -522,6 +522,17 @@ fn netns_interop_charon_initiates_each_group_and_cipher() {
     let topo = Topology::new("resp");
     for suite in [GCM_ECP256, CBC_MODP2048, GCM_X25519] {
         let (charon, vpnd) = establish(&topo, suite, false, LONG);
+        // charon deletes the IKE SA and waits for our answer: with none, it would
+        // retransmit the Delete for 24 s and report a failure.
+        let started = Instant::now();
+        let out = charon.swanctl(&["--terminate", "--ike", "peer"]);
+        assert!(
+            out.status.success() && started.elapsed() < Duration::from_secs(2),
+            "{suite:?}: charon's Delete was not answered within 2 s ({:?}): {}\ncharon:\n{}",
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stdout),
+            charon.log()
+        );
         drop(charon);
         drop(vpnd);
     }

@@ -102,6 +102,10 @@ pub struct Gateway {
     pub nat_keepalive: Duration,
     /// False with `no-nat-traversal`.
     pub nat_traversal: bool,
+    /// `force-udp-encapsulation` (a vpnd extension, strongSwan's `encap = yes`): claim a
+    /// NAT in IKE_SA_INIT so that both ends float to 4500 and carry ESP in UDP, whose
+    /// send path batches with UDP GSO; raw ESP goes out one packet per system call.
+    pub force_encap: bool,
     pub version: IkeVersion,
     /// The address pool handed to remote-access peers (`aaa.access-profile`).
     pub address_pool: Option<String>,

@@ -121,6 +121,8 @@ pub struct IkeGateway {
     pub nat_keepalive: Option<Spanned<i64>>,
     #[serde(default)]
     pub no_nat_traversal: bool,
+    #[serde(default)]
+    pub force_udp_encapsulation: bool,
     pub aaa: Option<Aaa>,
 }
 

@@ -955,6 +955,7 @@ impl Validator<'_, '_> {
             dpd: dpd.map_or(Some(None), |d| d.map(Some))?,
             nat_keepalive: Duration::from_secs(nat_keepalive?.unsigned_abs()),
             nat_traversal: !gw.no_nat_traversal,
+            force_encap: gw.force_udp_encapsulation,
             version: version?,
             address_pool: address_pool?,
         })

@@ -533,6 +533,15 @@ impl Gateway {
                     format!("IKE SA closed{}", if by_peer { " by peer" } else { "" }),
                 );
                 tracing::info!(gateway = %name, by_peer, "IKE SA closed");
+                if by_peer {
+                    // The answer to the peer's Delete is held with the other datagrams
+                    // of this exchange, and the teardown drops what is held: send it
+                    // first, or the peer retransmits its Delete to an SA we no longer
+                    // know until it gives up (charon: three retransmits, 24 s).
+                    for m in self.held.drain(..) {
+                        self.socket.do_send(m);
+                    }
+                }
                 self.teardown(ctx);
                 self.retry_later(ctx);
             }

@@ -452,6 +452,7 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
     ike.local_ts = local_ts;
     ike.remote_ts = remote_ts;
     ike.nat_keepalive = g.nat_keepalive;
+    ike.force_encap = g.force_encap;
     if let Some(dpd) = &g.dpd {
         ike.dpd_interval = Some(dpd.interval);
         ike.retransmit = Retransmit {
