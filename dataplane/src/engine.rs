@@ -687,17 +687,11 @@ impl Engine {
         else {
             return self.drop_in(DropReason::Truncated);
         };
-        let Some(sa) = self.sad.inbound_mut(dst, Protocol::Esp, spi) else {
-            return self.drop_in(DropReason::UnknownSpi);
+        let gate = (&*self.config.fences, &mut self.groups);
+        let sa = match admitted_inbound(&mut self.sad, gate, (dst, Protocol::Esp, spi), now) {
+            Ok(sa) => sa,
+            Err(reason) => return self.drop_in(reason),
         };
-        if !admit_group(
-            &self.config.fences,
-            &mut self.groups,
-            sa.common.config.group,
-            now,
-        ) {
-            return self.drop_in(DropReason::Fenced);
-        }
         let result = esp::decapsulate(sa, pkt, outer).and_then(|d| match d {
             Decapsulated::Dummy => Ok(None),
             Decapsulated::Packet => admit(sa, pkt).map(Some),
@@ -719,17 +713,11 @@ impl Engine {
         else {
             return self.drop_in(DropReason::Truncated);
         };
-        let Some(sa) = self.sad.inbound_mut(dst, Protocol::Ah, spi) else {
-            return self.drop_in(DropReason::UnknownSpi);
+        let gate = (&*self.config.fences, &mut self.groups);
+        let sa = match admitted_inbound(&mut self.sad, gate, (dst, Protocol::Ah, spi), now) {
+            Ok(sa) => sa,
+            Err(reason) => return self.drop_in(reason),
         };
-        if !admit_group(
-            &self.config.fences,
-            &mut self.groups,
-            sa.common.config.group,
-            now,
-        ) {
-            return self.drop_in(DropReason::Fenced);
-        }
         let result = ah::decapsulate(sa, pkt, hlen).and_then(|()| admit(sa, pkt).map(Some));
         self.finish_inbound(result)
     }
@@ -773,6 +761,23 @@ fn needs_peer(pkt: &[u8]) -> bool {
         IpAddr::V6(a) => a.is_unicast_link_local() || a.is_multicast() || a.is_unspecified(),
     };
     !local_only(src) && !local_only(dst)
+}
+
+/// The inbound SA a packet names, unless none is installed or its group is fenced.
+fn admitted_inbound<'a>(
+    sad: &'a mut Sad,
+    (fences, groups): (&Fences, &mut GroupSet),
+    (dst, protocol, spi): (IpAddr, Protocol, u32),
+    now: Instant,
+) -> Result<&'a mut InboundSa, DropReason> {
+    let sa = sad
+        .inbound_mut(dst, protocol, spi)
+        .ok_or(DropReason::UnknownSpi)?;
+    if admit_group(fences, groups, sa.common.config.group, now) {
+        Ok(sa)
+    } else {
+        Err(DropReason::Fenced)
+    }
 }
 
 /// A decapsulated packet the SA accepted.

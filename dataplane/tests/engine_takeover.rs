@@ -212,25 +212,19 @@ fn a_passed_fence_stops_only_its_groups_sas() {
     let mut a = Engine::new(config.clone());
     let mut b = Engine::new(EngineConfig::default());
     // Tunnel t carries SPI + t in group `group` (tunnel 2: no group).
+    let on = |direction, spi, (local, remote), tunnel, group| {
+        let mut c = sa(direction, false, 0, u64::MAX);
+        (c.spi, c.local, c.remote, c.binding, c.group) = (spi, local, remote, tunnel, group);
+        c
+    };
     for (tunnel, group) in [(0u32, Some(1u8)), (1, Some(2)), (2, None)] {
-        let mut out = sa(Direction::Outbound, false, 0, u64::MAX);
-        out.spi = SPI + tunnel;
-        out.binding = tunnel;
-        out.group = group;
-        a.install_sa(out).expect("outbound");
-        let mut back = sa(Direction::Outbound, false, 0, u64::MAX);
-        back.spi = SPI + 100 + tunnel;
-        back.local = B;
-        back.remote = A;
-        back.binding = tunnel;
-        b.install_sa(back).expect("peer's outbound");
-        let mut inb = sa(Direction::Inbound, false, 0, u64::MAX);
-        inb.spi = SPI + 100 + tunnel;
-        inb.local = A;
-        inb.remote = B;
-        inb.binding = tunnel;
-        inb.group = group;
-        a.install_sa(inb).expect("inbound");
+        let (out, back) = (SPI + tunnel, SPI + 100 + tunnel);
+        a.install_sa(on(Direction::Outbound, out, (A, B), tunnel, group))
+            .expect("outbound");
+        b.install_sa(on(Direction::Outbound, back, (B, A), tunnel, None))
+            .expect("peer's outbound");
+        a.install_sa(on(Direction::Inbound, back, (A, B), tunnel, group))
+            .expect("inbound");
     }
     let send_on = |e: &mut Engine, tunnel: u32, at: Instant| {
         let mut buf = PacketBuf::from_slice(&inner());
