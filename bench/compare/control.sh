@@ -16,9 +16,10 @@
 # The fan test uses one address per IKE SA because vpnd is a site-to-site gateway:
 # it keeps one IKE SA per configured peer (`[security.ike.gateway]` matched by the
 # peer's address; dynamic peers / remote access are not built, issue 4), so a second
-# IKE_SA_INIT from an address that has an established SA goes to that SA and is not
-# answered. Its configuration therefore has one gateway, vpn and st0 unit per
-# initiator address; charon as responder gets one connection for the whole /24.
+# IKE_SA_INIT from an address that has an established SA negotiates its replacement,
+# never a second SA beside it. Its configuration therefore has one gateway, vpn and
+# st0 unit per initiator address; charon as responder gets one connection for the
+# whole /24.
 
 CP_AUTHS=${CP_AUTHS:-"psk-ecp256 psk-x25519 ecdsa-p256"}
 
