@@ -128,9 +128,20 @@ impl GroupSet {
         }
     }
 
-    /// The groups, in increasing order.
+    /// The groups, in increasing order. Walks the set bits only: the workers check the
+    /// groups of every batch before each send.
     pub fn iter(&self) -> impl Iterator<Item = Group> + '_ {
-        (0..=Group::MAX).filter(|g| self.0[usize::from(g >> 6)] & (1 << (g & 63)) != 0)
+        self.0.iter().zip(0u8..).flat_map(|(&word, w)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let bit = bits.trailing_zeros() as u8;
+                bits &= bits - 1;
+                Some(w * 64 + bit)
+            })
+        })
     }
 }
 
