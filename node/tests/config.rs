@@ -1584,3 +1584,25 @@ fn force_udp_encapsulation_reaches_the_ike_config() {
     let spec = node::runtime::NodeSpec::from_config(&c, 1).unwrap();
     assert!(spec.gateways[0].ike.force_encap);
 }
+
+#[test]
+fn manual_key_vpns_are_refused_in_a_chassis_cluster() {
+    let cluster = std::fs::read_to_string(Path::new(DATA).join("cluster.toml")).unwrap();
+    let manual = manual_text();
+    let start = manual.find("[security.ipsec.vpn.manual-b]").unwrap();
+    let vpn: String = manual[start..]
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!("{cluster}\n{vpn}\n");
+    let Err(e) = Config::parse(&text, "t.toml") else {
+        panic!("a manual-key VPN was accepted in a chassis cluster");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("security.ipsec.vpn.manual-b.manual")
+            && e.contains("not supported in a chassis cluster"),
+        "{e}"
+    );
+}

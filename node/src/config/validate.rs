@@ -2753,15 +2753,17 @@ impl Validator<'_, '_> {
         }
         for (name, vpn) in &security.ipsec.vpn {
             if let Some(m) = &vpn.manual {
-                let key = key_path(&[
-                    "security",
-                    "ipsec",
-                    "vpn",
-                    name.get_ref(),
-                    "manual",
-                    "local-address",
-                ]);
-                check(self, m.get_ref().local_address.as_ref(), m.span(), key);
+                // A manual SA's outbound sequence is not replicated (there is no IKE SA
+                // record to hang reservations on): the node taking over would start at
+                // 1 again under the same key, reusing sequence numbers, i.e. AES-GCM
+                // nonces. Refused until manual SAs get replicated reservations.
+                self.err(
+                    m.span(),
+                    &key_path(&["security", "ipsec", "vpn", name.get_ref(), "manual"]),
+                    "manual-key VPNs are not supported in a chassis cluster: the node taking \
+                     over would restart the outbound sequence under the same key (sequence \
+                     number and AES-GCM nonce reuse); use IKE",
+                );
             }
         }
     }

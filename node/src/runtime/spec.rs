@@ -141,8 +141,6 @@ pub struct ClusterSpec {
     /// The redundancy group of each IKE gateway (by gateway name): the group of the
     /// reth that carries its local address. Gateways and their SAs move with it.
     pub gateway_groups: Vec<(String, u8)>,
-    /// The redundancy group of each manually keyed VPN (by VPN name), likewise.
-    pub manual_groups: Vec<(String, u8)>,
 }
 
 impl ClusterSpec {
@@ -154,21 +152,12 @@ impl ClusterSpec {
             .map(|(_, n)| *n)
     }
 
-    /// Puts every gateway and manual SA pair of `spec` in its redundancy group: the
-    /// gateway then waits for the group, and the dataplane fences the group's SAs
-    /// ([`dataplane::fence`]) when this node's lease on it ends.
+    /// Puts every gateway of `spec` in its redundancy group: the gateway then waits for
+    /// the group, and the dataplane fences the group's SAs ([`dataplane::fence`]) when
+    /// this node's lease on it ends. (Manual-key VPNs are refused in a cluster.)
     pub fn assign_groups(&self, spec: &mut NodeSpec) {
         for g in &mut spec.gateways {
             g.group = self.gateway_group(&g.name);
-        }
-        for m in &mut spec.manual {
-            let group = self
-                .manual_groups
-                .iter()
-                .find(|(name, _)| *name == m.name)
-                .map(|(_, n)| *n);
-            m.inbound.group = group;
-            m.outbound.group = group;
         }
     }
 }
@@ -283,11 +272,6 @@ pub fn cluster_spec(
             .gateways
             .iter()
             .filter_map(|g| Some((g.name.clone(), group_of(g.local_address)?)))
-            .collect(),
-        manual_groups: cfg
-            .manual_vpns
-            .iter()
-            .filter_map(|m| Some((m.name.clone(), group_of(Some(m.local_address))?)))
             .collect(),
     }))
 }
