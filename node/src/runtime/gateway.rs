@@ -1010,6 +1010,20 @@ impl Handler<Datagram> for Gateway {
                 return;
             }
         }
+        // A fresh IKE_SA_INIT (another initiator SPI) while our half-open SA, as
+        // responder, still waits for its IKE_AUTH: the peer gave that negotiation up (it
+        // restarted, or its cluster's other node took over mid-negotiation). Keeping the
+        // half-open SA would ignore the peer until it timed out.
+        let abandoned = is_init_request(&msg.data)
+            && self.sa.as_ref().is_some_and(|sa| {
+                !sa.is_initiator()
+                    && !sa.is_established()
+                    && header_spis(&msg.data).is_some_and(|(i, _)| i != sa.spis().0)
+            });
+        if abandoned {
+            tracing::info!(gateway = %self.spec.name, peer = %msg.from, "peer started a new IKE_SA_INIT: dropping the half-open IKE SA");
+            self.teardown(ctx);
+        }
         if self.sa.is_none() {
             let sa = IkeSa::respond(
                 self.spec.ike.clone(),
