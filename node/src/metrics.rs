@@ -115,23 +115,24 @@ pub async fn render(backend: &dyn Backend) -> Result<String, MetricsError> {
     }
 
     let stats = backend.statistics().await?;
-    let drops = counters(
-        &r,
-        "vpnd_drops_total",
-        "Packets dropped by the dataplane, by reason",
-        &["reason"],
-    )?;
-    for (reason, n) in stats.total_drops() {
-        drops.with_label_values(&[&reason]).inc_by(n);
-    }
-    let io = counters(
-        &r,
-        "vpnd_io_total",
-        "Dataplane I/O counters, by name",
-        &["counter"],
-    )?;
-    for (name, n) in stats.total_io() {
-        io.with_label_values(&[&name]).inc_by(n);
+    for (name, help, label, totals) in [
+        (
+            "vpnd_drops_total",
+            "Packets dropped by the dataplane, by reason",
+            "reason",
+            stats.total_drops(),
+        ),
+        (
+            "vpnd_io_total",
+            "Dataplane I/O counters, by name",
+            "counter",
+            stats.total_io(),
+        ),
+    ] {
+        let c = counters(&r, name, help, &[label])?;
+        for (key, n) in totals {
+            c.with_label_values(&[&key]).inc_by(n);
+        }
     }
     let spu_sas = gauges(
         &r,
