@@ -40,13 +40,12 @@ impl Daemon {
         name: &str,
         dir: &Path,
         config: &str,
-        extra_args: &[String],
-        own_group: bool,
+        launch: &Launch<'_>,
     ) -> Result<Daemon> {
         let config_path = dir.join(format!("{name}.toml"));
         fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
-        Self::spawn_file(vpnd, ns, name, dir, &config_path, extra_args, own_group)
+        Self::spawn_file(vpnd, ns, name, dir, &config_path, launch)
     }
 
     /// [`Daemon::spawn`] with a configuration file that already exists: one file that
@@ -57,8 +56,7 @@ impl Daemon {
         name: &str,
         dir: &Path,
         config_path: &Path,
-        extra_args: &[String],
-        own_group: bool,
+        launch: &Launch<'_>,
     ) -> Result<Daemon> {
         let log_path = dir.join(format!("{name}.log"));
         let log = fs::File::create(&log_path)
@@ -69,13 +67,14 @@ impl Daemon {
             .arg("--config")
             .arg(config_path)
             .args(["--log", DAEMON_LOG])
-            .args(extra_args)
+            .args(launch.args)
             .arg("run")
             .env("NO_COLOR", "1")
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("log file")?)
             .stderr(log);
-        if own_group {
+        if launch.own_group {
             cmd.process_group(0);
         }
         // `ip netns exec` switches namespace and then execs vpnd: the child *is* vpnd, so
@@ -221,6 +220,19 @@ pub struct Lab {
     pub own_group: bool,
     /// Extra `vpnd` arguments (before `run`), e.g. `--workers 2`.
     pub daemon_args: Vec<String>,
+    /// Extra environment of the daemons, e.g. `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub daemon_env: Vec<(String, String)>,
+}
+
+/// How a daemon is started besides its configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    /// Extra `vpnd` arguments (before `run`).
+    pub args: &'a [String],
+    /// Extra environment.
+    pub env: &'a [(String, String)],
+    /// Its own process group (see [`Daemon::spawn`]).
+    pub own_group: bool,
 }
 
 impl Lab {
@@ -234,6 +246,7 @@ impl Lab {
             vpnd: vpnd.into(),
             own_group: false,
             daemon_args: Vec::new(),
+            daemon_env: Vec::new(),
         }
     }
 
@@ -314,8 +327,11 @@ impl Lab {
             short,
             &self.dir.path,
             config,
-            &self.daemon_args,
-            self.own_group,
+            &Launch {
+                args: &self.daemon_args,
+                env: &self.daemon_env,
+                own_group: self.own_group,
+            },
         )?;
         self.daemons.push(d);
         Ok(self.daemons.len() - 1)
@@ -339,8 +355,11 @@ impl Lab {
             short,
             &self.dir.path,
             config,
-            &args,
-            self.own_group,
+            &Launch {
+                args: &args,
+                env: &self.daemon_env,
+                own_group: self.own_group,
+            },
         )?;
         self.daemons.push(d);
         Ok(self.daemons.len() - 1)

@@ -14,4 +14,5 @@ pub mod demo;
 pub mod metrics;
 pub mod mgmt;
 pub mod runtime;
+pub mod telemetry;
 pub mod vpnctl;

@@ -311,6 +311,166 @@ fn netns_metrics_report_the_tunnel() {
     assert!(get("/other").starts_with("HTTP/1.1 404"));
 }
 
+/// An OTLP/gRPC trace collector: every span it receives, as (service name, span
+/// name, attributes as `key=value` strings).
+struct Collector {
+    addr: SocketAddr,
+    spans: std::sync::mpsc::Receiver<(String, String, Vec<String>)>,
+}
+
+struct CollectorSink(std::sync::Mutex<std::sync::mpsc::Sender<(String, String, Vec<String>)>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
+    for CollectorSink
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let text = |v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match v
+            .as_ref()
+            .and_then(|v| v.value.as_ref())
+        {
+            Some(Value::StringValue(s)) => s.clone(),
+            Some(Value::IntValue(i)) => i.to_string(),
+            other => format!("{other:?}"),
+        };
+        let tx = self
+            .0
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?;
+        for resource in request.into_inner().resource_spans {
+            let service = resource
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .map(|a| text(&a.value))
+                .unwrap_or_default();
+            for span in resource.scope_spans.iter().flat_map(|s| &s.spans) {
+                let attributes = span
+                    .attributes
+                    .iter()
+                    .map(|a| format!("{}={}", a.key, text(&a.value)))
+                    .collect();
+                let _ = tx.send((service.clone(), span.name.clone(), attributes));
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+impl Collector {
+    /// Listens on 127.0.0.1 in namespace `ns` (the daemon's loopback), served from a
+    /// thread of its own for the rest of the test process.
+    fn start(ns: &str) -> Collector {
+        let listener = common::in_netns(ns, || Ok(std::net::TcpListener::bind("127.0.0.1:0")?))
+            .expect("collector socket");
+        let addr = listener.local_addr().expect("collector address");
+        let (tx, spans) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("collector runtime");
+            runtime.block_on(async move {
+                listener.set_nonblocking(true).expect("nonblocking");
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let service = opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
+                    CollectorSink(std::sync::Mutex::new(tx)),
+                );
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                    .await;
+            });
+        });
+        Collector { addr, spans }
+    }
+
+    /// Spans received until `want` is satisfied by all of them, or `timeout`.
+    fn wait(
+        &self,
+        timeout: Duration,
+        want: impl Fn(&[(String, String, Vec<String>)]) -> bool,
+    ) -> Vec<(String, String, Vec<String>)> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while !want(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.spans.recv_timeout(left) {
+                Ok(span) => got.push(span),
+                Err(_) => break,
+            }
+        }
+        got
+    }
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, gw-a exports its spans over OTLP/gRPC to a
+/// collector in its namespace: an `ike_message` span per IKE message of gateway gw-b
+/// while the tunnel comes up, and a `child_sa` span per pair once it ends (SIGTERM), all
+/// from service `vpnd`. gw-b, without the variable, exports nothing and logs no error.
+#[test]
+fn netns_spans_reach_an_otlp_collector() {
+    let _serial = root_test();
+    let mut lab = site_to_site("otel");
+    let collector = Collector::start(&lab.ns_name("gw-a"));
+    let (a, b) = site_configs(Site::default());
+    lab.start_vpnd("gw-b", &b).expect("vpnd gw-b");
+    lab.daemon("gw-b")
+        .wait_log(&["vpnd running"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    lab.daemon_env = vec![(
+        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        format!("http://{}", collector.addr),
+    )];
+    lab.start_vpnd("gw-a", &a).expect("vpnd gw-a");
+    wait_tunnel(&mut lab, 1);
+    let has = |spans: &[(String, String, Vec<String>)], name: &str, attribute: &str| {
+        spans.iter().any(|(service, n, attrs)| {
+            service == "vpnd" && n == name && attrs.iter().any(|a| a == attribute)
+        })
+    };
+    let mut spans = collector.wait(Duration::from_secs(15), |s| {
+        has(s, "ike_message", "gateway=gw-b")
+    });
+    assert!(
+        has(&spans, "ike_message", "gateway=gw-b"),
+        "no ike_message span of gateway gw-b: {spans:?}\n{}",
+        lab.logs()
+    );
+    lab.daemon("gw-a").stop(Duration::from_secs(5));
+    spans.extend(collector.wait(Duration::from_secs(10), |s| {
+        s.iter().any(|(_, n, _)| n == "child_sa")
+    }));
+    let child = spans
+        .iter()
+        .find(|(_, n, _)| n == "child_sa")
+        .unwrap_or_else(|| panic!("no child_sa span after SIGTERM: {spans:?}\n{}", lab.logs()));
+    assert!(
+        child.2.iter().any(|a| a.starts_with("inbound_spi=0x")),
+        "{child:?}"
+    );
+    assert!(
+        !lab.daemon("gw-b")
+            .log_text()
+            .to_lowercase()
+            .contains("opentelemetry"),
+        "gw-b has no collector configured: {}",
+        lab.daemon("gw-b").log_text()
+    );
+}
+
 #[test]
 fn netns_sigterm_deletes_sa_at_peer() {
     let _serial = root_test();
@@ -968,6 +1128,143 @@ fn netns_hub_and_spoke() {
         let (rx, _, tx, _) = common::link_counters(&lab.ns_name("hub"), dev).expect("counters");
         assert!(rx >= 10 && tx >= 10, "hub {dev}: rx {rx} tx {tx}");
     }
+}
+
+/// Writes `text` to `name` in the lab's directory, for `vpnctl load merge FILE`.
+fn fragment(lab: &Lab, name: &str, text: &str) -> String {
+    let path = lab.dir.path.join(name);
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    path.display().to_string()
+}
+
+/// The hub's `[security.ike.gateway.spoke2]` with dead peer detection added.
+fn spoke2_gateway_with_dpd() -> String {
+    format!(
+        r#"[security.ike.gateway.spoke2]
+ike-policy = "ike-pol"
+address = ["{SPOKE2_OUTER}"]
+local-address = "{HUB_OUTER2}"
+local-identity.hostname = "hub.example.net"
+remote-identity.hostname = "gw-b.example.net"
+dead-peer-detection = {{ interval = 10, threshold = 5 }}
+"#
+    )
+}
+
+/// Configuration changes on a running hub (two tunnels), through the API and SIGHUP:
+/// a changed gateway is renegotiated while the other tunnel keeps its SAs; a VPN
+/// removed is deleted at its peer and comes back when added again; an invalid fragment
+/// is refused naming the key and changes nothing; a new st0 unit is refused (it needs
+/// a restart); SIGHUP applies the edited file, here a new static route only.
+#[test]
+fn netns_reload_changes_only_what_changed() {
+    let _serial = root_test();
+    let mut lab = hub_lab("reload");
+    let hub = lab.ns_name("hub");
+    let ctl = vpnctl(&lab);
+    common::wait_ping(&lab.ns_name("lan1"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("spoke-to-spoke through the hub: {e:#}\n{}", lab.logs()));
+    let spoke1_sas = ipsec_sas(&lab, &hub, "spoke1");
+    let pairs =
+        |lab: &mut Lab, d: &str| lab.daemon(d).log_lines(&["IPsec SA pair installed"]).len();
+    let merge = |file: &str| ctl.run(&hub, &["load", "merge", file]);
+
+    // A changed gateway: renegotiated; spoke1's tunnel untouched.
+    let dpd = fragment(&lab, "dpd.toml", &spoke2_gateway_with_dpd());
+    let out = merge(&dpd).unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    assert!(out.contains("vpn to-spoke2 changed"), "{out}");
+    assert!(out.contains("1 vpn(s) unchanged"), "{out}");
+    lab.daemon("hub")
+        .wait_log(&["IPsec SA pair installed"], 3, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    common::wait_ping(&lab.ns_name("lan1"), LAN_B_HOST, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("after the change: {e:#}\n{}", lab.logs()));
+    assert_eq!(ipsec_sas(&lab, &hub, "spoke1"), spoke1_sas);
+    assert_eq!(pairs(&mut lab, "spoke1"), 1, "{}", lab.logs());
+
+    // Removed: gone here and at the peer; added again: back up.
+    let out = ctl
+        .run(&hub, &["delete", "security", "ipsec", "vpn", "to-spoke2"])
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    assert!(out.contains("vpn to-spoke2 removed"), "{out}");
+    let ike = ctl
+        .json(&hub, &["show", "security", "ike", "security-associations"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        ike.as_array()
+            .is_some_and(|sas| sas.iter().all(|sa| sa["gateway"] != "spoke2")),
+        "spoke2's IKE SA is still listed: {ike}"
+    );
+    lab.daemon("spoke2")
+        .wait_log(&["IKE SA closed", "by_peer=true"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    let vpn = fragment(
+        &lab,
+        "vpn.toml",
+        r#"[security.ipsec.vpn.to-spoke2]
+bind-interface = "st0.1"
+ike.gateway = "spoke2"
+ike.ipsec-policy = "ipsec-pol"
+traffic-selector.lan = { local-ip = "10.1.0.0/16", remote-ip = "10.2.0.0/16" }
+"#,
+    );
+    let out = merge(&vpn).unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    assert!(out.contains("vpn to-spoke2 added"), "{out}");
+    common::wait_ping(&lab.ns_name("lan1"), LAN_B_HOST, ESTABLISH)
+        .unwrap_or_else(|e| panic!("after adding it back: {e:#}\n{}", lab.logs()));
+
+    // Refused, nothing changed.
+    let bad = fragment(
+        &lab,
+        "bad.toml",
+        "[security.ipsec.vpn.to-spoke3]\nbind-interface = \"st0.1\"\nike.gateway = \"nope\"\nike.ipsec-policy = \"ipsec-pol\"\n",
+    );
+    let err = format!(
+        "{:#}",
+        merge(&bad).expect_err("an undefined gateway is refused")
+    );
+    assert!(
+        err.contains("security.ipsec.vpn.to-spoke3") && err.contains("nope"),
+        "{err}"
+    );
+    let unit = fragment(
+        &lab,
+        "unit.toml",
+        "[interfaces.st0.unit.7]\nfamily.inet.address = \"10.255.7.1/30\"\n",
+    );
+    let err = format!("{:#}", merge(&unit).expect_err("a new st0 unit is refused"));
+    assert!(err.contains("st0.7") && err.contains("restart"), "{err}");
+    let sas = pairs(&mut lab, "hub");
+
+    // SIGHUP: the file as edited (spoke2 as running, plus a route) changes one route.
+    let file = lab.dir.path.join("hub.toml");
+    let text = hub_config().replace(
+        "[security.ike.gateway.spoke2]\nike-policy = \"ike-pol\"\naddress = [\"198.51.100.2\"]\nlocal-address = \"198.51.100.10\"\nlocal-identity.hostname = \"hub.example.net\"\nremote-identity.hostname = \"gw-b.example.net\"\n",
+        &spoke2_gateway_with_dpd(),
+    ) + "\n[routing-options.static.route.\"10.3.0.0/16\"]\nnext-hop = \"st0.1\"\n";
+    assert!(text.contains("interval = 10"), "the edit did not apply");
+    std::fs::write(&file, text).expect("rewriting hub.toml");
+    lab.daemon("hub").signal(libc::SIGHUP).expect("SIGHUP");
+    lab.daemon("hub")
+        .wait_log(
+            &["routes/addresses of st0.1 updated"],
+            1,
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    let routes = lab
+        .ns("hub")
+        .exec("ip", &["route", "show", "10.3.0.0/16"])
+        .expect("ip route");
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(routes.contains("st0.1"), "{routes}");
+    assert_eq!(
+        pairs(&mut lab, "hub"),
+        sas,
+        "SIGHUP renegotiated: {}",
+        lab.logs()
+    );
+    assert_eq!(ipsec_sas(&lab, &hub, "spoke1"), spoke1_sas);
 }
 
 /// `show security ike tunnel-map` in namespace `ns`: (tunnel, gateway, SPU) rows.

@@ -104,14 +104,14 @@ fn main() -> ExitCode {
 }
 
 fn real_main(args: Args) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log)
-                .with_context(|| format!("bad --log filter {:?}", args.log))?,
-        )
-        .with_target(false)
-        .init();
+    let member = args.node.map(|m| m.to_string());
+    let telemetry = node::telemetry::Telemetry::init(&args.log, member.as_deref())?;
+    let result = daemon_main(args);
+    telemetry.shutdown();
+    result
+}
 
+fn daemon_main(args: Args) -> Result<()> {
     if let Some(Command::Demo {
         duration,
         no_failover,
@@ -166,12 +166,17 @@ fn real_main(args: Args) -> Result<()> {
                 }
                 (None, _) => None,
             };
-            run(
-                spec,
-                cluster,
-                (mgmt, config.services.metrics),
-                args.pki.as_deref(),
+            let metrics = config.services.metrics;
+            let running = node::runtime::reload::Running::new(
+                Some(path.clone()),
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("{}: cannot read", path.display()))?,
+                config,
+                spec.clone(),
+                cluster.is_some(),
             )
+            .map_err(anyhow::Error::msg)?;
+            run(spec, cluster, (mgmt, metrics), args.pki.as_deref(), running)
         }
         Command::Demo { .. } | Command::Cli { .. } => {
             unreachable!("handled before loading a configuration")
@@ -187,6 +192,7 @@ fn run(
         Option<std::net::SocketAddr>,
     ),
     pki: Option<&std::path::Path>,
+    running: node::runtime::reload::Running,
 ) -> Result<()> {
     if !is_root() {
         bail!(
@@ -222,11 +228,12 @@ fn run(
             && c.me == Member::Witness
         {
             tracing::info!("witness running: it votes and keeps the cluster log, forwards nothing");
-            wait_for_signal().await?;
+            wait_for_signal(None).await?;
             handle.clone().shutdown().await;
             return Ok(());
         }
         let node = Node::start(spec).await.context("starting the node")?;
+        let reloader = node.enable_reload(running);
         let redundancy = match &member {
             Some((c, handle)) => Some(
                 node::cluster::join(&node, c.clone(), handle.clone())
@@ -261,7 +268,7 @@ fn run(
             tracing::info!(%listen, "Prometheus metrics at http://{listen}/metrics");
         }
         tracing::info!("vpnd running");
-        wait_for_signal().await?;
+        wait_for_signal(Some(&reloader)).await?;
         let _ = stop_tx.send(());
         let _ = metrics_stop.send(());
         match &redundancy {
@@ -281,15 +288,33 @@ fn run(
     })
 }
 
-async fn wait_for_signal() -> Result<()> {
+/// Waits for SIGTERM or SIGINT; a SIGHUP meanwhile re-reads the configuration file
+/// through `reloader` (and is only logged without one: the witness forwards nothing).
+async fn wait_for_signal(
+    reloader: Option<&actix::Addr<node::runtime::reload::Reloader>>,
+) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                let Some(r) = reloader else {
+                    tracing::warn!("SIGHUP: nothing to reload on the witness");
+                    continue;
+                };
+                tracing::info!("SIGHUP: re-reading the configuration file");
+                match r.send(node::runtime::reload::ReloadFile).await {
+                    Ok(Ok(outcome)) => tracing::info!(result = outcome.message(), "reload"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "reload refused: the running configuration is unchanged"),
+                    Err(e) => tracing::error!(error = %e, "reload: configuration actor gone"),
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 fn is_root() -> bool {

@@ -92,8 +92,9 @@ pub async fn join(
         .map_err(|_| ClusterError::Stopped)?;
     let gateways = node
         .gateways
-        .iter()
-        .filter_map(|(name, addr)| spec.gateway_group(name).map(|g| (g, addr.clone())))
+        .snapshot()
+        .into_iter()
+        .filter_map(|g| spec.gateway_group(&g.name).map(|group| (group, g.addr)))
         .collect();
     let actor = redundancy::Redundancy::new(
         spec,

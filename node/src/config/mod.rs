@@ -152,7 +152,8 @@ impl Config {
         }
     }
 
-    fn resolve_paths(&mut self, dir: &Path) {
+    /// Resolves relative certificate paths against `dir` (the file's directory).
+    pub(crate) fn resolve_paths(&mut self, dir: &Path) {
         let join = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = dir.join(&*p);

@@ -19,6 +19,7 @@ pub use sa_sync::Member;
 use dataplane::crypto::{EncrAlg, IntegAlg};
 use dataplane::sa::{DfBit, Direction, Mode, Protocol, SaConfig, TunnelId, UdpEncap};
 use dataplane::selector::{IpPrefix, IpRange, Selector};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// A validated configuration.
@@ -81,7 +82,7 @@ impl Config {
 }
 
 /// An IKE peer (`[security.ike.gateway.NAME]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gateway {
     pub name: String,
     pub description: Option<String>,
@@ -229,7 +230,7 @@ pub struct IkeProposal {
 }
 
 /// IKE authentication material.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     Psk(Psk),
     Certificate(CertificatePaths),
@@ -259,6 +260,15 @@ impl Psk {
         &self.0
     }
 }
+
+/// Constant time: a reload compares the running key with the new one.
+impl PartialEq for Psk {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.as_slice().ct_eq(other.0.as_slice()))
+    }
+}
+
+impl Eq for Psk {}
 
 impl fmt::Debug for Psk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -413,7 +423,7 @@ pub struct TunnelOptions {
 }
 
 /// An IKE-keyed VPN (`[security.ipsec.vpn.NAME]` with `ike`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vpn {
     pub name: String,
     pub description: Option<String>,
@@ -433,7 +443,7 @@ pub struct Vpn {
 }
 
 /// A manually keyed VPN (`[security.ipsec.vpn.NAME]` with `manual`).
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ManualVpn {
     pub name: String,
     pub description: Option<String>,
@@ -465,6 +475,18 @@ pub struct ManualKeys {
     /// Integrity key; empty with an AEAD.
     pub integ: Zeroizing<Vec<u8>>,
 }
+
+/// Constant time: a reload compares the running keys with the new ones.
+impl PartialEq for ManualKeys {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(
+            self.encr.as_slice().ct_eq(other.encr.as_slice())
+                & self.integ.as_slice().ct_eq(other.integ.as_slice()),
+        )
+    }
+}
+
+impl Eq for ManualKeys {}
 
 impl fmt::Debug for ManualKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

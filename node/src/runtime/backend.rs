@@ -12,7 +12,9 @@ use dataplane::worker::{ControlError, WorkerStats};
 use tokio::sync::broadcast;
 
 use super::gateway::{Gateway, GatewayInfo, Initiate, RekeyChildren, RekeyIke, Status, Terminate};
+use super::reload::{ApplyFragment, Reloader, RemoveObject};
 use super::spu::{AddSpuError, Spus};
+use super::table::GatewayTable;
 use crate::mgmt::Member;
 use crate::mgmt::backend::{
     Backend, BackendError, ClearScope, ClusterStatisticsView, ClusterStatusView, ConfigObjectKind,
@@ -37,26 +39,44 @@ pub struct GatewayHandle {
 /// The [`Backend`] of a running node.
 #[derive(Debug)]
 pub struct RuntimeBackend {
-    gateways: Vec<GatewayHandle>,
+    gateways: GatewayTable,
     spus: Spus,
     events: broadcast::Sender<EventView>,
     /// The redundancy-group actor, once the node joined its chassis cluster.
     cluster: std::sync::OnceLock<actix::Addr<crate::cluster::redundancy::Redundancy>>,
+    /// The owner of the running configuration, once the daemon handed it over.
+    reloader: std::sync::OnceLock<Addr<Reloader>>,
 }
 
 impl RuntimeBackend {
     /// A backend over the node's actors.
-    pub fn new(
-        gateways: Vec<GatewayHandle>,
-        spus: Spus,
-        events: broadcast::Sender<EventView>,
-    ) -> Self {
+    pub fn new(gateways: GatewayTable, spus: Spus, events: broadcast::Sender<EventView>) -> Self {
         Self {
             gateways,
             spus,
             events,
             cluster: std::sync::OnceLock::new(),
+            reloader: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Serves configuration changes (`ApplyConfig`, `RemoveConfigObject`) through
+    /// `reloader`; without one they are refused.
+    pub fn set_reloader(&self, reloader: Addr<Reloader>) {
+        let _ = self.reloader.set(reloader);
+    }
+
+    async fn reconfigure<M>(&self, msg: M) -> Result<OperationOutcome, BackendError>
+    where
+        M: Message<Result = Result<OperationOutcome, BackendError>> + Send + 'static,
+        Reloader: Handler<M>,
+    {
+        let reloader = self.reloader.get().ok_or_else(|| {
+            BackendError::FailedPrecondition(
+                "this node was started without a configuration it can change".into(),
+            )
+        })?;
+        reloader.send(msg).await.map_err(unavailable)?
     }
 
     /// Serves the chassis cluster commands from the node's redundancy-group actor.
@@ -85,9 +105,10 @@ impl RuntimeBackend {
             .map_err(|e| BackendError::Unavailable(format!("cluster log: {e}")))
     }
 
-    fn by_vpn(&self, vpn: &str) -> Result<&GatewayHandle, BackendError> {
+    fn by_vpn(&self, vpn: &str) -> Result<GatewayHandle, BackendError> {
         self.gateways
-            .iter()
+            .snapshot()
+            .into_iter()
             .find(|g| g.vpn == vpn)
             .ok_or_else(|| BackendError::NotFound {
                 kind: "vpn".into(),
@@ -95,9 +116,10 @@ impl RuntimeBackend {
             })
     }
 
-    fn by_gateway(&self, name: &str) -> Result<&GatewayHandle, BackendError> {
+    fn by_gateway(&self, name: &str) -> Result<GatewayHandle, BackendError> {
         self.gateways
-            .iter()
+            .snapshot()
+            .into_iter()
             .find(|g| g.name == name)
             .ok_or_else(|| BackendError::NotFound {
                 kind: "gateway".into(),
@@ -204,7 +226,7 @@ fn ike_view(info: &GatewayInfo) -> Option<IkeSaView> {
 impl Backend for RuntimeBackend {
     async fn list_ike_sas(&self, gateway: Option<&str>) -> Result<Vec<IkeSaView>, BackendError> {
         let mut out = Vec::new();
-        for g in &self.gateways {
+        for g in &self.gateways.snapshot() {
             if gateway.is_some_and(|n| n != g.name) {
                 continue;
             }
@@ -237,7 +259,7 @@ impl Backend for RuntimeBackend {
                 .unwrap_or_default()
         };
         let mut out = Vec::new();
-        for g in &self.gateways {
+        for g in &self.gateways.snapshot() {
             if vpn.is_some_and(|v| v != g.vpn) || gateway.is_some_and(|n| n != g.name) {
                 continue;
             }
@@ -304,7 +326,7 @@ impl Backend for RuntimeBackend {
     async fn tunnel_map(&self) -> Result<Vec<TunnelMapEntry>, BackendError> {
         let map = self.spus.tunnel_map();
         let mut out = Vec::new();
-        for g in &self.gateways {
+        for g in &self.gateways.snapshot() {
             let info = self.status(g).await?;
             // The map first: after an SPU failure it is ahead of the gateway, which
             // learns its new anchor a message later.
@@ -329,7 +351,7 @@ impl Backend for RuntimeBackend {
 
     async fn initiate(&self, vpn: &str) -> Result<OperationOutcome, BackendError> {
         let g = self.by_vpn(vpn)?;
-        let info = self.status(g).await?;
+        let info = self.status(&g).await?;
         if info.spis.is_some() {
             return Ok(OperationOutcome::NoChange(format!(
                 "vpn {vpn}: IKE SA already {}",
@@ -351,7 +373,7 @@ impl Backend for RuntimeBackend {
             TerminateTarget::Vpn(v) => self.by_vpn(v)?,
             TerminateTarget::Gateway(n) => self.by_gateway(n)?,
         };
-        Ok(if self.terminate_gateway(g).await? {
+        Ok(if self.terminate_gateway(&g).await? {
             OperationOutcome::Done(format!("gateway {}: IKE SA deleted", g.name))
         } else {
             OperationOutcome::NoChange(format!("gateway {}: no IKE SA", g.name))
@@ -447,12 +469,12 @@ impl Backend for RuntimeBackend {
     }
 
     async fn clear_ike_sas(&self, scope: ClearScope) -> Result<OperationOutcome, BackendError> {
-        let targets: Vec<&GatewayHandle> = match &scope {
-            ClearScope::All => self.gateways.iter().collect(),
+        let targets = match &scope {
+            ClearScope::All => self.gateways.snapshot(),
             ClearScope::Gateway(n) => vec![self.by_gateway(n)?],
         };
         let mut cleared = 0;
-        for g in targets {
+        for g in &targets {
             if self.terminate_gateway(g).await? {
                 cleared += 1;
             }
@@ -464,12 +486,9 @@ impl Backend for RuntimeBackend {
         })
     }
 
-    async fn apply_config(&self, _toml_fragment: &str) -> Result<OperationOutcome, BackendError> {
-        Err(BackendError::FailedPrecondition(
-            "changing the configuration at run time is not supported by this daemon version: \
-             edit the file and restart vpnd"
-                .into(),
-        ))
+    async fn apply_config(&self, toml_fragment: &str) -> Result<OperationOutcome, BackendError> {
+        self.reconfigure(ApplyFragment(toml_fragment.to_owned()))
+            .await
     }
 
     async fn remove_config_object(
@@ -477,10 +496,11 @@ impl Backend for RuntimeBackend {
         kind: ConfigObjectKind,
         name: &str,
     ) -> Result<OperationOutcome, BackendError> {
-        Err(BackendError::FailedPrecondition(format!(
-            "removing {}.{name} at run time is not supported by this daemon version",
-            kind.config_path()
-        )))
+        self.reconfigure(RemoveObject {
+            kind,
+            name: name.to_owned(),
+        })
+        .await
     }
 
     fn events(&self) -> broadcast::Receiver<EventView> {

@@ -56,6 +56,9 @@ pub struct ChildSa {
     /// What `show` prints; no keys.
     summary: (EncrAlg, IntegAlg, bool, Vec<Selector>),
     created: SystemTime,
+    /// Lives as long as the pair: an exported trace shows each SA's lifetime, under the
+    /// IKE message that negotiated it.
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for ChildSa {
@@ -94,6 +97,12 @@ impl ChildSa {
             ready: Some(ready),
             summary,
             created: SystemTime::now(),
+            span: tracing::info_span!(
+                "child_sa",
+                inbound_spi = format_args!("{:#010x}", keys.0.spi).to_string(),
+                outbound_spi = format_args!("{:#010x}", keys.1.spi).to_string(),
+                anchor
+            ),
         }
     }
 
@@ -107,6 +116,7 @@ impl Actor for ChildSa {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        let _in_span = self.span.clone().entered();
         let (Some(inbound), Some(outbound)) = (self.inbound.take(), self.outbound.take()) else {
             return;
         };
@@ -135,6 +145,7 @@ impl Actor for ChildSa {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        let _in_span = self.span.enter();
         if self.installed {
             self.spus
                 .remove(self.anchor, vec![self.keys.1, self.keys.0]);

@@ -987,6 +987,14 @@ impl Handler<Datagram> for Gateway {
     type Result = ();
 
     fn handle(&mut self, msg: Datagram, ctx: &mut Context<Self>) {
+        // One span per message: what an exported trace shows of an exchange.
+        let _in_span = tracing::info_span!(
+            "ike_message",
+            gateway = %self.spec.name,
+            peer = %msg.from,
+            bytes = msg.data.len()
+        )
+        .entered();
         if self.passive() {
             tracing::debug!(gateway = %self.spec.name, "IKE datagram while standing by: dropped");
             return;

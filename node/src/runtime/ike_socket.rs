@@ -74,6 +74,23 @@ pub struct RegisterPeer {
     pub gateway: Addr<Gateway>,
 }
 
+/// Stops routing new IKE_SA_INIT requests from `peer` to `gateway` (a reload removed
+/// it); a route another gateway has taken since stays.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct UnregisterPeer {
+    /// Peer address.
+    pub peer: IpAddr,
+    /// The gateway that goes away.
+    pub gateway: Addr<Gateway>,
+}
+
+/// Also listens on `addr` (port 500 of a local address a reload added); listening
+/// there already is not an error.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RuntimeError>")]
+pub struct Listen(pub SocketAddr);
+
 /// The node's IKE socket actor.
 #[derive(Debug)]
 pub struct IkeSocket {
@@ -139,32 +156,35 @@ impl Actor for IkeSocket {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         for sock in &self.sockets {
-            let sock = sock.clone();
-            let me = ctx.address();
-            let local = sock
-                .local_addr()
-                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 500)));
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65_536];
-                loop {
-                    match sock.recv_from(&mut buf).await {
-                        Ok((n, from)) => me.do_send(Received {
-                            from,
-                            local,
-                            natt: false,
-                            data: buf[..n].to_vec(),
-                        }),
-                        Err(e) => {
-                            tracing::warn!(%local, error = %e, "IKE socket receive failed");
-                            if !me.connected() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
+            spawn_receiver(sock.clone(), ctx.address());
         }
     }
+}
+
+/// Reads one port-500 socket until the socket actor is gone.
+fn spawn_receiver(sock: Arc<UdpSocket>, me: Addr<IkeSocket>) {
+    let local = sock
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 500)));
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            match sock.recv_from(&mut buf).await {
+                Ok((n, from)) => me.do_send(Received {
+                    from,
+                    local,
+                    natt: false,
+                    data: buf[..n].to_vec(),
+                }),
+                Err(e) => {
+                    tracing::warn!(%local, error = %e, "IKE socket receive failed");
+                    if !me.connected() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 impl Handler<Received> for IkeSocket {
@@ -240,6 +260,36 @@ impl Handler<RegisterPeer> for IkeSocket {
 
     fn handle(&mut self, msg: RegisterPeer, _: &mut Context<Self>) {
         self.by_peer.insert(msg.peer, msg.gateway);
+    }
+}
+
+impl Handler<UnregisterPeer> for IkeSocket {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnregisterPeer, _: &mut Context<Self>) {
+        if self.by_peer.get(&msg.peer) == Some(&msg.gateway) {
+            self.by_peer.remove(&msg.peer);
+        }
+    }
+}
+
+impl Handler<Listen> for IkeSocket {
+    type Result = Result<(), RuntimeError>;
+
+    fn handle(&mut self, Listen(addr): Listen, ctx: &mut Context<Self>) -> Self::Result {
+        if self
+            .sockets
+            .iter()
+            .any(|s| s.local_addr().is_ok_and(|a| a == addr))
+        {
+            return Ok(());
+        }
+        let sock =
+            Arc::new(bind_freely(addr).map_err(|source| RuntimeError::IkeSocket { addr, source })?);
+        spawn_receiver(sock.clone(), ctx.address());
+        self.sockets.push(sock);
+        tracing::info!(%addr, "IKE listening");
+        Ok(())
     }
 }
 

@@ -18,8 +18,10 @@ pub mod ike_socket;
 pub mod keylog;
 mod mapping;
 pub mod net;
+pub mod reload;
 pub mod spec;
 pub mod spu;
+pub mod table;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -185,8 +187,8 @@ pub enum RuntimeError {
 pub struct Node {
     /// The IKE socket actor.
     pub socket: Addr<IkeSocket>,
-    /// Gateway actors by name.
-    pub gateways: Vec<(String, Addr<Gateway>)>,
+    /// The gateway actors (a reload adds and removes them).
+    pub gateways: table::GatewayTable,
     /// The SPU control actors.
     pub spus: Spus,
     /// What the management API serves.
@@ -245,24 +247,15 @@ impl Node {
             .await?
             .start();
         let (events, _) = tokio::sync::broadcast::channel(EVENT_FEED_CAPACITY);
-        let mut gateways = Vec::new();
-        let mut handles = Vec::new();
+        let gateways = table::GatewayTable::default();
         for g in &spec.gateways {
-            let addr =
-                Gateway::new(g.clone(), socket.clone(), spus.clone(), events.clone()).start();
-            socket.do_send(ike_socket::RegisterPeer {
-                peer: g.remote,
-                gateway: addr.clone(),
-            });
-            handles.push(backend::GatewayHandle {
-                name: g.name.clone(),
-                vpn: g.vpn.clone(),
-                child_lifetime: g.ike.child_lifetime.map(|l| l.hard),
-                addr: addr.clone(),
-            });
-            gateways.push((g.name.clone(), addr));
+            gateways.insert(start_gateway(g, &socket, &spus, &events));
         }
-        let backend = Arc::new(backend::RuntimeBackend::new(handles, spus.clone(), events));
+        let backend = Arc::new(backend::RuntimeBackend::new(
+            gateways.clone(),
+            spus.clone(),
+            events,
+        ));
 
         let stop = Arc::new(AtomicBool::new(false));
         let bridge = spawn_bridge(
@@ -284,10 +277,26 @@ impl Node {
         })
     }
 
+    /// Hands the running configuration to a [`reload::Reloader`], which from then on
+    /// serves the management API's configuration changes (and SIGHUP, through the
+    /// address returned).
+    pub fn enable_reload(&self, running: reload::Running) -> Addr<reload::Reloader> {
+        let reloader = reload::Reloader::new(
+            running,
+            self.socket.clone(),
+            self.spus.clone(),
+            self.backend.event_feed(),
+            self.gateways.clone(),
+        )
+        .start();
+        self.backend.set_reloader(reloader.clone());
+        reloader
+    }
+
     /// Sends Delete for every IKE SA and stops the dataplane.
     pub async fn shutdown(mut self) {
-        for (_, g) in &self.gateways {
-            let _ = g.send(gateway::Shutdown).await;
+        for g in self.gateways.snapshot() {
+            let _ = g.addr.send(gateway::Shutdown).await;
         }
         // Give the Delete datagrams a moment to leave before the sockets close.
         actix_rt::time::sleep(Duration::from_millis(200)).await;
@@ -308,13 +317,33 @@ impl Drop for Node {
     }
 }
 
+/// Starts the actor of gateway `spec` and routes its peer's new IKE SAs to it.
+fn start_gateway(
+    spec: &GatewaySpec,
+    socket: &Addr<IkeSocket>,
+    spus: &Spus,
+    events: &tokio::sync::broadcast::Sender<crate::mgmt::backend::EventView>,
+) -> backend::GatewayHandle {
+    let addr = Gateway::new(spec.clone(), socket.clone(), spus.clone(), events.clone()).start();
+    socket.do_send(ike_socket::RegisterPeer {
+        peer: spec.remote,
+        gateway: addr.clone(),
+    });
+    backend::GatewayHandle {
+        name: spec.name.clone(),
+        vpn: spec.vpn.clone(),
+        child_lifetime: spec.ike.child_lifetime.map(|l| l.hard),
+        addr,
+    }
+}
+
 /// Owns the dataplane on a plain thread and forwards its events to the actors: IKE
 /// messages from the NAT-T port to the socket, engine events to every gateway (which
 /// ignore SAs that are not theirs).
 fn spawn_bridge(
     dataplane: Dataplane,
     socket: Addr<IkeSocket>,
-    gateways: Vec<(String, Addr<Gateway>)>,
+    gateways: table::GatewayTable,
     spus: Spus,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -330,8 +359,8 @@ fn spawn_bridge(
                         data: message,
                     }),
                     Ok(DataplaneEvent::Engine { worker, event }) => {
-                        for (_, g) in &gateways {
-                            g.do_send(gateway::DataplaneNotice { worker, event });
+                        for g in gateways.read().iter() {
+                            g.addr.do_send(gateway::DataplaneNotice { worker, event });
                         }
                     }
                     Ok(DataplaneEvent::WorkerFailed { worker }) => {
@@ -341,8 +370,8 @@ fn spawn_bridge(
                             tunnels = moved.len(),
                             "SPU failed: re-anchoring its tunnels on the surviving SPUs"
                         );
-                        for (_, g) in &gateways {
-                            g.do_send(gateway::SpuFailed { spu: worker });
+                        for g in gateways.read().iter() {
+                            g.addr.do_send(gateway::SpuFailed { spu: worker });
                         }
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

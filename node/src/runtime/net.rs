@@ -39,20 +39,59 @@ async fn apply(handle: &rtnetlink::Handle, tunnel: &TunnelSpec) -> Result<(), St
             .map_err(|e| format!("address {addr}/{len}: {e}"))?;
     }
     for (dst, len) in &tunnel.routes {
-        let route = RouteMessageBuilder::<IpAddr>::new()
-            .destination_prefix(*dst, *len)
-            .map_err(|e| format!("route {dst}/{len}: {e:?}"))?
-            .output_interface(index)
-            .build();
         handle
             .route()
-            .add(route)
+            .add(route_into(index, *dst, *len)?)
             .replace()
             .execute()
             .await
             .map_err(|e| format!("route {dst}/{len}: {e}"))?;
     }
     Ok(())
+}
+
+/// The route of `dst/len` through interface `index`.
+fn route_into(
+    index: u32,
+    dst: IpAddr,
+    len: u8,
+) -> Result<rtnetlink::packet_route::route::RouteMessage, String> {
+    Ok(RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst, len)
+        .map_err(|e| format!("route {dst}/{len}: {e:?}"))?
+        .output_interface(index)
+        .build())
+}
+
+/// Moves a running tunnel interface from `old`'s addresses and routes to `new`'s
+/// (a reload): adds what is new, deletes what is gone, leaves the rest alone so that
+/// traffic on unchanged routes never stops.
+pub async fn reconfigure(old: &TunnelSpec, new: &TunnelSpec) -> Result<(), String> {
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
+    let task = tokio::spawn(connection);
+    let result = async {
+        let index = link_index(&handle, &new.name()).await?;
+        for (dst, len) in old.routes.iter().filter(|r| !new.routes.contains(r)) {
+            handle
+                .route()
+                .del(route_into(index, *dst, *len)?)
+                .execute()
+                .await
+                .map_err(|e| format!("removing route {dst}/{len}: {e}"))?;
+        }
+        let gone: Vec<(IpAddr, u8)> = old
+            .addresses
+            .iter()
+            .filter(|a| !new.addresses.contains(a))
+            .copied()
+            .collect();
+        remove_addresses(&handle, index, &new.name(), &gone).await?;
+        apply(&handle, new).await
+    }
+    .await;
+    task.abort();
+    result
 }
 
 /// Adds (`present`) or removes a redundant interface's floating addresses: what moves
@@ -78,30 +117,43 @@ pub async fn set_addresses(
                     .map_err(|e| format!("address {addr}/{len}: {e}"))?;
                 continue;
             }
-            let mut held = handle
-                .address()
-                .get()
-                .set_link_index_filter(index)
-                .set_address_filter(*addr)
-                .execute();
-            while let Some(msg) = held
-                .try_next()
-                .await
-                .map_err(|e| format!("listing addresses of {interface}: {e}"))?
-            {
-                handle
-                    .address()
-                    .del(msg)
-                    .execute()
-                    .await
-                    .map_err(|e| format!("removing {addr}/{len}: {e}"))?;
-            }
+            remove_addresses(&handle, index, interface, &[(*addr, *len)]).await?;
         }
         Ok(())
     }
     .await;
     task.abort();
     result
+}
+
+/// Deletes `addresses` from interface `index`; one that is not there is not an error.
+async fn remove_addresses(
+    handle: &rtnetlink::Handle,
+    index: u32,
+    interface: &str,
+    addresses: &[(IpAddr, u8)],
+) -> Result<(), String> {
+    for (addr, len) in addresses {
+        let mut held = handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(*addr)
+            .execute();
+        while let Some(msg) = held
+            .try_next()
+            .await
+            .map_err(|e| format!("listing addresses of {interface}: {e}"))?
+        {
+            handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .map_err(|e| format!("removing {addr}/{len}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 async fn link_index(handle: &rtnetlink::Handle, name: &str) -> Result<u32, String> {
