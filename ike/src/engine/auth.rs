@@ -242,6 +242,30 @@ pub fn identity_matches(want: &Identity, got: &Identity) -> bool {
     }
 }
 
+/// Whether `got` belongs to the group `domain` names: an RFC 822 or FQDN identity whose
+/// domain is `domain` or ends with `.domain` (ASCII case-insensitive, as DNS names).
+/// Other identity types match only exactly.
+pub fn group_identity_matches(domain: &Identity, got: &Identity) -> bool {
+    let want = match domain {
+        Identity::Fqdn(d) | Identity::Rfc822(d) => d.trim_start_matches('@'),
+        _ => return identity_matches(domain, got),
+    };
+    let host = match got {
+        Identity::Rfc822(u) => match u.rsplit_once('@') {
+            Some((user, host)) if !user.is_empty() => host,
+            _ => return false,
+        },
+        Identity::Fqdn(h) => h.as_str(),
+        _ => return false,
+    };
+    let (host, want) = (host.to_ascii_lowercase(), want.to_ascii_lowercase());
+    !want.is_empty()
+        && (host == want
+            || host
+                .strip_suffix(&want)
+                .is_some_and(|rest| rest.ends_with('.')))
+}
+
 fn dn_equal(a: &[u8], b: &[u8]) -> Option<bool> {
     let parse = |der| match X509Name::from_der(der) {
         Ok(([], name)) => Some(name),
@@ -279,6 +303,36 @@ mod tests {
     use sha2::Sha256;
 
     use super::*;
+
+    #[test]
+    fn group_ids_match_by_domain_only() {
+        let group = Identity::Fqdn("Example.net".into());
+        let yes = ["alice@example.net", "bob@EXAMPLE.NET", "x@vpn.example.net"];
+        for id in yes {
+            assert!(
+                group_identity_matches(&group, &Identity::Rfc822(id.into())),
+                "{id}"
+            );
+        }
+        assert!(group_identity_matches(
+            &group,
+            &Identity::Fqdn("host.example.net".into())
+        ));
+        let no = [
+            Identity::Rfc822("alice@badexample.net".into()),
+            Identity::Rfc822("@example.net".into()),
+            Identity::Rfc822("example.net".into()),
+            Identity::Fqdn("example.net.evil".into()),
+            Identity::Ipv4([192, 0, 2, 1].into()),
+        ];
+        for id in no {
+            assert!(!group_identity_matches(&group, &id), "{id:?}");
+        }
+        assert!(!group_identity_matches(
+            &Identity::Fqdn(String::new()),
+            &Identity::Fqdn("x".into())
+        ));
+    }
 
     /// Recomputes RFC 7296 §2.15 with RustCrypto's HMAC-SHA-256, independently of ring.
     #[test]

@@ -131,6 +131,11 @@ pub struct IkeConfig {
     /// (attribute by attribute, ignoring string types, case and extra spaces), other
     /// types exactly.
     pub remote_id: Option<Identity>,
+    /// `remote_id` names a group (Junos `ike-user-type group-ike-id`): an FQDN or RFC 822
+    /// identity matches when its domain ends with it (`alice@example.net` and
+    /// `host.example.net` match `example.net`), so one dial-up gateway serves many
+    /// peers, each with its own identity.
+    pub remote_id_group: bool,
     /// How we authenticate ourselves.
     pub auth: LocalAuth,
     /// How the peer must authenticate itself.
@@ -218,6 +223,7 @@ impl IkeConfig {
         IkeConfig {
             local_id,
             remote_id: None,
+            remote_id_group: false,
             auth,
             peer_auth,
             ike_suites: Vec::new(),
@@ -261,6 +267,7 @@ impl std::fmt::Debug for IkeConfig {
         f.debug_struct("IkeConfig")
             .field("local_id", &self.local_id)
             .field("remote_id", &self.remote_id)
+            .field("remote_id_group", &self.remote_id_group)
             .field("auth", &self.auth)
             .field("peer_auth", &self.peer_auth)
             .field("ike_suites", &self.ike_suites)

@@ -12,7 +12,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
-use super::auth::{AuthInput, identity_matches, make_auth, verify_peer_auth};
+use super::auth::{
+    AuthInput, group_identity_matches, identity_matches, make_auth, verify_peer_auth,
+};
 use super::config::{ChildConfig, LocalAuth, PeerAuth};
 use super::error::IkeError;
 use super::keys::{ChildParams, InitTranscript, Keyed, child_install, derive};
@@ -700,12 +702,13 @@ impl IkeSa {
         auth: &AuthPayload,
         input: &AuthInput<'_>,
     ) -> Result<(), IkeError> {
-        if self
-            .config
-            .remote_id
-            .as_ref()
-            .is_some_and(|want| !identity_matches(want, input.id))
-        {
+        if self.config.remote_id.as_ref().is_some_and(|want| {
+            if self.config.remote_id_group {
+                !group_identity_matches(want, input.id)
+            } else {
+                !identity_matches(want, input.id)
+            }
+        }) {
             return Err(IkeError::AuthenticationFailed);
         }
         verify_peer_auth(&self.config.peer_auth, input, auth, payloads, self.wall)

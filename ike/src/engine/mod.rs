@@ -47,7 +47,7 @@ mod version;
 #[cfg(test)]
 mod tests;
 
-pub use auth::identity_matches;
+pub use auth::{group_identity_matches, identity_matches};
 pub use config::{
     ChildConfig, ChildLifetime, ChildSuite, IkeConfig, IkeSuite, IpsecMode, LocalAuth, PeerAuth,
     Retransmit,

@@ -306,6 +306,12 @@ impl Gateway {
     }
 
     fn retry_later(&mut self, ctx: &mut Context<Self>) {
+        if self.spec.dynamic {
+            // A dial-up peer's gateway lives as long as its IKE SA: the peer calls
+            // again if it wants to (`runtime::dialup` forgets the stopped actor).
+            ctx.stop();
+            return;
+        }
         if self.spec.initiate {
             // Up to a second of jitter keeps two restarting peers from staying in step.
             let jitter = Duration::from_millis(

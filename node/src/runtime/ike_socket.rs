@@ -16,6 +16,7 @@ use dataplane::worker::DataplaneHandle;
 use tokio::net::UdpSocket;
 
 use super::RuntimeError;
+use super::dialup::Dialup;
 use super::gateway::{Datagram, Gateway};
 
 /// Exchange type of IKE_SA_INIT (RFC 7296 §3.1).
@@ -85,6 +86,17 @@ pub struct UnregisterPeer {
     pub gateway: Addr<Gateway>,
 }
 
+/// Routes new IKE_SA_INIT requests that no configured peer claims, arriving on
+/// `local`, to a dial-up gateway; `None` stops (a reload removed it).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RegisterDialup {
+    /// Our address the dial-up gateway listens on.
+    pub local: IpAddr,
+    /// The dial-up gateway.
+    pub dialup: Option<Addr<Dialup>>,
+}
+
 /// Also listens on `addr` (port 500 of a local address a reload added); listening
 /// there already is not an error.
 #[derive(Message, Debug)]
@@ -98,6 +110,7 @@ pub struct IkeSocket {
     dataplane: DataplaneHandle,
     by_spi: HashMap<u64, Addr<Gateway>>,
     by_peer: HashMap<IpAddr, Addr<Gateway>>,
+    dialups: HashMap<IpAddr, Addr<Dialup>>,
     /// Datagrams nobody claimed, for `show` commands.
     pub unrouted: u64,
 }
@@ -121,6 +134,7 @@ impl IkeSocket {
             dataplane,
             by_spi: HashMap::new(),
             by_peer: HashMap::new(),
+            dialups: HashMap::new(),
             unrouted: 0,
         })
     }
@@ -145,7 +159,8 @@ impl IkeSocket {
             return Some(g);
         }
         if spi_r == 0 && exchange == IKE_SA_INIT && flags & FLAG_RESPONSE == 0 {
-            return self.by_peer.get(&from.ip());
+            // A peer whose (dial-up) gateway ended calls anew through the dial-up.
+            return self.by_peer.get(&from.ip()).filter(|g| g.connected());
         }
         None
     }
@@ -198,10 +213,13 @@ impl Handler<Received> for IkeSocket {
                 natt: msg.natt,
                 data: msg.data,
             }),
-            None => {
-                self.unrouted += 1;
-                tracing::debug!(from = %msg.from, len = msg.data.len(), "IKE datagram for no known SA or peer");
-            }
+            None => match self.dialups.get(&msg.local.ip()) {
+                Some(d) if is_init_request(&msg.data) => d.do_send(msg),
+                _ => {
+                    self.unrouted += 1;
+                    tracing::debug!(from = %msg.from, len = msg.data.len(), "IKE datagram for no known SA or peer");
+                }
+            },
         }
     }
 }
@@ -261,6 +279,28 @@ impl Handler<RegisterPeer> for IkeSocket {
     fn handle(&mut self, msg: RegisterPeer, _: &mut Context<Self>) {
         self.by_peer.insert(msg.peer, msg.gateway);
     }
+}
+
+impl Handler<RegisterDialup> for IkeSocket {
+    type Result = ();
+
+    fn handle(&mut self, msg: RegisterDialup, _: &mut Context<Self>) {
+        match msg.dialup {
+            Some(d) => {
+                self.dialups.insert(msg.local, d);
+            }
+            None => {
+                self.dialups.remove(&msg.local);
+            }
+        }
+    }
+}
+
+/// A request starting a new IKE SA (IKE_SA_INIT, no responder SPI yet).
+fn is_init_request(data: &[u8]) -> bool {
+    data.get(..HEADER_LEN).is_some_and(|h| {
+        h[8..16].iter().all(|b| *b == 0) && h[18] == IKE_SA_INIT && h[19] & FLAG_RESPONSE == 0
+    })
 }
 
 impl Handler<UnregisterPeer> for IkeSocket {

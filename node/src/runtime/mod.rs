@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod child_sa;
+pub mod dialup;
 pub mod gateway;
 pub mod ike_socket;
 pub mod keylog;
@@ -125,6 +126,10 @@ pub struct GatewaySpec {
     /// Initiate when traffic for the tunnel finds no SA (`on-traffic`, and
     /// `immediately` once the tunnel went down); not with `responder-only`.
     pub on_traffic: bool,
+    /// A dial-up gateway (`dynamic`): `remote` is unspecified in the template, and each
+    /// peer that calls gets a gateway actor of its own, with its address filled in
+    /// (`runtime::dialup`), which ends with its IKE SA.
+    pub dynamic: bool,
     /// ESP options.
     pub esp: EspOptions,
     /// The chassis-cluster redundancy group that owns the gateway; `None` standalone.
@@ -249,7 +254,7 @@ impl Node {
         let (events, _) = tokio::sync::broadcast::channel(EVENT_FEED_CAPACITY);
         let gateways = table::GatewayTable::default();
         for g in &spec.gateways {
-            gateways.insert(start_gateway(g, &socket, &spus, &events));
+            start_vpn(g, &socket, &spus, &events, &gateways);
         }
         let backend = Arc::new(backend::RuntimeBackend::new(
             gateways.clone(),
@@ -314,6 +319,52 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop_bridge();
+    }
+}
+
+/// Starts the gateway of VPN `spec`: its actor, or for a dial-up VPN the actor that
+/// starts one per calling peer.
+fn start_vpn(
+    spec: &GatewaySpec,
+    socket: &Addr<IkeSocket>,
+    spus: &Spus,
+    events: &tokio::sync::broadcast::Sender<crate::mgmt::backend::EventView>,
+    table: &table::GatewayTable,
+) {
+    if spec.dynamic {
+        let dialup = dialup::Dialup::new(
+            spec.clone(),
+            socket.clone(),
+            spus.clone(),
+            events.clone(),
+            table.clone(),
+        )
+        .start();
+        socket.do_send(ike_socket::RegisterDialup {
+            local: spec.local,
+            dialup: Some(dialup.clone()),
+        });
+        table.insert_dialup(&spec.vpn, dialup);
+    } else {
+        table.insert(start_gateway(spec, socket, spus, events));
+    }
+}
+
+/// Stops the gateways of VPN `spec` (Delete to their peers), the dial-up actor too.
+async fn stop_vpn(spec: &GatewaySpec, socket: &Addr<IkeSocket>, table: &table::GatewayTable) {
+    if let Some(dialup) = table.remove_dialup(&spec.vpn) {
+        socket.do_send(ike_socket::RegisterDialup {
+            local: spec.local,
+            dialup: None,
+        });
+        let _ = dialup.send(dialup::StopDialup).await;
+    }
+    for g in table.remove(&spec.vpn) {
+        socket.do_send(ike_socket::UnregisterPeer {
+            peer: spec.remote,
+            gateway: g.addr.clone(),
+        });
+        let _ = g.addr.send(gateway::Shutdown).await;
     }
 }
 

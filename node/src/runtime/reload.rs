@@ -26,11 +26,11 @@ use std::time::SystemTime;
 use actix::prelude::*;
 use tokio::sync::broadcast;
 
-use super::ike_socket::{IkeSocket, Listen, UnregisterPeer};
+use super::ike_socket::{IkeSocket, Listen};
 use super::spec::SpecError;
 use super::spu::Spus;
 use super::table::GatewayTable;
-use super::{ManualSpec, NodeSpec, TunnelSpec, gateway, net, start_gateway};
+use super::{ManualSpec, NodeSpec, TunnelSpec, net, start_vpn, stop_vpn};
 use crate::config::{Config, ConfigError};
 use crate::mgmt::backend::{
     BackendError, ConfigObjectKind, EventKind, EventView, FieldError, OperationOutcome,
@@ -296,17 +296,10 @@ impl Reloader {
     ) -> Result<(Plan, Vec<String>), BackendError> {
         let mut failures = Vec::new();
         for vpn in &plan.stop {
-            let Some(g) = gateways.remove(vpn) else {
-                continue;
-            };
             if let Some(s) = old_spec.gateways.iter().find(|s| &s.vpn == vpn) {
-                socket.do_send(UnregisterPeer {
-                    peer: s.remote,
-                    gateway: g.addr.clone(),
-                });
+                stop_vpn(s, &socket, &gateways).await;
+                tracing::info!(vpn = %vpn, gateway = %s.name, "configuration: gateway stopped");
             }
-            let _ = g.addr.send(gateway::Shutdown).await;
-            tracing::info!(vpn = %vpn, gateway = %g.name, "configuration: gateway stopped");
         }
         for name in &plan.manual_stop {
             if let Some(m) = old_spec.manual.iter().find(|m| &m.name == name) {
@@ -333,7 +326,7 @@ impl Reloader {
                 failures.push(format!("vpn {vpn}: {e}"));
                 continue;
             }
-            gateways.insert(start_gateway(s, &socket, &spus, &events));
+            start_vpn(s, &socket, &spus, &events, &gateways);
             tracing::info!(vpn = %vpn, gateway = %s.name, "configuration: gateway started");
         }
         for name in &plan.manual_start {

@@ -10,8 +10,8 @@ use dataplane::sa::Mode;
 use ike::cert::{Credential, KeyKind, PrivateKey, TrustStore, certs_from_pem};
 use ike::crypto::{DhGroup, Encr, Integ, Prf, SecretBytes};
 use ike::engine::{
-    ChildLifetime, ChildSuite, IkeConfig, IkeSuite, IpsecMode, LocalAuth, PeerAuth, Retransmit,
-    identity_matches,
+    AddressPool, ChildLifetime, ChildSuite, IkeConfig, IkeSuite, IpsecMode, LocalAuth, PeerAuth,
+    Retransmit, SharedPool, identity_matches,
 };
 use ike::wire::{AddrRange, Identity, IpSelector};
 use ring::rand::SystemRandom;
@@ -284,23 +284,29 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         .find(|g| g.name == vpn.gateway)
         .ok_or_else(|| err(&path, format!("gateway {} is not defined", vpn.gateway)))?;
     let gpath = format!("security.ike.gateway.{}", g.name);
-    let remote = match &g.remote {
-        Remote::Static(addrs) => *addrs
-            .first()
-            .ok_or_else(|| err(&gpath, "no peer address"))?,
-        Remote::Dynamic(_) => {
-            return Err(err(
-                &gpath,
-                "dynamic peers are not supported by this daemon version",
-            ));
-        }
-    };
     let local = g.local_address.ok_or_else(|| {
         err(
             &gpath,
             "local-address is required (the address IKE and ESP are sent from)",
         )
     })?;
+    // A dial-up gateway has no peer address until a peer calls: each peer gets its own
+    // gateway actor from this template (`runtime::dialup`).
+    let (remote, dynamic) = match &g.remote {
+        Remote::Static(addrs) => (
+            *addrs
+                .first()
+                .ok_or_else(|| err(&gpath, "no peer address"))?,
+            None,
+        ),
+        Remote::Dynamic(m) => (
+            match local {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            },
+            Some(m),
+        ),
+    };
     let (auth, peer_auth, subject) = match &g.auth {
         Auth::Psk(p) => {
             let psk = SecretBytes::from_slice(p.expose());
@@ -426,10 +432,19 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         (None, None) => address_identity(local),
     };
     let mut ike = IkeConfig::with_auth(local_id, auth, peer_auth);
-    ike.remote_id = g
-        .remote_id
-        .as_ref()
-        .map(|id| identity(id, &gpath))
+    ike.remote_id = match dynamic {
+        Some(m) => Some(identity(&m.identity, &gpath)?),
+        None => g
+            .remote_id
+            .as_ref()
+            .map(|id| identity(id, &gpath))
+            .transpose()?,
+    };
+    ike.remote_id_group = dynamic.is_some_and(|m| m.user_type == model::IkeUserType::GroupIkeId);
+    ike.address_pool = g
+        .address_pool
+        .as_deref()
+        .map(|name| address_pool(cfg, name, &gpath))
         .transpose()?;
     ike.ike_suites = ike_suites;
     ike.child_suites = child_suites;
@@ -478,8 +493,10 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         remote,
         ike,
         binding: vpn.binding.tunnel_id(),
-        initiate: vpn.establish == Establish::Immediately,
-        on_traffic: vpn.establish != Establish::ResponderOnly,
+        // A dial-up gateway answers; it has nobody to call.
+        initiate: dynamic.is_none() && vpn.establish == Establish::Immediately,
+        on_traffic: dynamic.is_none() && vpn.establish != Establish::ResponderOnly,
+        dynamic: dynamic.is_some(),
         group: None,
         key_log: cfg.key_log.as_ref().map(KeyLog::new),
         esp: EspOptions {
@@ -516,6 +533,42 @@ fn identity(id: &model::Identity, path: &str) -> Result<Identity, SpecError> {
             dn_der(dn).map_err(|e| err(path, format!("distinguished-name: {e}")))?,
         ),
     })
+}
+
+/// The IPv4 part of pool `name` for the engine's CP replies (IPv6 pools are not
+/// handed out yet: refused rather than silently ignored).
+fn address_pool(cfg: &Config, name: &str, path: &str) -> Result<SharedPool, SpecError> {
+    let pool = cfg
+        .pool(name)
+        .ok_or_else(|| err(path, format!("address pool {name} is not defined")))?;
+    if pool.inet6.is_some() {
+        return Err(err(
+            format!("security.address-pools.{name}.family.inet6"),
+            "IPv6 address assignment is not supported by this daemon version",
+        ));
+    }
+    let inet = pool.inet.as_ref().ok_or_else(|| {
+        err(
+            format!("security.address-pools.{name}"),
+            "no family.inet range to assign from",
+        )
+    })?;
+    let v4 = |a: IpAddr| match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    };
+    let (Some(low), Some(high)) = (v4(inet.low), v4(inet.high)) else {
+        return Err(err(
+            format!("security.address-pools.{name}.family.inet"),
+            "the range must be IPv4",
+        ));
+    };
+    let bits = u32::from(inet.network.prefix_len());
+    let netmask = Ipv4Addr::from(u32::MAX.checked_shl(32 - bits).unwrap_or(0));
+    let dns = inet.dns_servers.iter().copied().filter_map(v4).collect();
+    Ok(Arc::new(std::sync::Mutex::new(AddressPool::new(
+        low, high, netmask, dns,
+    ))))
 }
 
 /// The local certificate's subject: DER for the wire, text for messages.

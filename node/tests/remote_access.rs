@@ -1,0 +1,268 @@
+//! Remote access through a dial-up gateway, with strongSwan's charon as the road
+//! warrior (a real client that asks for a virtual IP over CP):
+//!
+//! ```text
+//! lan-a 10.1.0.10 ── 10.1.0.1 gw-a 192.0.2.1 ── 192.0.2.2 gw-b (charon, vip 10.99.0.x)
+//!                          (vpnd, pool 10.99.0.0/24)
+//! ```
+//!
+//! Needs root (namespaces, TUN) and strongSwan with kernel-libipsec (installed by
+//! `.ci/run`); without them the test fails saying what is missing.
+
+use std::time::{Duration, Instant};
+
+use lab as common;
+use lab::strongswan::{self, Charon};
+use lab::{LAN_A_HOST, Lab, Vpnctl, WorkDir};
+
+const VPND: &str = env!("CARGO_BIN_EXE_vpnd");
+const VPNCTL: &str = env!("CARGO_BIN_EXE_vpnctl");
+const PSK: &str = "road warriors example key";
+
+/// gw-a: a dial-up gateway for anyone@example.net (group IKE ID, PSK) handing out
+/// 10.99.0.10-200, LAN 10.1.0.0/16 behind it.
+fn gateway_config() -> String {
+    format!(
+        r#"[system]
+host-name = "gw-a"
+
+[security.ike.proposal.ike-aes128gcm]
+authentication-method = "pre-shared-keys"
+dh-group = "group19"
+encryption-algorithm = "aes-128-gcm"
+authentication-algorithm = "sha-256"
+
+[security.ike.policy.ra-pol]
+proposals = ["ike-aes128gcm"]
+pre-shared-key.ascii-text = "{PSK}"
+
+[security.ike.gateway.ra-clients]
+ike-policy = "ra-pol"
+dynamic.user-at-hostname = "example.net"
+dynamic.ike-user-type = "group-ike-id"
+local-address = "192.0.2.1"
+local-identity.hostname = "gw-a.example.net"
+aaa.access-profile = "ra-pool"
+
+[security.ipsec.proposal.esp-aes128gcm]
+protocol = "esp"
+encryption-algorithm = "aes-128-gcm"
+
+[security.ipsec.policy.ra-ipsec]
+proposals = ["esp-aes128gcm"]
+
+[security.ipsec.vpn.ra]
+bind-interface = "st0.0"
+ike.gateway = "ra-clients"
+ike.ipsec-policy = "ra-ipsec"
+traffic-selector.corp = {{ local-ip = "10.1.0.0/16", remote-ip = "10.99.0.0/24" }}
+
+[security.address-pools.ra-pool]
+family.inet = {{ network = "10.99.0.0/24", range = {{ low = "10.99.0.10", high = "10.99.0.200" }}, dns-server = ["10.1.0.53"] }}
+
+[interfaces.st0.unit.0]
+family.inet.address = "10.99.0.1/24"
+
+[services.management]
+listen = "127.0.0.1:50051"
+"#
+    )
+}
+
+/// charon on gw-b: `alice` is in the group, `mallory` (another domain) is not; both
+/// ask for a virtual IP.
+fn road_warrior_config() -> String {
+    let conn = |name: &str, id: &str| {
+        format!(
+            "    {name} {{
+        version = 2
+        local_addrs = 192.0.2.2
+        remote_addrs = 192.0.2.1
+        vips = 0.0.0.0
+        proposals = aes128gcm16-prfsha256-ecp256
+        encap = yes
+        mobike = no
+        local {{
+            auth = psk
+            id = {id}
+        }}
+        remote {{
+            auth = psk
+            id = gw-a.example.net
+        }}
+        children {{
+            corp {{
+                remote_ts = 10.1.0.0/16
+                esp_proposals = aes128gcm16
+                start_action = none
+            }}
+        }}
+    }}
+"
+        )
+    };
+    let secret = |name: &str, id: &str| {
+        format!(
+            "    ike-{name} {{
+        id-1 = {id}
+        id-2 = gw-a.example.net
+        secret = \"{PSK}\"
+    }}
+"
+        )
+    };
+    format!(
+        "connections {{\n{}{}}}\nsecrets {{\n{}{}}}\n",
+        conn("alice", "alice@example.net"),
+        conn("mallory", "mallory@example.org"),
+        secret("alice", "alice@example.net"),
+        secret("mallory", "mallory@example.org"),
+    )
+}
+
+/// charon's `--list-sas` shows the virtual IP 10.99.0.10 and a child SA between it
+/// and the gateway's LAN.
+fn narrowed_to_first_address(sas: &str) -> bool {
+    let lines: Vec<&str> = sas.lines().map(str::trim).collect();
+    lines.iter().any(|l| l.ends_with("[10.99.0.10]"))
+        && lines.contains(&"local  10.99.0.10/32")
+        && lines.contains(&"remote 10.1.0.0/16")
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A road warrior in the group gets 10.99.0.10 from the pool over CP, reaches the LAN
+/// behind the gateway from it, and shows up on the gateway as a peer of the dial-up
+/// gateway; one outside the group is refused (AUTHENTICATION_FAILED); after the
+/// client leaves, its gateway is gone and the address is handed out again.
+#[test]
+fn netns_remote_access_client_gets_an_address() {
+    assert!(common::is_root(), "{}", common::ROOT_HINT);
+    assert!(strongswan::available(), "{}", strongswan::INSTALL_HINT);
+    let _serial = common::netns_test_lock().unwrap_or_else(|e| panic!("{e:#}"));
+    let pid = std::process::id();
+    let dir = WorkDir::create(&format!("vpnd-ra-{pid}")).expect("work directory");
+    let mut lab: Lab =
+        common::site_to_site(VPND, &format!("ra{pid}"), dir).expect("site-to-site topology");
+    let pki = lab.dir.path.join("pki");
+    node::mgmt::pki::init(&pki, &[], false).expect("vpnctl pki init");
+    lab.daemon_args = vec!["--pki".into(), pki.display().to_string()];
+    lab.start_vpnd("gw-a", &gateway_config())
+        .expect("vpnd gw-a");
+    lab.daemon("gw-a")
+        .wait_log(&["vpnd running"], 1, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let charon = Charon::start(
+        &lab.ns_name("gw-b"),
+        lab.dir.path.join("charon"),
+        &road_warrior_config(),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let initiate = |conn: &str| {
+        charon
+            .swanctl(&["--initiate", "--child", "corp", "--ike", conn])
+            .expect("swanctl --initiate")
+    };
+
+    let out = initiate("alice");
+    let sas = charon.list_sas().unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "alice: {}\n{sas}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        lab.logs(),
+        charon.tail(40)
+    );
+    assert!(
+        narrowed_to_first_address(&sas),
+        "alice's child SA is not narrowed to her pool address: {sas}"
+    );
+    let ping = lab
+        .ns("gw-b")
+        .exec(
+            "ping",
+            &[
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-w",
+                "10",
+                "-I",
+                "10.99.0.10",
+                LAN_A_HOST,
+            ],
+        )
+        .unwrap_or_else(|e| panic!("ping from the virtual IP: {e:#}\n{}", lab.logs()));
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    let ctl = Vpnctl::new(VPNCTL, &pki);
+    let ike = ctl
+        .json(
+            &lab.ns_name("gw-a"),
+            &["show", "security", "ike", "security-associations"],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let peers: Vec<&serde_json::Value> = ike
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|sa| sa["gateway"] == "ra-clients")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(peers.len(), 1, "{ike}");
+    assert!(
+        peers[0]["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("192.0.2.2:")),
+        "{ike}"
+    );
+
+    let out = initiate("mallory");
+    assert!(
+        !out.status.success(),
+        "mallory@example.org is outside the group and must be refused: {}",
+        charon.list_sas().unwrap_or_default()
+    );
+    assert!(
+        !lab.daemon("gw-a").log_text().contains("10.99.0.11"),
+        "an address was handed to a refused client"
+    );
+
+    let out = charon
+        .swanctl(&["--terminate", "--ike", "alice"])
+        .expect("swanctl --terminate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    wait_for("alice's gateway to end", Duration::from_secs(10), || {
+        ctl.json(
+            &lab.ns_name("gw-a"),
+            &["show", "security", "ike", "security-associations"],
+        )
+        .is_ok_and(|v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().all(|sa| sa["gateway"] != "ra-clients"))
+        })
+    });
+    let out = initiate("alice");
+    let sas = charon.list_sas().unwrap_or_default();
+    assert!(out.status.success(), "alice again: {sas}\n{}", lab.logs());
+    assert!(
+        narrowed_to_first_address(&sas),
+        "the address was not released: {sas}"
+    );
+}
