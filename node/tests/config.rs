@@ -1606,3 +1606,31 @@ fn manual_key_vpns_are_refused_in_a_chassis_cluster() {
         "{e}"
     );
 }
+
+#[test]
+fn vpn_monitor_options_default_to_junos_and_are_range_checked() {
+    let site_a = Config::parse(DEFAULT_SITE_A, "a.toml").expect("site A");
+    assert_eq!(site_a.vpn_monitor_options.interval, Duration::from_secs(10));
+    assert_eq!(site_a.vpn_monitor_options.threshold, 10);
+    let set = format!(
+        "{DEFAULT_SITE_A}\n[security.ipsec.vpn-monitor-options]\ninterval = 2\nthreshold = 3\n"
+    );
+    let c = Config::parse(&set, "t.toml").expect("in range");
+    assert_eq!(c.vpn_monitor_options.interval, Duration::from_secs(2));
+    assert_eq!(c.vpn_monitor_options.threshold, 3);
+    let bad = format!(
+        "{DEFAULT_SITE_A}\n[security.ipsec.vpn-monitor-options]\ninterval = 1\nthreshold = 17\n"
+    );
+    assert_error(
+        &bad,
+        "interval = 1\nthreshold = 17",
+        "security.ipsec.vpn-monitor-options.interval",
+        "out of range 2..3600",
+    );
+    assert_error(
+        &bad,
+        "threshold = 17",
+        "security.ipsec.vpn-monitor-options.threshold",
+        "out of range 1..16",
+    );
+}

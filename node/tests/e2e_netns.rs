@@ -471,6 +471,61 @@ fn netns_spans_reach_an_otlp_collector() {
     );
 }
 
+/// `vpn-monitor` on gw-a probes lan-b through the tunnel every 2 s from its LAN
+/// address: answered while lan-b is up; with gw-b's LAN link down, two probes in a row go
+/// unanswered and gw-a deletes the IKE SA and negotiates a new one; with lan-b back,
+/// the destination answers again.
+#[test]
+fn netns_vpn_monitor_renegotiates_when_probes_go_unanswered() {
+    let _serial = root_test();
+    let mut lab = site_to_site("vpnmon");
+    let (a, b) = site_configs(Site::default());
+    let selector =
+        "traffic-selector.lan = { local-ip = \"10.1.0.0/16\", remote-ip = \"10.2.0.0/16\" }";
+    let a = edit(
+        &a,
+        selector,
+        &format!(
+            "{selector}\nvpn-monitor = {{ destination-ip = \"{LAN_B_HOST}\", source-interface = \"{}\" }}",
+            common::LAN_IF
+        ),
+    )
+    .unwrap()
+        + "\n[security.ipsec.vpn-monitor-options]\ninterval = 2\nthreshold = 2\n";
+    lab.start_vpnd("gw-b", &b).expect("vpnd gw-b");
+    lab.daemon("gw-b")
+        .wait_log(&["vpnd running"], 1, ESTABLISH)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    lab.start_vpnd("gw-a", &a).expect("vpnd gw-a");
+    wait_tunnel(&mut lab, 1);
+    let answers = ["vpn-monitor: destination answers through the tunnel"];
+    lab.daemon("gw-a")
+        .wait_log(&answers, 1, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+
+    lab.ns("gw-b")
+        .ip(&["link", "set", common::LAN_IF, "down"])
+        .expect("gw-b's LAN link down");
+    lab.daemon("gw-a")
+        .wait_log(
+            &["vpn-monitor: destination unreachable"],
+            1,
+            Duration::from_secs(15),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    lab.daemon("gw-a")
+        .wait_log(&["IPsec SA pair installed"], 2, ESTABLISH)
+        .unwrap_or_else(|e| panic!("renegotiation: {e:#}\n{}", lab.logs()));
+
+    lab.ns("gw-b")
+        .ip(&["link", "set", common::LAN_IF, "up"])
+        .expect("gw-b's LAN link up");
+    lab.daemon("gw-a")
+        .wait_log(&answers, 2, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 3);
+}
+
 #[test]
 fn netns_sigterm_deletes_sa_at_peer() {
     let _serial = root_test();

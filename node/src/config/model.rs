@@ -50,6 +50,25 @@ pub struct Config {
     /// `security.ike.traceoptions.key-log`: the directory where IKE and ESP keys are
     /// appended for Wireshark (see `runtime::keylog`); `None`: no key log.
     pub key_log: Option<PathBuf>,
+    /// `[security.ipsec.vpn-monitor-options]`: how VPNs with `vpn-monitor` probe.
+    pub vpn_monitor_options: VpnMonitorOptions,
+}
+
+/// How often `vpn-monitor` probes and after how many unanswered probes in a row the
+/// VPN is declared down (Junos defaults: every 10 s, 10 probes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VpnMonitorOptions {
+    pub interval: Duration,
+    pub threshold: u32,
+}
+
+impl Default for VpnMonitorOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            threshold: 10,
+        }
+    }
 }
 
 impl Config {

@@ -168,6 +168,7 @@ pub struct Aaa {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Ipsec {
     pub anti_replay_window_size: Option<Spanned<i64>>,
+    pub vpn_monitor_options: Option<VpnMonitorOptions>,
     #[serde(default)]
     pub proposal: Named<IpsecProposal>,
     #[serde(default)]
@@ -272,6 +273,14 @@ pub struct KeyText {
 pub struct TrafficSelector {
     pub local_ip: Spanned<String>,
     pub remote_ip: Spanned<String>,
+}
+
+/// `[security.ipsec.vpn-monitor-options]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VpnMonitorOptions {
+    pub interval: Option<Spanned<i64>>,
+    pub threshold: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -127,6 +127,8 @@ pub(crate) fn resolve(raw: &raw::RawConfig, d: &mut Diagnostics<'_>) -> Option<C
         .as_ref()
         .and_then(|t| t.get_ref().key_log.as_ref())
         .and_then(|dir| v.key_log(dir));
+    let vpn_monitor_options =
+        v.vpn_monitor_options(raw.security.ipsec.vpn_monitor_options.as_ref());
     let raw_cluster = raw.chassis.cluster.as_ref();
     let cluster = raw_cluster.and_then(|c| v.cluster(c));
     let written_groups: Option<Vec<u8>> = raw_cluster.map(|c| {
@@ -157,6 +159,7 @@ pub(crate) fn resolve(raw: &raw::RawConfig, d: &mut Diagnostics<'_>) -> Option<C
         cluster,
         reths: reths.into_values().collect(),
         key_log,
+        vpn_monitor_options: vpn_monitor_options?,
     })
 }
 
@@ -1748,6 +1751,34 @@ impl Validator<'_, '_> {
             }
         }
         out
+    }
+
+    /// Junos' ranges: interval 2..3600 s, threshold 1..16.
+    fn vpn_monitor_options(
+        &mut self,
+        o: Option<&raw::VpnMonitorOptions>,
+    ) -> Option<VpnMonitorOptions> {
+        let mut out = VpnMonitorOptions::default();
+        let Some(o) = o else {
+            return Some(out);
+        };
+        let key = "security.ipsec.vpn-monitor-options";
+        // Both checked before giving up, so one pass reports both.
+        let interval = o
+            .interval
+            .as_ref()
+            .map(|i| self.int_range(i, &format!("{key}.interval"), (2, 3600), " seconds"));
+        let threshold = o
+            .threshold
+            .as_ref()
+            .map(|t| self.int_range(t, &format!("{key}.threshold"), (1, 16), ""));
+        if let Some(i) = interval {
+            out.interval = Duration::from_secs(u64::try_from(i?).ok()?);
+        }
+        if let Some(t) = threshold {
+            out.threshold = u32::try_from(t?).ok()?;
+        }
+        Some(out)
     }
 
     fn vpn_monitor(&mut self, m: &raw::VpnMonitor, key: &str) -> Option<VpnMonitor> {

@@ -1,7 +1,7 @@
 //! One configured IKE gateway: owns the sans-IO `IkeSa`, feeds it datagrams and timer
 //! ticks, sends what it queues, and turns its events into child SA actors.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
@@ -17,6 +17,7 @@ use super::child_sa::{ChildSa, ChildSaInfo, Close, Describe};
 use super::ike_socket::{IkeSocket, RouteSpi, SendIke};
 use super::mapping;
 use super::spu::Spus;
+use super::vpn_monitor::{Prober, Verdict};
 use crate::cluster::records;
 use crate::mgmt::backend::{EventKind, EventView};
 
@@ -199,6 +200,12 @@ pub struct Gateway {
     replicated: Option<u64>,
     /// Outbound sequence limits committed per outbound SPI, and the packet rate seen.
     reservations: std::collections::HashMap<u32, (u64, ha::RateMeter)>,
+    /// `vpn-monitor` probing, once its socket is open.
+    prober: Option<Prober>,
+    /// The probe socket could not be opened (said once in the log).
+    prober_failed: bool,
+    /// Inbound packets of the child SAs at the last monitor tick (`optimized`).
+    monitor_rx: u64,
 }
 
 /// A child SA pair this gateway installed.
@@ -250,6 +257,9 @@ impl Gateway {
             generation: 0,
             replicated: None,
             reservations: std::collections::HashMap::new(),
+            prober: None,
+            prober_failed: false,
+            monitor_rx: 0,
         }
     }
 
@@ -978,10 +988,103 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// One `vpn-monitor` interval (see `runtime::vpn_monitor`): probes only while the
+    /// tunnel is up; with `optimized`, first reads whether traffic arrived.
+    fn monitor_tick(&mut self, ctx: &mut Context<Self>) {
+        let Some(spec) = self.spec.monitor.clone() else {
+            return;
+        };
+        let up = self.sa.as_ref().is_some_and(IkeSa::is_established)
+            && !self.children.is_empty()
+            && !self.passive();
+        if !up {
+            if let Some(p) = &mut self.prober {
+                p.reset();
+            }
+            return;
+        }
+        if self.prober.is_none() {
+            let peer = match self.spec.remote {
+                IpAddr::V4(a) => a,
+                // The spec requires an IPv4 destination-ip then.
+                IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+            };
+            match Prober::open(&spec, peer) {
+                Ok(p) => {
+                    tracing::info!(gateway = %self.spec.name, destination = %p.destination(), device = %spec.device, interval = ?spec.interval, "vpn-monitor: probing through the tunnel");
+                    self.prober = Some(p);
+                }
+                Err(e) => {
+                    if !self.prober_failed {
+                        tracing::warn!(gateway = %self.spec.name, error = %e, "vpn-monitor: cannot open the probe socket; not monitoring");
+                        self.prober_failed = true;
+                    }
+                    return;
+                }
+            }
+        }
+        if !spec.optimized {
+            self.monitor_verdict(false, ctx);
+            return;
+        }
+        let spus = self.spus.clone();
+        let inbound: Vec<u32> = self.children.iter().map(|c| c.inbound_spi).collect();
+        ctx.spawn(async move { spus.stats().await }.into_actor(self).map(
+            move |stats, act, ctx| {
+                let rx = stats
+                    .iter()
+                    .flat_map(|w| w.engine.sas.iter())
+                    .filter(|s| {
+                        s.key.direction == dataplane::sa::Direction::Inbound
+                            && inbound.contains(&s.key.spi)
+                    })
+                    .map(|s| s.counters.packets)
+                    .sum::<u64>();
+                let seen = rx != act.monitor_rx;
+                act.monitor_rx = rx;
+                act.monitor_verdict(seen, ctx);
+            },
+        ));
+    }
+
+    fn monitor_verdict(&mut self, traffic_seen: bool, ctx: &mut Context<Self>) {
+        let Some(p) = &mut self.prober else {
+            return;
+        };
+        let destination = p.destination();
+        match p.tick(traffic_seen) {
+            Verdict::Same => {}
+            Verdict::Up => {
+                tracing::info!(gateway = %self.spec.name, %destination, "vpn-monitor: destination answers through the tunnel");
+            }
+            Verdict::Down => {
+                p.reset();
+                tracing::warn!(gateway = %self.spec.name, %destination, "vpn-monitor: destination unreachable through the tunnel: deleting the IKE SA and renegotiating");
+                self.publish(
+                    EventKind::SaDown,
+                    None,
+                    format!("vpn-monitor: {destination} unreachable through the tunnel"),
+                );
+                if let Some(sa) = &mut self.sa
+                    && sa.delete(Instant::now()).is_ok()
+                {
+                    send_at_once(&self.socket, &mut self.buf, sa);
+                }
+                self.teardown(ctx);
+                self.retry_later(ctx);
+            }
+        }
+    }
+}
+
 impl Actor for Gateway {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(m) = &self.spec.monitor {
+            ctx.run_interval(m.interval, |act, ctx| act.monitor_tick(ctx));
+        }
         // A clustered gateway waits for its redundancy group (`Activate`).
         if self.spec.initiate && !self.passive() {
             self.initiate(ctx);

@@ -23,6 +23,7 @@ pub mod reload;
 pub mod spec;
 pub mod spu;
 pub mod table;
+pub mod vpn_monitor;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -121,6 +122,8 @@ pub struct GatewaySpec {
     pub ike: ike::engine::IkeConfig,
     /// The `st0.N` unit the child SAs are bound to.
     pub binding: TunnelId,
+    /// `vpn-monitor`: ICMP probes through the tunnel.
+    pub monitor: Option<vpn_monitor::MonitorSpec>,
     /// Initiate at start (`establish-tunnels immediately`).
     pub initiate: bool,
     /// Initiate when traffic for the tunnel finds no SA (`on-traffic`, and

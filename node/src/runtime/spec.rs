@@ -19,6 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
 use super::keylog::KeyLog;
+use super::vpn_monitor::MonitorSpec;
 use super::{EspOptions, GatewaySpec, ManualSpec, NodeSpec, TunnelSpec};
 use crate::config::model::{self, Auth, Binding, Config, Establish, Member, NextHop, Remote};
 
@@ -486,9 +487,15 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         .map(DhGroup::from_iana)
         .transpose()
         .map_err(|e| err(&path, format!("perfect-forward-secrecy: {e}")))?;
+    let monitor = vpn
+        .monitor
+        .as_ref()
+        .map(|m| monitor_spec(cfg, vpn, m, remote, dynamic.is_some(), &path))
+        .transpose()?;
     Ok(GatewaySpec {
         name: g.name.clone(),
         vpn: vpn.name.clone(),
+        monitor,
         local,
         remote,
         ike,
@@ -532,6 +539,42 @@ fn identity(id: &model::Identity, path: &str) -> Result<Identity, SpecError> {
         model::Identity::DistinguishedName(dn) => Identity::DerAsn1Dn(
             dn_der(dn).map_err(|e| err(path, format!("distinguished-name: {e}")))?,
         ),
+    })
+}
+
+/// `vpn-monitor` of a route-based VPN: probes leave through its `st0` device.
+fn monitor_spec(
+    cfg: &Config,
+    vpn: &model::Vpn,
+    m: &model::VpnMonitor,
+    remote: IpAddr,
+    dynamic: bool,
+    path: &str,
+) -> Result<MonitorSpec, SpecError> {
+    let key = format!("{path}.vpn-monitor");
+    let Binding::Route { unit } = vpn.binding else {
+        return Err(err(
+            key,
+            "needs a route-based VPN (bind-interface): probes are sent through its st0 device",
+        ));
+    };
+    let destination = match m.destination {
+        Some(IpAddr::V4(a)) => Some(a),
+        None if remote.is_ipv4() || dynamic => None,
+        Some(IpAddr::V6(_)) | None => {
+            return Err(err(
+                key,
+                "IPv6 probes are not supported by this daemon version: set an IPv4 destination-ip",
+            ));
+        }
+    };
+    Ok(MonitorSpec {
+        destination,
+        source_interface: m.source_interface.clone(),
+        device: format!("st0.{unit}"),
+        interval: cfg.vpn_monitor_options.interval,
+        threshold: cfg.vpn_monitor_options.threshold,
+        optimized: m.optimized,
     })
 }
 
