@@ -1,5 +1,5 @@
-//! Addresses and static routes of `st0.N` interfaces and the floating addresses of
-//! redundant (`rethN`) interfaces, over rtnetlink.
+//! Addresses and static routes of `st0.N` interfaces (and the routes into the policy
+//! tunnel) and the floating addresses of redundant (`rethN`) interfaces, over rtnetlink.
 //!
 //! The dataplane creates the TUN devices and brings them up; which addresses they carry
 //! and which prefixes route into them is configuration, applied here with netlink (the
@@ -16,20 +16,35 @@ use super::TunnelSpec;
 
 /// Applies the addresses and routes of one tunnel interface.
 pub async fn configure(tunnel: &TunnelSpec) -> Result<(), String> {
-    if tunnel.addresses.is_empty() && tunnel.routes.is_empty() {
+    configure_link(&tunnel.name(), &tunnel.addresses, &tunnel.routes).await
+}
+
+/// Puts `addresses` on the dataplane's device `name` and routes `routes` (destination
+/// prefixes) into it: an `st0.N` unit, or the policy tunnel of policy-based VPNs.
+pub async fn configure_link(
+    name: &str,
+    addresses: &[(IpAddr, u8)],
+    routes: &[(IpAddr, u8)],
+) -> Result<(), String> {
+    if addresses.is_empty() && routes.is_empty() {
         return Ok(());
     }
     let (connection, handle, _) =
         rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
     let task = tokio::spawn(connection);
-    let result = apply(&handle, tunnel).await;
+    let result = apply(&handle, name, addresses, routes).await;
     task.abort();
     result
 }
 
-async fn apply(handle: &rtnetlink::Handle, tunnel: &TunnelSpec) -> Result<(), String> {
-    let index = link_index(handle, &tunnel.name()).await?;
-    for (addr, len) in &tunnel.addresses {
+async fn apply(
+    handle: &rtnetlink::Handle,
+    name: &str,
+    addresses: &[(IpAddr, u8)],
+    routes: &[(IpAddr, u8)],
+) -> Result<(), String> {
+    let index = link_index(handle, name).await?;
+    for (addr, len) in addresses {
         handle
             .address()
             .add(index, *addr, *len)
@@ -38,7 +53,7 @@ async fn apply(handle: &rtnetlink::Handle, tunnel: &TunnelSpec) -> Result<(), St
             .await
             .map_err(|e| format!("address {addr}/{len}: {e}"))?;
     }
-    for (dst, len) in &tunnel.routes {
+    for (dst, len) in routes {
         handle
             .route()
             .add(route_into(index, *dst, *len)?)
@@ -87,7 +102,7 @@ pub async fn reconfigure(old: &TunnelSpec, new: &TunnelSpec) -> Result<(), Strin
             .copied()
             .collect();
         remove_addresses(&handle, index, &new.name(), &gone).await?;
-        apply(&handle, new).await
+        apply(&handle, &new.name(), &new.addresses, &new.routes).await
     }
     .await;
     task.abort();
