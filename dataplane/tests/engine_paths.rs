@@ -230,8 +230,9 @@ fn df_set_policy_refuses_to_fragment() {
     assert_eq!(r, Outbound::ToTunnel);
 }
 
-#[test]
-fn spd_protects_bypasses_and_discards_in_order() {
+/// An engine whose policy tunnel is 100, with an outbound SA for binding 7, and the
+/// two LANs of [`packet`].
+fn policy_engine() -> (Engine, IpPrefix, IpPrefix) {
     let mut a = Engine::new(EngineConfig {
         policy_tunnel: Some(100),
         ..EngineConfig::default()
@@ -241,6 +242,12 @@ fn spd_protects_bypasses_and_discards_in_order() {
     a.install_sa(c).unwrap();
     let lan1: IpPrefix = "10.1.0.0/16".parse().unwrap();
     let lan2: IpPrefix = "10.2.0.0/16".parse().unwrap();
+    (a, lan1, lan2)
+}
+
+#[test]
+fn spd_protects_bypasses_and_discards_in_order() {
+    let (mut a, lan1, lan2) = policy_engine();
     let mut spd = Spd::new();
     let policy = |name: &str, sel: Selector, action| Policy {
         name: name.into(),
@@ -319,15 +326,7 @@ fn spd_protects_bypasses_and_discards_in_order() {
 /// match per flow: the cache is keyed by the SPD's generation.
 #[test]
 fn replaced_spd_applies_to_the_next_packet_of_a_cached_flow() {
-    let mut a = Engine::new(EngineConfig {
-        policy_tunnel: Some(100),
-        ..EngineConfig::default()
-    });
-    let mut c = sa(Direction::Outbound);
-    c.binding = 7;
-    a.install_sa(c).unwrap();
-    let lan1: IpPrefix = "10.1.0.0/16".parse().unwrap();
-    let lan2: IpPrefix = "10.2.0.0/16".parse().unwrap();
+    let (mut a, lan1, lan2) = policy_engine();
     let spd_with = |action| {
         let mut spd = Spd::new();
         spd.push(Policy {

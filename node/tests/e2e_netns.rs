@@ -205,6 +205,18 @@ fn netns_site_to_site_ping_and_tcp() {
     );
 }
 
+/// gw-a's log says a packet for the tunnel made it initiate.
+fn assert_initiated_on_traffic(lab: &mut Lab) {
+    let triggered = lab
+        .daemon("gw-a")
+        .log_lines(&["traffic for the tunnel: initiating"]);
+    assert!(
+        !triggered.is_empty(),
+        "gw-a did not initiate on traffic:\n{}",
+        lab.logs()
+    );
+}
+
 /// `establish-tunnels = "on-traffic"` (the Junos default) on both sides: nothing is
 /// negotiated until a packet needs the tunnel; lan-a's first ping makes gw-a initiate,
 /// and the ping gets through once the SAs are up.
@@ -237,14 +249,7 @@ fn netns_on_traffic_establishes_on_the_first_packet() {
         "first ping answered {:?} after the first packet",
         t0.elapsed()
     );
-    let triggered = lab
-        .daemon("gw-a")
-        .log_lines(&["traffic for the tunnel: initiating"]);
-    assert!(
-        !triggered.is_empty(),
-        "gw-a did not initiate on traffic:\n{}",
-        lab.logs()
-    );
+    assert_initiated_on_traffic(&mut lab);
     let answered = lab.daemon("gw-b").log_lines(&["responding to IKE_SA_INIT"]);
     assert_eq!(answered.len(), 1, "one negotiation:\n{}", lab.logs());
     ping_ok(&lab, "lan-b", LAN_A_HOST, 3);
@@ -1503,17 +1508,13 @@ fn netns_policy_based_vpn() {
         "[security.policies.from-zone.trust.to-zone.untrust.policy.to-branch]",
         &deny,
     )
-    .and_then(|t| {
-        let rest = t
-            .split("[security.policies.from-zone.trust.to-zone.untrust.policy.internet]")
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        Ok(format!(
-            "{rest}\n[services.management]\nlisten = \"127.0.0.1:50051\"\n"
-        ))
-    })
     .unwrap();
+    // Without the example's trailing `permit` any and `deny` any.
+    let kept = a
+        .split("[security.policies.from-zone.trust.to-zone.untrust.policy.internet]")
+        .next()
+        .unwrap_or_default();
+    let a = format!("{kept}\n[services.management]\nlisten = \"127.0.0.1:50051\"\n");
     assert!(!a.contains("then.permit = {}") && !a.contains("default-deny"));
 
     lab.start_vpnd("gw-b", &b).expect("vpnd gw-b");
@@ -1524,7 +1525,7 @@ fn netns_policy_based_vpn() {
     wait_tunnel(&mut lab, 1);
     ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
     ping_ok(&lab, "lan-b", LAN_A_HOST, 5);
-    // The second address answers from lan-b itself: gw-b lets it through.
+    // The denied address is live: only gw-a's policy keeps lan-a from it below.
     ping_ok(&lab, "lan-b", LAN_B_DENIED, 1);
 
     let data = common::payload(1 << 20, MARKER);
@@ -1627,14 +1628,7 @@ fn netns_policy_based_vpn_on_traffic() {
     let lan_a = lab.ns_name("lan-a");
     common::wait_ping(&lan_a, LAN_B_HOST, Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
-    let triggered = lab
-        .daemon("gw-a")
-        .log_lines(&["traffic for the tunnel: initiating"]);
-    assert!(
-        !triggered.is_empty(),
-        "gw-a did not initiate on traffic:\n{}",
-        lab.logs()
-    );
+    assert_initiated_on_traffic(&mut lab);
     ping_ok(&lab, "lan-b", LAN_A_HOST, 3);
 }
 
