@@ -1609,6 +1609,26 @@ fn netns_policy_based_vpn() {
         "traffic no policy selects was encrypted"
     );
     ping_ok(&lab, "lan-a", LAN_B_HOST, 3);
+
+    // SIGHUP without the deny: the new SPD reaches the SPUs, the tunnel stays as it is.
+    let without = a.replace(
+        &deny,
+        "[security.policies.from-zone.trust.to-zone.untrust.policy.to-branch]",
+    );
+    assert!(!without.contains("no-host"), "the edit did not apply");
+    std::fs::write(lab.dir.path.join("gw-a.toml"), without).expect("rewriting gw-a.toml");
+    lab.daemon("gw-a").signal(libc::SIGHUP).expect("SIGHUP");
+    lab.daemon("gw-a")
+        .wait_log(&["security policies updated"], 1, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    ping_ok(&lab, "lan-a", LAN_B_DENIED, 3);
+    let installed = lab.daemon("gw-a").log_lines(&["IPsec SA pair installed"]);
+    assert_eq!(
+        installed.len(),
+        1,
+        "the reload renegotiated:\n{}",
+        lab.logs()
+    );
 }
 
 /// A policy-based VPN with `establish-tunnels` left at its default (`on-traffic`) on

@@ -82,12 +82,30 @@ fn route_into(
 /// (a reload): adds what is new, deletes what is gone, leaves the rest alone so that
 /// traffic on unchanged routes never stops.
 pub async fn reconfigure(old: &TunnelSpec, new: &TunnelSpec) -> Result<(), String> {
+    reconfigure_link(
+        &new.name(),
+        (&old.addresses, &old.routes),
+        (&new.addresses, &new.routes),
+    )
+    .await
+}
+
+/// A device's addresses and the destinations routed into it, each (address, prefix
+/// length).
+pub type LinkState<'a> = (&'a [(IpAddr, u8)], &'a [(IpAddr, u8)]);
+
+/// [`reconfigure`] for the dataplane's device `name`, from `old` to `new`.
+pub async fn reconfigure_link(
+    name: &str,
+    old: LinkState<'_>,
+    new: LinkState<'_>,
+) -> Result<(), String> {
     let (connection, handle, _) =
         rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
     let task = tokio::spawn(connection);
     let result = async {
-        let index = link_index(&handle, &new.name()).await?;
-        for (dst, len) in old.routes.iter().filter(|r| !new.routes.contains(r)) {
+        let index = link_index(&handle, name).await?;
+        for (dst, len) in old.1.iter().filter(|r| !new.1.contains(r)) {
             handle
                 .route()
                 .del(route_into(index, *dst, *len)?)
@@ -96,13 +114,13 @@ pub async fn reconfigure(old: &TunnelSpec, new: &TunnelSpec) -> Result<(), Strin
                 .map_err(|e| format!("removing route {dst}/{len}: {e}"))?;
         }
         let gone: Vec<(IpAddr, u8)> = old
-            .addresses
+            .0
             .iter()
-            .filter(|a| !new.addresses.contains(a))
+            .filter(|a| !new.0.contains(a))
             .copied()
             .collect();
-        remove_addresses(&handle, index, &new.name(), &gone).await?;
-        apply(&handle, &new.name(), &new.addresses, &new.routes).await
+        remove_addresses(&handle, index, name, &gone).await?;
+        apply(&handle, name, new.0, new.1).await
     }
     .await;
     task.abort();

@@ -121,13 +121,46 @@ impl PolicySpec {
     /// device (which the dataplane created).
     pub async fn apply(&self, dataplane: &DataplaneHandle) -> Result<(), String> {
         dataplane.set_spd(self.spd.clone());
-        let routes: Vec<_> = self
-            .routes
+        net::configure_link(POLICY_TUNNEL_NAME, &[], &self.route_list()).await
+    }
+
+    /// [`PolicySpec::routes`] as netlink takes them.
+    fn route_list(&self) -> Vec<(IpAddr, u8)> {
+        self.routes
             .iter()
             .map(|p| (p.network(), p.prefix_len()))
-            .collect();
-        net::configure_link(POLICY_TUNNEL_NAME, &[], &routes).await
+            .collect()
     }
+}
+
+/// Whether a running node can move from `old` to `new` policy tunnels at run time: not
+/// when the first policy-based VPN appears, since the dataplane opens its TUN queues at
+/// start (as for a new `st0` unit).
+pub fn check_reload(old: Option<&PolicySpec>, new: Option<&PolicySpec>) -> Result<(), String> {
+    match (old, new) {
+        (None, Some(_)) => Err(format!(
+            "security.policies: the first policy-based VPN needs the {POLICY_TUNNEL_NAME} \
+             device, which is created at start: restart vpnd"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Applies a reload: publishes the new SPD (an empty one when no VPN is policy-based
+/// any more, so the idle device drops everything) and moves the routes into the
+/// device, leaving unchanged ones alone.
+pub async fn reload(
+    old: Option<&PolicySpec>,
+    new: Option<&PolicySpec>,
+    dataplane: &DataplaneHandle,
+) -> Result<(), String> {
+    let Some(old) = old else {
+        return Ok(());
+    };
+    dataplane.set_spd(new.map(|n| n.spd.clone()).unwrap_or_default());
+    let before = old.route_list();
+    let after = new.map(PolicySpec::route_list).unwrap_or_default();
+    net::reconfigure_link(POLICY_TUNNEL_NAME, (&[], &before), (&[], &after)).await
 }
 
 /// `security.policies.from-zone.A.to-zone.B.policy.NAME`, for errors and logs.
@@ -279,6 +312,22 @@ mod tests {
         );
         // A deny's destination is not routed: only tunnel policies' are.
         assert!(!spec.routes.contains(&"10.2.0.99/32".parse().unwrap()));
+    }
+
+    /// The device exists from start or never: a reload may change or empty the SPD,
+    /// not bring the first policy-based VPN.
+    #[test]
+    fn only_the_first_policy_based_vpn_needs_a_restart() {
+        let cfg = Config::parse(CONFIG, "policy-based.toml").expect("valid example");
+        let spec = PolicySpec::from_config(&cfg).expect("spec");
+        assert!(check_reload(spec.as_ref(), spec.as_ref()).is_ok());
+        assert!(check_reload(spec.as_ref(), None).is_ok());
+        assert!(check_reload(None, None).is_ok());
+        let err = check_reload(None, spec.as_ref()).expect_err("refused");
+        assert!(
+            err.contains(POLICY_TUNNEL_NAME) && err.contains("restart"),
+            "{err}"
+        );
     }
 
     #[test]
