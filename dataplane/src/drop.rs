@@ -40,6 +40,10 @@ pub enum DropReason {
     PolicyDiscard,
     /// No security policy matched (default deny).
     NoPolicy,
+    /// A `bypass` policy matched a packet read from the policy tunnel. The kernel routed
+    /// it into that device, so writing it back in the clear would bring it straight
+    /// back: the worker drops it instead (see `Outbound::Bypass`).
+    PolicyBypass,
     /// Packet larger than the path MTU with DF set (an ICMP error was generated).
     TooBig,
     /// Packet too large for the buffer after encapsulation.
@@ -60,7 +64,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in display order.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Truncated,
         DropReason::BadIpHeader,
         DropReason::UnknownSpi,
@@ -77,6 +81,7 @@ impl DropReason {
         DropReason::NoOutboundSa,
         DropReason::PolicyDiscard,
         DropReason::NoPolicy,
+        DropReason::PolicyBypass,
         DropReason::TooBig,
         DropReason::Oversize,
         DropReason::Reassembly,
@@ -105,6 +110,7 @@ impl DropReason {
             DropReason::NoOutboundSa => "no_outbound_sa",
             DropReason::PolicyDiscard => "policy_discard",
             DropReason::NoPolicy => "no_policy",
+            DropReason::PolicyBypass => "policy_bypass",
             DropReason::TooBig => "too_big",
             DropReason::Oversize => "oversize",
             DropReason::Reassembly => "reassembly",

@@ -22,7 +22,7 @@ use crate::sa::{
 };
 use crate::sad::Sad;
 use crate::selector::FlowKey;
-use crate::spd::{PolicyAction, Spd};
+use crate::spd::{LookupCache, PolicyAction, Spd};
 use crate::{ah, udp_encap};
 
 /// Engine settings.
@@ -99,7 +99,10 @@ pub enum Outbound {
     },
     /// The buffer now holds an ICMP error for the sender: write it back to the tunnel.
     ToTunnel,
-    /// A bypass policy matched: send the packet unchanged.
+    /// A bypass policy matched: the packet is not to be protected. Where it may go in
+    /// the clear is the caller's decision; the worker drops it
+    /// ([`DropReason::PolicyBypass`]), since the kernel routed it into the policy tunnel
+    /// and would route it there again.
     Bypass,
     /// Dropped and counted.
     Dropped(DropReason),
@@ -232,7 +235,11 @@ pub struct EngineStats {
 pub struct Engine {
     config: EngineConfig,
     sad: Sad,
-    spd: Spd,
+    /// Shared with the other workers: the dataplane publishes one SPD to all of them.
+    spd: Arc<Spd>,
+    /// The last SPD match, so that the worker's routing lookup
+    /// ([`Engine::outbound_binding`]) and the engine's own cost one lookup per flow burst.
+    spd_cache: LookupCache,
     drops: DropCounters,
     events: VecDeque<EngineEvent>,
     fragmenter: Fragmenter,
@@ -257,7 +264,8 @@ impl Engine {
             reassembler: Reassembler::new(config.reassembly.clone()),
             config,
             sad: Sad::default(),
-            spd: Spd::default(),
+            spd: Arc::new(Spd::default()),
+            spd_cache: LookupCache::default(),
             drops: DropCounters::default(),
             events: VecDeque::new(),
             // A random first identification, so a restarted worker does not reuse the
@@ -311,9 +319,34 @@ impl Engine {
         }
     }
 
-    /// Replaces the security policy database.
-    pub fn set_spd(&mut self, spd: Spd) {
-        self.spd = spd;
+    /// Replaces the security policy database (used for packets of
+    /// [`EngineConfig::policy_tunnel`]). Takes an `Arc` so that the dataplane hands one
+    /// published SPD to every worker without copying it.
+    pub fn set_spd(&mut self, spd: impl Into<Arc<Spd>>) {
+        self.spd = spd.into();
+        self.spd_cache.clear();
+    }
+
+    /// The SPD in use.
+    pub fn spd(&self) -> &Arc<Spd> {
+        &self.spd
+    }
+
+    /// The binding whose outbound SA would protect `pkt`, read from `tunnel`: the
+    /// tunnel itself for a route-based tunnel; for the policy tunnel the id of the
+    /// `protect` policy that selects it. `None` when no SA can be involved (a
+    /// bypass, discard or no policy matched, or the packet does not parse): the engine
+    /// decides such packets wherever they are. A worker uses it to hand a packet to the
+    /// anchor of its SA before [`Engine::outbound`].
+    pub fn outbound_binding(&mut self, pkt: &[u8], tunnel: TunnelId) -> Option<TunnelId> {
+        if self.config.policy_tunnel != Some(tunnel) {
+            return Some(tunnel);
+        }
+        let flow = FlowKey::from_packet(pkt).ok()?;
+        match self.spd.lookup_cached(&mut self.spd_cache, &flow)?.action {
+            PolicyAction::Protect(id) => Some(id),
+            PolicyAction::Bypass | PolicyAction::Discard => None,
+        }
     }
 
     /// Number of installed SAs.
@@ -438,7 +471,11 @@ impl Engine {
             let Ok(flow) = FlowKey::from_packet(pkt.data()) else {
                 return Err(self.drop_out(DropReason::BadIpHeader));
             };
-            match self.spd.lookup(&flow).map(|p| p.action) {
+            match self
+                .spd
+                .lookup_cached(&mut self.spd_cache, &flow)
+                .map(|p| p.action)
+            {
                 Some(PolicyAction::Protect(id)) => id,
                 Some(PolicyAction::Bypass) => return Err(Outbound::Bypass),
                 Some(PolicyAction::Discard) => return Err(self.drop_out(DropReason::PolicyDiscard)),

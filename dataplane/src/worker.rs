@@ -105,6 +105,7 @@ use crate::io::tun::{MAX_GSO_PARTS, Tun, TunError};
 use crate::io::udp::{GroupMember, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, UdpRecvMeta, UdpSocket};
 use crate::ip;
 use crate::sa::{Direction, SaConfig, SaKey, TunnelId};
+use crate::spd::{Spd, SpdError};
 use control::{Peer, Routes, Shared};
 
 /// How long control calls wait for a worker's reply.
@@ -355,6 +356,8 @@ impl Route {
 
 enum Command {
     InstallSa(Box<SaConfig>, SyncSender<Result<(), EngineError>>),
+    /// The SPD published by [`DataplaneHandle::set_spd`] or [`DataplaneHandle::update_spd`].
+    SetSpd(Arc<Spd>),
     RemoveSa(SaKey, SyncSender<bool>),
     ExtendReservation(SaKey, u64, SyncSender<bool>),
     Route(Route),
@@ -459,6 +462,43 @@ impl DataplaneHandle {
         worker: Option<usize>,
     ) -> Result<(), ControlError> {
         self.shared.broadcast(Route::Tunnel(tunnel, worker))
+    }
+
+    /// Publishes `spd` as the security policy database of every worker: each swaps it
+    /// in whole between two batches, so a packet sees the old SPD or the new one, never
+    /// a mix. Workers added later ([`DataplaneHandle::add_worker`], also a failed
+    /// worker's replacement) start with the SPD published last. The SPD classifies the
+    /// packets of [`EngineConfig::policy_tunnel`].
+    ///
+    /// Replacing the whole SPD is the one primitive: a policy list is ordered (first
+    /// match wins), so an edit is only meaningful against the list it was made on.
+    /// Callers that own only some entries (remote-access clients' protect entries) use
+    /// [`DataplaneHandle::update_spd`] instead, which edits the published SPD under the
+    /// same lock, so that two editors never lose each other's changes.
+    pub fn set_spd(&self, spd: Spd) {
+        let replaced: Result<(), std::convert::Infallible> = self.shared.publish_spd(|current| {
+            *current = spd;
+            Ok(())
+        });
+        let Ok(()) = replaced;
+    }
+
+    /// Edits the published SPD with `edit` (e.g. `|spd| spd.insert(0, policy)` or
+    /// `|spd| Ok(spd.remove(name))`, by policy name) and publishes the result to every
+    /// worker as [`DataplaneHandle::set_spd`] does. Edits are serialised: each starts
+    /// from the SPD the previous one published. When `edit` fails, nothing is
+    /// published and its error is returned.
+    pub fn update_spd<T>(
+        &self,
+        edit: impl FnOnce(&mut Spd) -> Result<T, SpdError>,
+    ) -> Result<T, SpdError> {
+        self.shared.publish_spd(edit)
+    }
+
+    /// The SPD published last (what every live worker uses once it has taken its
+    /// queued commands).
+    pub fn spd(&self) -> Arc<Spd> {
+        self.shared.spd()
     }
 
     /// Raises an outbound SA's sequence reservation (cluster mode).
@@ -639,8 +679,9 @@ struct WorkerInit {
 
 /// The thread of worker `worker`: runs its loop with the engine, and when the loop
 /// ends for any reason but shutdown (a panic included), fails the worker.
-fn worker_main(mut worker: Worker, engine_config: EngineConfig) {
+fn worker_main(mut worker: Worker, engine_config: EngineConfig, spd: Arc<Spd>) {
     let mut engine = Engine::new(engine_config);
+    engine.set_spd(spd);
     // Unwind safety: after a panic the worker and engine are only dropped (and the
     // worker's descriptors handed over), never used to process packets again.
     let exit = panic::catch_unwind(AssertUnwindSafe(|| worker.run(&mut engine)));
@@ -670,6 +711,9 @@ struct Worker {
     id: usize,
     tuns: Vec<(TunnelId, Tun)>,
     tunnel_index: HashMap<TunnelId, usize>,
+    /// [`EngineConfig::policy_tunnel`], where packets of bindings without a device of
+    /// their own are delivered.
+    policy_tunnel: Option<TunnelId>,
     udp: Vec<UdpSocket>,
     raw_rx: Vec<RawReceiver>,
     tx: RawSender,
@@ -793,6 +837,7 @@ impl Worker {
             id,
             tuns,
             tunnel_index,
+            policy_tunnel: config.engine.policy_tunnel,
             udp,
             raw_rx,
             tx,
@@ -887,6 +932,7 @@ impl Worker {
                 Command::InstallSa(sa, reply) => {
                     let _ = reply.send(engine.install_sa(*sa));
                 }
+                Command::SetSpd(spd) => engine.set_spd(spd),
                 Command::RemoveSa(key, reply) => {
                     let _ = reply.send(engine.remove_sa(&key));
                 }
@@ -1017,7 +1063,7 @@ impl Worker {
         let now = Instant::now();
         self.groups = GroupSet::default();
         for i in 0..n {
-            match self.owner(i) {
+            match self.owner(engine, i) {
                 Some(w) if w != self.id => self.hand_off(engine, now, i, w),
                 _ => self.process(engine, now, i),
             }
@@ -1153,10 +1199,14 @@ impl Worker {
         }
     }
 
-    /// The anchor worker of the packet in buffer `i`, if one is known.
-    fn owner(&self, i: usize) -> Option<usize> {
+    /// The anchor worker of the packet in buffer `i`, if one is known. A packet of the
+    /// policy tunnel goes to the anchor of the binding its SPD entry protects it with.
+    fn owner(&self, engine: &mut Engine, i: usize) -> Option<usize> {
         match self.slots[i] {
-            Slot::Tun(t) => self.tunnel_owner.get(&t).copied(),
+            Slot::Tun(t) => {
+                let binding = engine.outbound_binding(self.bufs[i].data(), t)?;
+                self.tunnel_owner.get(&binding).copied()
+            }
             Slot::Udp(_) => {
                 let spi = udp_spi(self.bufs[i].data())?;
                 self.spi_owner.get(&spi).copied()
@@ -1250,10 +1300,7 @@ impl Worker {
             Outbound::Transmit { dst } => self.tx_pending.push((i, dst)),
             Outbound::Fragmented { count } => self.send_fragments(engine, count),
             Outbound::ToTunnel => self.write_tun(tunnel, i),
-            Outbound::Bypass => match ip::addresses(self.bufs[i].data()) {
-                Some((_, dst)) => self.tx_pending.push((i, dst)),
-                None => self.counters.drops.count(DropReason::BadIpHeader),
-            },
+            Outbound::Bypass => self.counters.drops.count(DropReason::PolicyBypass),
             Outbound::Dropped(_) => {}
         }
     }
@@ -1261,9 +1308,20 @@ impl Worker {
     /// Queues the decrypted packet in buffer `i` for tunnel `tunnel`'s TUN device: for
     /// coalescing when the device has offloads, otherwise written right away.
     fn deliver(&mut self, tunnel: TunnelId, i: usize) {
+        let tunnel = self.delivery_tunnel(tunnel);
         match self.tunnel_index.get(&tunnel) {
             Some(&idx) if self.tuns[idx].1.offload() => self.gro.push(i, idx, self.bufs[i].data()),
             _ => self.write_tun(tunnel, i),
+        }
+    }
+
+    /// The device that receives what the SAs of `binding` decrypt: its own TUN device
+    /// (route-based), otherwise the policy tunnel, since a binding without a device is
+    /// the `protect` id of SPD entries, whose traffic the policy tunnel carries both ways.
+    fn delivery_tunnel(&self, binding: TunnelId) -> TunnelId {
+        match self.policy_tunnel {
+            Some(p) if !self.tunnel_index.contains_key(&binding) => p,
+            _ => binding,
         }
     }
 
@@ -1744,5 +1802,127 @@ mod tests {
                 .any(|e| matches!(e, DataplaneEvent::WorkerFailed { .. })),
             "a failure is reported once"
         );
+    }
+
+    /// Drops for `reason` summed over the live workers, waited for until they reach
+    /// `want` (packets cross the TUN device asynchronously); more is an error.
+    fn wait_drops(h: &DataplaneHandle, reason: DropReason, want: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got: u64 = h
+                .stats_all()
+                .expect("stats")
+                .iter()
+                .map(|s| s.drops().get(reason))
+                .sum();
+            if got >= want {
+                assert_eq!(got, want, "more {reason:?} drops than packets sent");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{got} of {want} {reason:?} drops"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The SPD published through the handle classifies what the kernel routes into the
+    /// policy tunnel on every worker, including a worker added after it was published
+    /// that replaces a failed one; an edit that fails publishes nothing.
+    #[test]
+    fn netns_spd_reaches_every_worker_and_later_ones() {
+        use crate::selector::{IpPrefix, Selector};
+        use crate::spd::{Policy, PolicyAction};
+
+        let (dp, tx) = in_private_netns(|| {
+            // No IPv6 on the new device, whose router solicitations would count as
+            // drops too.
+            std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1")
+                .expect("disabling IPv6 in the namespace");
+            let config = DataplaneConfig {
+                workers: 1,
+                tunnels: vec![TunnelConfig {
+                    id: 100,
+                    name: "pt0".into(),
+                    mtu: 1400,
+                }],
+                udp_bind: Vec::new(),
+                raw_esp: false,
+                raw_ah: false,
+                ipv6: false,
+                engine: EngineConfig {
+                    policy_tunnel: Some(100),
+                    ..EngineConfig::default()
+                },
+                ..DataplaneConfig::default()
+            };
+            let dp = Dataplane::start(config).expect("starting the dataplane");
+            for args in [
+                &["addr", "add", "10.1.0.1/24", "dev", "pt0"][..],
+                &["route", "add", "10.9.0.0/16", "dev", "pt0"][..],
+            ] {
+                let ok = std::process::Command::new("ip")
+                    .args(args)
+                    .status()
+                    .expect("running ip");
+                assert!(ok.success(), "ip {args:?}: {ok}");
+            }
+            let tx = std::net::UdpSocket::bind("10.1.0.1:0").expect("sender socket");
+            (dp, tx)
+        });
+        let h = dp.handle();
+        let send = || {
+            tx.send_to(b"policy", "10.9.0.1:9")
+                .expect("sending into the policy tunnel");
+        };
+        let policy = |name: &str, action| Policy {
+            name: name.into(),
+            selector: Selector::new(
+                "10.1.0.0/24".parse::<IpPrefix>().unwrap(),
+                "10.9.0.0/16".parse::<IpPrefix>().unwrap(),
+            ),
+            action,
+        };
+
+        // Nothing published yet: default deny.
+        send();
+        wait_drops(&h, DropReason::NoPolicy, 1);
+
+        h.set_spd(Spd::new());
+        h.update_spd(|spd| spd.push(policy("deny", PolicyAction::Discard)))
+            .expect("adding a policy");
+        assert_eq!(h.spd().len(), 1);
+        send();
+        wait_drops(&h, DropReason::PolicyDiscard, 1);
+
+        // A second worker replaces the first, which fails: it starts with the SPD.
+        assert_eq!(h.add_worker().expect("adding a worker"), 1);
+        h.fail_worker(0).expect("failing worker 0");
+        assert_eq!(h.live_workers(), vec![1]);
+        send();
+        wait_drops(&h, DropReason::PolicyDiscard, 1);
+
+        // A failed edit (a duplicate name) publishes nothing.
+        assert_eq!(
+            h.update_spd(|spd| spd.insert(0, policy("deny", PolicyAction::Bypass))),
+            Err(SpdError::DuplicateName("deny".into()))
+        );
+        assert_eq!(h.spd().len(), 1);
+        send();
+        wait_drops(&h, DropReason::PolicyDiscard, 2);
+
+        // Inserted ahead by name, then removed by name. A bypass verdict on the policy
+        // tunnel is dropped: the kernel would route the packet straight back.
+        h.update_spd(|spd| spd.insert(0, policy("clear", PolicyAction::Bypass)))
+            .expect("inserting a policy");
+        send();
+        wait_drops(&h, DropReason::PolicyBypass, 1);
+        let removed = h
+            .update_spd(|spd| Ok::<_, SpdError>(spd.remove("clear")))
+            .expect("removing a policy");
+        assert_eq!(removed.map(|p| p.action), Some(PolicyAction::Bypass));
+        send();
+        wait_drops(&h, DropReason::PolicyDiscard, 3);
     }
 }

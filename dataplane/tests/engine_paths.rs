@@ -230,8 +230,9 @@ fn df_set_policy_refuses_to_fragment() {
     assert_eq!(r, Outbound::ToTunnel);
 }
 
-#[test]
-fn spd_protects_bypasses_and_discards_in_order() {
+/// An engine whose policy tunnel is 100, with an outbound SA for binding 7, and the
+/// two LANs of [`packet`].
+fn policy_engine() -> (Engine, IpPrefix, IpPrefix) {
     let mut a = Engine::new(EngineConfig {
         policy_tunnel: Some(100),
         ..EngineConfig::default()
@@ -241,6 +242,12 @@ fn spd_protects_bypasses_and_discards_in_order() {
     a.install_sa(c).unwrap();
     let lan1: IpPrefix = "10.1.0.0/16".parse().unwrap();
     let lan2: IpPrefix = "10.2.0.0/16".parse().unwrap();
+    (a, lan1, lan2)
+}
+
+#[test]
+fn spd_protects_bypasses_and_discards_in_order() {
+    let (mut a, lan1, lan2) = policy_engine();
     let mut spd = Spd::new();
     let policy = |name: &str, sel: Selector, action| Policy {
         name: name.into(),
@@ -292,6 +299,91 @@ fn spd_protects_bypasses_and_discards_in_order() {
         out(&mut a, &packet(false, 100, false, 80), 1).0,
         Outbound::Dropped(DropReason::NoOutboundSa)
     );
+
+    // What a worker routes by: the protect id for the policy tunnel, the tunnel itself
+    // otherwise, nothing where no SA is involved.
+    assert_eq!(
+        a.outbound_binding(&packet(false, 100, false, 80), 100),
+        Some(7)
+    );
+    assert_eq!(
+        a.outbound_binding(&packet(false, 100, false, 80), 1),
+        Some(1)
+    );
+    assert_eq!(
+        a.outbound_binding(&packet(false, 100, false, 53), 100),
+        None
+    );
+    assert_eq!(
+        a.outbound_binding(&packet(false, 100, false, 123), 100),
+        None
+    );
+    assert_eq!(a.outbound_binding(&packet(true, 100, false, 80), 100), None);
+    assert_eq!(a.outbound_binding(&[0x45, 0, 0], 100), None);
+}
+
+/// A new SPD takes effect with the next packet, although the engine caches the last
+/// match per flow: the cache is keyed by the SPD's generation.
+#[test]
+fn replaced_spd_applies_to_the_next_packet_of_a_cached_flow() {
+    let (mut a, lan1, lan2) = policy_engine();
+    let spd_with = |action| {
+        let mut spd = Spd::new();
+        spd.push(Policy {
+            name: "p".into(),
+            selector: Selector::new(lan1, lan2),
+            action,
+        })
+        .unwrap();
+        spd
+    };
+    let pkt = packet(false, 100, false, 80);
+    a.set_spd(spd_with(PolicyAction::Protect(7)));
+    assert_eq!(a.outbound_binding(&pkt, 100), Some(7));
+    assert!(matches!(
+        out(&mut a, &pkt, 100).0,
+        Outbound::Transmit { .. }
+    ));
+    a.set_spd(spd_with(PolicyAction::Discard));
+    assert_eq!(a.outbound_binding(&pkt, 100), None);
+    assert_eq!(
+        out(&mut a, &pkt, 100).0,
+        Outbound::Dropped(DropReason::PolicyDiscard)
+    );
+    a.set_spd(Spd::new());
+    assert_eq!(
+        out(&mut a, &pkt, 100).0,
+        Outbound::Dropped(DropReason::NoPolicy)
+    );
+    assert_eq!(a.stats().drops.get(DropReason::PolicyDiscard), 1);
+    assert_eq!(a.stats().drops.get(DropReason::NoPolicy), 1);
+}
+
+/// On-traffic establishment of a policy-based VPN: a packet of a protect policy whose
+/// binding has no SA yet asks for that binding, not for the policy tunnel.
+#[test]
+fn policy_traffic_without_an_sa_acquires_the_protect_binding() {
+    let mut a = Engine::new(EngineConfig {
+        policy_tunnel: Some(100),
+        ..EngineConfig::default()
+    });
+    let mut spd = Spd::new();
+    spd.push(Policy {
+        name: "vpn".into(),
+        selector: Selector::new(
+            "10.1.0.0/16".parse::<IpPrefix>().unwrap(),
+            "10.2.0.0/16".parse::<IpPrefix>().unwrap(),
+        ),
+        action: PolicyAction::Protect(0x8000_0001),
+    })
+    .unwrap();
+    a.set_spd(spd);
+    assert_eq!(
+        out(&mut a, &packet(false, 100, false, 80), 100).0,
+        Outbound::Dropped(DropReason::NoOutboundSa)
+    );
+    assert_eq!(a.poll_event(), Some(EngineEvent::Acquire(0x8000_0001)));
+    assert_eq!(a.poll_event(), None);
 }
 
 #[test]

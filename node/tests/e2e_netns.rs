@@ -205,6 +205,18 @@ fn netns_site_to_site_ping_and_tcp() {
     );
 }
 
+/// gw-a's log says a packet for the tunnel made it initiate.
+fn assert_initiated_on_traffic(lab: &mut Lab) {
+    let triggered = lab
+        .daemon("gw-a")
+        .log_lines(&["traffic for the tunnel: initiating"]);
+    assert!(
+        !triggered.is_empty(),
+        "gw-a did not initiate on traffic:\n{}",
+        lab.logs()
+    );
+}
+
 /// `establish-tunnels = "on-traffic"` (the Junos default) on both sides: nothing is
 /// negotiated until a packet needs the tunnel; lan-a's first ping makes gw-a initiate,
 /// and the ping gets through once the SAs are up.
@@ -237,14 +249,7 @@ fn netns_on_traffic_establishes_on_the_first_packet() {
         "first ping answered {:?} after the first packet",
         t0.elapsed()
     );
-    let triggered = lab
-        .daemon("gw-a")
-        .log_lines(&["traffic for the tunnel: initiating"]);
-    assert!(
-        !triggered.is_empty(),
-        "gw-a did not initiate on traffic:\n{}",
-        lab.logs()
-    );
+    assert_initiated_on_traffic(&mut lab);
     let answered = lab.daemon("gw-b").log_lines(&["responding to IKE_SA_INIT"]);
     assert_eq!(answered.len(), 1, "one negotiation:\n{}", lab.logs());
     ping_ok(&lab, "lan-b", LAN_A_HOST, 3);
@@ -1519,12 +1524,54 @@ fn policy_configs() -> (String, String) {
     )
 }
 
+/// A lan-b address that gw-a's `no-host` policy denies, on the lan-b host beside
+/// [`LAN_B_HOST`], so that only the policy can keep a ping to it from being answered.
+const LAN_B_DENIED: &str = "10.2.0.99";
+
+/// The policy-based example between the sites (see [`policy_configs`]), gw-a with a
+/// `deny` for [`LAN_B_DENIED`] ahead of its tunnel policy and, without the example's
+/// `permit` any and `deny` any, nothing else: ping and TCP cross in both directions;
+/// the denied host is unreachable and gw-a counts exactly the pings it dropped as
+/// `policy_discard`; traffic that the kernel routes into the policy tunnel but no policy
+/// selects (gw-a's own outer address as source) is dropped as `no_policy` and never
+/// encrypted (gw-a's SAs carry no more packets).
 #[test]
-#[ignore = "bug: policy-based VPNs have no data path: runtime/spec.rs NodeSpec::from_config gives a Binding::Policy VPN a gateway but installs no SPD entries and no way for cleartext traffic to reach the dataplane (security.policies are validated, never applied), so the SAs negotiate but lan-a cannot reach lan-b"]
 fn netns_policy_based_vpn() {
     let _serial = root_test();
     let mut lab = site_to_site("policy");
+    let pki = lab.dir.path.join(PKI_DIR);
+    node::mgmt::pki::init(&pki, &[], false).expect("vpnctl pki init");
+    lab.daemon_args = vec!["--pki".into(), pki.display().to_string()];
+    lab.ns("lan-b")
+        .ip(&[
+            "addr",
+            "add",
+            &format!("{LAN_B_DENIED}/16"),
+            "dev",
+            common::HOST_IF,
+        ])
+        .expect("second lan-b address");
     let (a, b) = policy_configs();
+    let deny = format!(
+        "[security.policies.from-zone.trust.to-zone.untrust.policy.no-host]\n\
+         match = {{ source-address = [\"any\"], destination-address = [\"{LAN_B_DENIED}/32\"], application = \"any\" }}\n\
+         then.deny = {{}}\n\n\
+         [security.policies.from-zone.trust.to-zone.untrust.policy.to-branch]"
+    );
+    let a = edit(
+        &a,
+        "[security.policies.from-zone.trust.to-zone.untrust.policy.to-branch]",
+        &deny,
+    )
+    .unwrap();
+    // Without the example's trailing `permit` any and `deny` any.
+    let kept = a
+        .split("[security.policies.from-zone.trust.to-zone.untrust.policy.internet]")
+        .next()
+        .unwrap_or_default();
+    let a = format!("{kept}\n[services.management]\nlisten = \"127.0.0.1:50051\"\n");
+    assert!(!a.contains("then.permit = {}") && !a.contains("default-deny"));
+
     lab.start_vpnd("gw-b", &b).expect("vpnd gw-b");
     lab.daemon("gw-b")
         .wait_log(&["vpnd running"], 1, ESTABLISH)
@@ -1533,6 +1580,131 @@ fn netns_policy_based_vpn() {
     wait_tunnel(&mut lab, 1);
     ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
     ping_ok(&lab, "lan-b", LAN_A_HOST, 5);
+    // The denied address is live: only gw-a's policy keeps lan-a from it below.
+    ping_ok(&lab, "lan-b", LAN_B_DENIED, 1);
+
+    let data = common::payload(1 << 20, MARKER);
+    for (server_ns, client_ns, host) in [
+        ("lan-b", "lan-a", LAN_B_HOST),
+        ("lan-a", "lan-b", LAN_A_HOST),
+    ] {
+        let server: SocketAddr = format!("{host}:5001").parse().unwrap();
+        let (got, took) = common::tcp_transfer(
+            &lab.ns_name(server_ns),
+            &lab.ns_name(client_ns),
+            server,
+            &data,
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("TCP {client_ns} -> {server_ns}: {e:#}\n{}", lab.logs()));
+        assert!(
+            got == data,
+            "TCP {client_ns} -> {server_ns}: content differs"
+        );
+        eprintln!("1 MiB {client_ns} -> {server_ns} through the policy-based VPN in {took:?}");
+    }
+
+    let drops = |lab: &Lab, reason: &str| {
+        let v = vpnctl(lab)
+            .json(
+                &lab.ns_name("gw-a"),
+                &["show", "security", "ipsec", "statistics"],
+            )
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+        v["drops"][reason].as_u64().unwrap_or(0)
+    };
+    let encrypted = |lab: &Lab| {
+        spu_stats(lab, &lab.ns_name("gw-a"))
+            .iter()
+            .map(|s| s.3)
+            .sum::<u64>()
+    };
+
+    let discarded = drops(&lab, "policy_discard");
+    let (stats, out) = common::ping(&lab.ns_name("lan-a"), LAN_B_DENIED, 3, "0.2").expect("ping");
+    assert_eq!(stats.received, 0, "the denied host answered:\n{out}");
+    // ping goes on sending until its deadline when nothing answers.
+    assert!(stats.transmitted >= 3, "{out}");
+    assert_eq!(
+        drops(&lab, "policy_discard") - discarded,
+        u64::from(stats.transmitted),
+        "gw-a did not drop exactly the denied pings by policy\n{}",
+        lab.logs()
+    );
+
+    let unselected = drops(&lab, "no_policy");
+    let sent = encrypted(&lab);
+    // Not `Netns::exec`, which takes the expected failure for an error.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns_name("gw-a"),
+            "ping",
+            "-n",
+            "-c",
+            "3",
+        ])
+        .args(["-i", "0.2", "-W", "1", "-I", OUTER_A, LAN_B_HOST])
+        .output()
+        .expect("ping from gw-a");
+    assert!(
+        !out.status.success(),
+        "a ping no policy selects was answered:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        drops(&lab, "no_policy") - unselected >= 3,
+        "gw-a did not count the pings no policy selects\n{}",
+        lab.logs()
+    );
+    assert_eq!(
+        encrypted(&lab),
+        sent,
+        "traffic no policy selects was encrypted"
+    );
+    ping_ok(&lab, "lan-a", LAN_B_HOST, 3);
+
+    // SIGHUP without the deny: the new SPD reaches the SPUs, the tunnel stays as it is.
+    let without = a.replace(
+        &deny,
+        "[security.policies.from-zone.trust.to-zone.untrust.policy.to-branch]",
+    );
+    assert!(!without.contains("no-host"), "the edit did not apply");
+    std::fs::write(lab.dir.path.join("gw-a.toml"), without).expect("rewriting gw-a.toml");
+    lab.daemon("gw-a").signal(libc::SIGHUP).expect("SIGHUP");
+    lab.daemon("gw-a")
+        .wait_log(&["security policies updated"], 1, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    ping_ok(&lab, "lan-a", LAN_B_DENIED, 3);
+    let installed = lab.daemon("gw-a").log_lines(&["IPsec SA pair installed"]);
+    assert_eq!(
+        installed.len(),
+        1,
+        "the reload renegotiated:\n{}",
+        lab.logs()
+    );
+}
+
+/// A policy-based VPN with `establish-tunnels` left at its default (`on-traffic`) on
+/// both sides: lan-a's first packet for the tunnel policy makes gw-a negotiate.
+#[test]
+fn netns_policy_based_vpn_on_traffic() {
+    let _serial = root_test();
+    let mut lab = site_to_site("policyacq");
+    let (a, b) = policy_configs();
+    let a = edit(&a, "\nestablish-tunnels = \"immediately\"", "").unwrap();
+    for (gw, config) in [("gw-b", &b), ("gw-a", &a)] {
+        lab.start_vpnd(gw, config).expect("vpnd");
+        lab.daemon(gw)
+            .wait_log(&["vpnd running"], 1, ESTABLISH)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    let lan_a = lab.ns_name("lan-a");
+    common::wait_ping(&lan_a, LAN_B_HOST, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", lab.logs()));
+    assert_initiated_on_traffic(&mut lab);
+    ping_ok(&lab, "lan-b", LAN_A_HOST, 3);
 }
 
 /// There is no NAT between hub and spokes, so neither spoke may detect one: each hub

@@ -30,6 +30,7 @@ use crate::io::poll::EventFd;
 use crate::io::raw::RawReceiver;
 use crate::io::udp::{GroupMember, SpiSteering};
 use crate::sa::TunnelId;
+use crate::spd::Spd;
 
 /// How long a failure waits for room in a full event channel before giving up the
 /// [`DataplaneEvent::WorkerFailed`] (the failure still shows in `live_workers`).
@@ -95,6 +96,8 @@ struct Control {
     /// Every worker ever started, by index.
     workers: Vec<Entry>,
     routes: Routes,
+    /// The SPD published last; a worker started later begins with it.
+    spd: Arc<Spd>,
     /// One `SO_REUSEPORT` group per UDP bind address.
     groups: Vec<UdpGroup>,
     /// The worker holding the raw receive sockets (`None`: nobody, opened by the next
@@ -150,6 +153,7 @@ impl Shared {
                 netns,
                 workers: Vec::new(),
                 routes: Routes::default(),
+                spd: Arc::new(Spd::new()),
                 groups,
                 raw_owner: None,
             }),
@@ -204,6 +208,7 @@ impl Shared {
             commands: commands_rx,
         };
         let engine_config = ctl.config.engine.clone();
+        let spd = Arc::clone(&ctl.spd);
         let netns = ctl.netns.clone();
         let (init_tx, init_rx) = mpsc::sync_channel(1);
         let name = format!("spu-{id}");
@@ -222,7 +227,7 @@ impl Shared {
                 match Worker::open(init) {
                     Ok((worker, members)) => {
                         if init_tx.send(Ok(members)).is_ok() {
-                            worker_main(worker, engine_config);
+                            worker_main(worker, engine_config, spd);
                         }
                     }
                     Err(e) => {
@@ -411,6 +416,35 @@ impl Shared {
         }
         ctl.replicate(route);
         Ok(())
+    }
+
+    /// Applies `edit` to a copy of the published SPD and, if it succeeds, publishes the
+    /// copy to every live worker. Under the control lock, so edits are serialised and a
+    /// worker being started gets either the old SPD or the new one, and the command
+    /// with the new one if it got the old.
+    pub(super) fn publish_spd<T, E>(
+        &self,
+        edit: impl FnOnce(&mut Spd) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut ctl = self.lock();
+        let mut spd = Spd::clone(&ctl.spd);
+        let out = edit(&mut spd)?;
+        ctl.spd = Arc::new(spd);
+        for e in ctl.workers.iter().filter(|e| !e.failed) {
+            // A worker that is ending has no use for it.
+            if e.commands
+                .send(Command::SetSpd(Arc::clone(&ctl.spd)))
+                .is_ok()
+            {
+                e.peer.wake.wake();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The SPD published last.
+    pub(super) fn spd(&self) -> Arc<Spd> {
+        Arc::clone(&self.lock().spd)
     }
 
     /// Forgets the anchor of inbound `spi` if it is still `worker`: an SA moved to

@@ -598,6 +598,36 @@ pub struct SecurityPolicy {
     pub action: PolicyAction,
 }
 
+impl SecurityPolicy {
+    /// The (source, destination) prefix pairs the policy matches, of one family each:
+    /// the product of its lists, with an `any` side widened to the whole address space
+    /// of the other side's family. Empty when both sides are `any` (every family): the
+    /// caller says what "everything" is (IKE: all IPv4; the SPD: both families).
+    pub fn prefix_pairs(&self) -> Vec<(IpPrefix, IpPrefix)> {
+        match (self.source.is_empty(), self.destination.is_empty()) {
+            (true, true) => Vec::new(),
+            (false, false) => self
+                .source
+                .iter()
+                .flat_map(|s| self.destination.iter().map(move |d| (*s, *d)))
+                .filter(|(s, d)| s.addr().is_ipv6() == d.addr().is_ipv6())
+                .collect(),
+            (true, false) => self.destination.iter().map(|d| (any_of(*d), *d)).collect(),
+            (false, true) => self.source.iter().map(|s| (*s, any_of(*s))).collect(),
+        }
+    }
+}
+
+/// The whole address space of `p`'s family (`0.0.0.0/0` or `::/0`).
+pub fn any_of(p: IpPrefix) -> IpPrefix {
+    let any = if p.addr().is_ipv6() {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    IpPrefix::new(any, 0).unwrap_or(IpPrefix::host(any))
+}
+
 /// What a matching policy does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyAction {

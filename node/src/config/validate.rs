@@ -2821,18 +2821,7 @@ fn policy_selectors(
         .iter()
         .filter(|(_, t)| t.as_ref().is_some_and(|t| t.vpn.get_ref() == vpn))
     {
-        let pairs: Vec<(IpPrefix, IpPrefix)> =
-            match (pol.source.is_empty(), pol.destination.is_empty()) {
-                (true, true) => Vec::new(),
-                (false, false) => pol
-                    .source
-                    .iter()
-                    .flat_map(|s| pol.destination.iter().map(move |d| (*s, *d)))
-                    .filter(|(s, d)| s.addr().is_ipv6() == d.addr().is_ipv6())
-                    .collect(),
-                (true, false) => pol.destination.iter().map(|d| (any_of(*d), *d)).collect(),
-                (false, true) => pol.source.iter().map(|s| (*s, any_of(*s))).collect(),
-            };
+        let pairs = pol.prefix_pairs();
         for (local, remote) in pairs {
             if !out.iter().any(|o| o.local == local && o.remote == remote) {
                 out.push(TrafficSelector {
@@ -2844,14 +2833,4 @@ fn policy_selectors(
         }
     }
     out
-}
-
-/// The whole address space of `p`'s family (`0.0.0.0/0` or `::/0`).
-fn any_of(p: IpPrefix) -> IpPrefix {
-    let any = if p.addr().is_ipv6() {
-        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
-    };
-    IpPrefix::new(any, 0).unwrap_or(IpPrefix::host(any))
 }

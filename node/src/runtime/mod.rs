@@ -19,6 +19,7 @@ pub mod ike_socket;
 pub mod keylog;
 mod mapping;
 pub mod net;
+pub mod policy;
 pub mod reload;
 pub mod spec;
 pub mod spu;
@@ -57,6 +58,8 @@ pub struct NodeSpec {
     pub ike_listen: Vec<SocketAddr>,
     /// Where the dataplane's NAT-T sockets listen (port 4500).
     pub natt_listen: Vec<SocketAddr>,
+    /// The policy tunnel and SPD of policy-based VPNs; `None` without any.
+    pub policy: Option<policy::PolicySpec>,
 }
 
 /// One `st0.N` interface.
@@ -211,7 +214,7 @@ impl Node {
     /// Starts the dataplane, the interfaces, the IKE socket and the gateways. Must run
     /// inside an actix `System`.
     pub async fn start(spec: NodeSpec) -> Result<Node, RuntimeError> {
-        let dp_config = DataplaneConfig {
+        let mut dp_config = DataplaneConfig {
             workers: spec.workers.max(1),
             tunnels: spec
                 .tunnels
@@ -225,6 +228,9 @@ impl Node {
             udp_bind: spec.natt_listen.clone(),
             ..DataplaneConfig::default()
         };
+        if let Some(p) = &spec.policy {
+            p.attach(&mut dp_config);
+        }
         let dataplane = Dataplane::start(dp_config)?;
         let handle = dataplane.handle();
         for t in &spec.tunnels {
@@ -232,6 +238,14 @@ impl Node {
                 .await
                 .map_err(|reason| RuntimeError::Interface {
                     interface: t.name(),
+                    reason,
+                })?;
+        }
+        if let Some(p) = &spec.policy {
+            p.apply(&handle)
+                .await
+                .map_err(|reason| RuntimeError::Interface {
+                    interface: policy::POLICY_TUNNEL_NAME.to_owned(),
                     reason,
                 })?;
         }

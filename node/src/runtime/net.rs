@@ -1,5 +1,5 @@
-//! Addresses and static routes of `st0.N` interfaces and the floating addresses of
-//! redundant (`rethN`) interfaces, over rtnetlink.
+//! Addresses and static routes of `st0.N` interfaces (and the routes into the policy
+//! tunnel) and the floating addresses of redundant (`rethN`) interfaces, over rtnetlink.
 //!
 //! The dataplane creates the TUN devices and brings them up; which addresses they carry
 //! and which prefixes route into them is configuration, applied here with netlink (the
@@ -16,20 +16,35 @@ use super::TunnelSpec;
 
 /// Applies the addresses and routes of one tunnel interface.
 pub async fn configure(tunnel: &TunnelSpec) -> Result<(), String> {
-    if tunnel.addresses.is_empty() && tunnel.routes.is_empty() {
+    configure_link(&tunnel.name(), &tunnel.addresses, &tunnel.routes).await
+}
+
+/// Puts `addresses` on the dataplane's device `name` and routes `routes` (destination
+/// prefixes) into it: an `st0.N` unit, or the policy tunnel of policy-based VPNs.
+pub async fn configure_link(
+    name: &str,
+    addresses: &[(IpAddr, u8)],
+    routes: &[(IpAddr, u8)],
+) -> Result<(), String> {
+    if addresses.is_empty() && routes.is_empty() {
         return Ok(());
     }
     let (connection, handle, _) =
         rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
     let task = tokio::spawn(connection);
-    let result = apply(&handle, tunnel).await;
+    let result = apply(&handle, name, addresses, routes).await;
     task.abort();
     result
 }
 
-async fn apply(handle: &rtnetlink::Handle, tunnel: &TunnelSpec) -> Result<(), String> {
-    let index = link_index(handle, &tunnel.name()).await?;
-    for (addr, len) in &tunnel.addresses {
+async fn apply(
+    handle: &rtnetlink::Handle,
+    name: &str,
+    addresses: &[(IpAddr, u8)],
+    routes: &[(IpAddr, u8)],
+) -> Result<(), String> {
+    let index = link_index(handle, name).await?;
+    for (addr, len) in addresses {
         handle
             .address()
             .add(index, *addr, *len)
@@ -38,7 +53,7 @@ async fn apply(handle: &rtnetlink::Handle, tunnel: &TunnelSpec) -> Result<(), St
             .await
             .map_err(|e| format!("address {addr}/{len}: {e}"))?;
     }
-    for (dst, len) in &tunnel.routes {
+    for (dst, len) in routes {
         handle
             .route()
             .add(route_into(index, *dst, *len)?)
@@ -67,12 +82,30 @@ fn route_into(
 /// (a reload): adds what is new, deletes what is gone, leaves the rest alone so that
 /// traffic on unchanged routes never stops.
 pub async fn reconfigure(old: &TunnelSpec, new: &TunnelSpec) -> Result<(), String> {
+    reconfigure_link(
+        &new.name(),
+        (&old.addresses, &old.routes),
+        (&new.addresses, &new.routes),
+    )
+    .await
+}
+
+/// A device's addresses and the destinations routed into it, each (address, prefix
+/// length).
+pub type LinkState<'a> = (&'a [(IpAddr, u8)], &'a [(IpAddr, u8)]);
+
+/// [`reconfigure`] for the dataplane's device `name`, from `old` to `new`.
+pub async fn reconfigure_link(
+    name: &str,
+    old: LinkState<'_>,
+    new: LinkState<'_>,
+) -> Result<(), String> {
     let (connection, handle, _) =
         rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
     let task = tokio::spawn(connection);
     let result = async {
-        let index = link_index(&handle, &new.name()).await?;
-        for (dst, len) in old.routes.iter().filter(|r| !new.routes.contains(r)) {
+        let index = link_index(&handle, name).await?;
+        for (dst, len) in old.1.iter().filter(|r| !new.1.contains(r)) {
             handle
                 .route()
                 .del(route_into(index, *dst, *len)?)
@@ -81,13 +114,13 @@ pub async fn reconfigure(old: &TunnelSpec, new: &TunnelSpec) -> Result<(), Strin
                 .map_err(|e| format!("removing route {dst}/{len}: {e}"))?;
         }
         let gone: Vec<(IpAddr, u8)> = old
-            .addresses
+            .0
             .iter()
-            .filter(|a| !new.addresses.contains(a))
+            .filter(|a| !new.0.contains(a))
             .copied()
             .collect();
-        remove_addresses(&handle, index, &new.name(), &gone).await?;
-        apply(&handle, new).await
+        remove_addresses(&handle, index, name, &gone).await?;
+        apply(&handle, name, new.0, new.1).await
     }
     .await;
     task.abort();

@@ -30,7 +30,7 @@ use super::ike_socket::{IkeSocket, Listen};
 use super::spec::SpecError;
 use super::spu::Spus;
 use super::table::GatewayTable;
-use super::{ManualSpec, NodeSpec, TunnelSpec, net, start_vpn, stop_vpn};
+use super::{ManualSpec, NodeSpec, TunnelSpec, net, policy, start_vpn, stop_vpn};
 use crate::config::{Config, ConfigError};
 use crate::mgmt::backend::{
     BackendError, ConfigObjectKind, EventKind, EventView, FieldError, OperationOutcome,
@@ -164,6 +164,8 @@ struct Plan {
     manual_start: Vec<String>,
     /// Tunnels whose routes or addresses differ: (running, new).
     tunnels: Vec<(TunnelSpec, TunnelSpec)>,
+    /// `security.policies` differ: the SPD and the policy tunnel's routes change.
+    policies: bool,
     summary: String,
 }
 
@@ -207,6 +209,8 @@ impl Reloader {
                     .into(),
             ));
         }
+        policy::check_reload(old.spec.policy.as_ref(), spec.policy.as_ref())
+            .map_err(BackendError::FailedPrecondition)?;
         let mut tunnels = Vec::new();
         for t in &spec.tunnels {
             match old.spec.tunnels.iter().find(|o| o.unit == t.unit) {
@@ -268,6 +272,10 @@ impl Reloader {
                 names.join(", ")
             );
         }
+        let policies = config.policies != old.config.policies;
+        if policies {
+            summary.push_str("; security policies updated");
+        }
         if config.services != old.config.services {
             summary.push_str("; services.* changes take effect at the next restart");
         }
@@ -280,6 +288,7 @@ impl Reloader {
             manual_stop,
             manual_start,
             tunnels,
+            policies,
             summary,
         })
     }
@@ -312,6 +321,10 @@ impl Reloader {
             if let Err(e) = net::reconfigure(old, new).await {
                 failures.push(format!("{}: {e}", new.name()));
             }
+        }
+        let (old_policy, new_policy) = (old_spec.policy.as_ref(), plan.spec.policy.as_ref());
+        if let Err(e) = policy::reload(old_policy, new_policy, spus.dataplane()).await {
+            failures.push(format!("{}: {e}", policy::POLICY_TUNNEL_NAME));
         }
         for vpn in &plan.start {
             let Some(s) = plan.spec.gateways.iter().find(|s| &s.vpn == vpn) else {
@@ -354,6 +367,7 @@ impl Reloader {
             && plan.manual_stop.is_empty()
             && plan.manual_start.is_empty()
             && plan.tunnels.is_empty()
+            && !plan.policies
         {
             let message = format!("configuration valid, nothing to change{}", plan.summary);
             self.adopt(plan);

@@ -19,6 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
 use super::keylog::KeyLog;
+use super::policy::PolicySpec;
 use super::vpn_monitor::MonitorSpec;
 use super::{EspOptions, GatewaySpec, ManualSpec, NodeSpec, TunnelSpec};
 use crate::config::model::{self, Auth, Binding, Config, Establish, Member, NextHop, Remote};
@@ -117,6 +118,7 @@ impl NodeSpec {
             manual,
             ike_listen,
             natt_listen,
+            policy: PolicySpec::from_config(cfg)?,
         })
     }
 }

@@ -308,6 +308,11 @@ impl Spus {
             .cloned()
     }
 
+    /// The dataplane the SPUs control (what is not per SPU: the SPD).
+    pub fn dataplane(&self) -> &DataplaneHandle {
+        &self.shared.handle
+    }
+
     /// SPU numbers handed out so far, failed SPUs included: SPUs are `0..len()`.
     pub fn len(&self) -> usize {
         self.shared.handle.workers()
