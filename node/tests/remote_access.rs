@@ -69,14 +69,14 @@ listen = "127.0.0.1:50051"
     )
 }
 
-/// charon on gw-b: `alice` is in the group, `mallory` (another domain) is not; both
-/// ask for a virtual IP.
-fn road_warrior_config() -> String {
+/// A charon road warrior at `local` whose connections are `(name, identity)`, each
+/// asking for a virtual IP.
+fn road_warrior_config(local: &str, clients: &[(&str, &str)]) -> String {
     let conn = |name: &str, id: &str| {
         format!(
             "    {name} {{
         version = 2
-        local_addrs = 192.0.2.2
+        local_addrs = {local}
         remote_addrs = 192.0.2.1
         vips = 0.0.0.0
         proposals = aes128gcm16-prfsha256-ecp256
@@ -111,22 +111,34 @@ fn road_warrior_config() -> String {
 "
         )
     };
-    format!(
-        "connections {{\n{}{}}}\nsecrets {{\n{}{}}}\n",
-        conn("alice", "alice@example.net"),
-        conn("mallory", "mallory@example.org"),
-        secret("alice", "alice@example.net"),
-        secret("mallory", "mallory@example.org"),
-    )
+    let conns: String = clients.iter().map(|(n, id)| conn(n, id)).collect();
+    let secrets: String = clients.iter().map(|(n, id)| secret(n, id)).collect();
+    format!("connections {{\n{conns}}}\nsecrets {{\n{secrets}}}\n")
 }
 
-/// charon's `--list-sas` shows the virtual IP 10.99.0.10 and a child SA between it
-/// and the gateway's LAN.
-fn narrowed_to_first_address(sas: &str) -> bool {
+/// charon's `--list-sas` shows the virtual IP `vip` and a child SA between it and the
+/// gateway's LAN.
+fn narrowed_to(sas: &str, vip: &str) -> bool {
     let lines: Vec<&str> = sas.lines().map(str::trim).collect();
-    lines.iter().any(|l| l.ends_with("[10.99.0.10]"))
-        && lines.contains(&"local  10.99.0.10/32")
+    lines.iter().any(|l| l.ends_with(&format!("[{vip}]")))
+        && lines.contains(&format!("local  {vip}/32").as_str())
         && lines.contains(&"remote 10.1.0.0/16")
+}
+
+/// Pings the LAN host behind the gateway from virtual IP `vip` in namespace `ns`.
+fn ping_from(lab: &Lab, ns: &str, vip: &str) -> Result<(), String> {
+    let out = lab
+        .ns(ns)
+        .exec(
+            "ping",
+            &["-c", "5", "-i", "0.2", "-w", "10", "-I", vip, LAN_A_HOST],
+        )
+        .map_err(|e| format!("{e:#}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
@@ -137,10 +149,11 @@ fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A road warrior in the group gets 10.99.0.10 from the pool over CP, reaches the LAN
-/// behind the gateway from it, and shows up on the gateway as a peer of the dial-up
-/// gateway; one outside the group is refused (AUTHENTICATION_FAILED); after the
-/// client leaves, its gateway is gone and the address is handed out again.
+/// Road warriors in the group get 10.99.0.10 and .11 from the pool over CP and reach
+/// the LAN behind the gateway from them at the same time (each client's traffic goes to
+/// its own SAs), and show up on the gateway as peers of the dial-up gateway; one outside
+/// the group is refused (AUTHENTICATION_FAILED); after a client leaves, its gateway is
+/// gone and its address is handed out again.
 #[test]
 fn netns_remote_access_client_gets_an_address() {
     assert!(common::is_root(), "{}", common::ROOT_HINT);
@@ -158,10 +171,32 @@ fn netns_remote_access_client_gets_an_address() {
     lab.daemon("gw-a")
         .wait_log(&["vpnd running"], 1, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e:#}"));
+    // A second road warrior on a link of its own.
+    lab.add_router("rw2").expect("namespace rw2");
+    lab.link(
+        ("rw2", "wan0", "198.51.100.2/24"),
+        ("gw-a", "wan1", "198.51.100.1/24"),
+    )
+    .expect("link rw2-gw-a");
+    lab.ns("rw2")
+        .ip(&["route", "add", "default", "via", "198.51.100.1"])
+        .expect("rw2 default route");
     let charon = Charon::start(
         &lab.ns_name("gw-b"),
         lab.dir.path.join("charon"),
-        &road_warrior_config(),
+        &road_warrior_config(
+            "192.0.2.2",
+            &[
+                ("alice", "alice@example.net"),
+                ("mallory", "mallory@example.org"),
+            ],
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let bob = Charon::start(
+        &lab.ns_name("rw2"),
+        lab.dir.path.join("charon-bob"),
+        &road_warrior_config("198.51.100.2", &[("bob", "bob@example.net")]),
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
     let initiate = |conn: &str| {
@@ -180,30 +215,28 @@ fn netns_remote_access_client_gets_an_address() {
         charon.tail(40)
     );
     assert!(
-        narrowed_to_first_address(&sas),
+        narrowed_to(&sas, "10.99.0.10"),
         "alice's child SA is not narrowed to her pool address: {sas}"
     );
-    let ping = lab
-        .ns("gw-b")
-        .exec(
-            "ping",
-            &[
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "-w",
-                "10",
-                "-I",
-                "10.99.0.10",
-                LAN_A_HOST,
-            ],
+    let out = bob
+        .swanctl(&["--initiate", "--child", "corp", "--ike", "bob"])
+        .expect("swanctl --initiate");
+    let bob_sas = bob.list_sas().unwrap_or_default();
+    assert!(out.status.success(), "bob: {bob_sas}\n{}", lab.logs());
+    assert!(narrowed_to(&bob_sas, "10.99.0.11"), "{bob_sas}");
+    // Both at once: each client's traffic must find its own SAs.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| ping_from(&lab, "gw-b", "10.99.0.10"));
+        let b = s.spawn(|| ping_from(&lab, "rw2", "10.99.0.11"));
+        (
+            a.join().expect("alice's ping"),
+            b.join().expect("bob's ping"),
         )
-        .unwrap_or_else(|e| panic!("ping from the virtual IP: {e:#}\n{}", lab.logs()));
+    });
     assert!(
-        ping.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ping.stdout)
+        a.is_ok() && b.is_ok(),
+        "alice: {a:?}\nbob: {b:?}\n{}",
+        lab.logs()
     );
 
     let ctl = Vpnctl::new(VPNCTL, &pki);
@@ -221,13 +254,15 @@ fn netns_remote_access_client_gets_an_address() {
                 .collect()
         })
         .unwrap_or_default();
-    assert_eq!(peers.len(), 1, "{ike}");
-    assert!(
-        peers[0]["remote"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("192.0.2.2:")),
-        "{ike}"
-    );
+    assert_eq!(peers.len(), 2, "{ike}");
+    for client in ["192.0.2.2:", "198.51.100.2:"] {
+        assert!(
+            peers
+                .iter()
+                .any(|p| p["remote"].as_str().is_some_and(|r| r.starts_with(client))),
+            "{client}: {ike}"
+        );
+    }
 
     let out = initiate("mallory");
     assert!(
@@ -254,15 +289,25 @@ fn netns_remote_access_client_gets_an_address() {
             &["show", "security", "ike", "security-associations"],
         )
         .is_ok_and(|v| {
-            v.as_array()
-                .is_some_and(|a| a.iter().all(|sa| sa["gateway"] != "ra-clients"))
+            v.as_array().is_some_and(|a| {
+                a.iter()
+                    .filter(|sa| {
+                        sa["remote"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("192.0.2.2:"))
+                    })
+                    .count()
+                    == 0
+            })
         })
     });
+    ping_from(&lab, "rw2", "10.99.0.11").unwrap_or_else(|e| panic!("bob after alice left: {e}"));
     let out = initiate("alice");
     let sas = charon.list_sas().unwrap_or_default();
     assert!(out.status.success(), "alice again: {sas}\n{}", lab.logs());
     assert!(
-        narrowed_to_first_address(&sas),
+        narrowed_to(&sas, "10.99.0.10"),
         "the address was not released: {sas}"
     );
+    ping_from(&lab, "gw-b", "10.99.0.10").unwrap_or_else(|e| panic!("alice again: {e}"));
 }

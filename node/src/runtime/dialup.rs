@@ -9,21 +9,38 @@
 //! IKE_SA_INIT). The gateway authenticates the peer against the template's identity
 //! (exactly, or by domain with `ike-user-type group-ike-id`), hands it an address
 //! from the pool over CP, and stops when its IKE SA ends; the dial-up actor then
-//! forgets it. One gateway per peer address keeps every per-peer state (NAT mapping,
-//! DPD, anchor SPU) where the static gateways keep it.
+//! forgets it. One gateway per peer address and port (clients behind one NAT differ by
+//! port) keeps every per-peer state (NAT mapping, DPD, anchor SPU) where the static
+//! gateways keep it.
+//!
+//! Every client's SAs get a binding of their own (from [`DIALUP_BINDING_BASE`]), so
+//! each is anchored on its own SPU, and traffic for a client reaches that client's SAs
+//! however many share the VPN: when a client's first child SA comes up, its gateway
+//! puts an SPD entry per negotiated selector in front of the configured policies
+//! (`protect` with the client's binding) and routes the client's side of the
+//! selectors (its pool address) into the policy device `st0.policy`, which looks the
+//! SPD up; what the client sends is delivered there too (its binding has no device of
+//! its own). Both go when the client's gateway stops. The VPN's `st0` unit keeps its
+//! address and routes; the per-client host routes are more specific.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
+use dataplane::sa::TunnelId;
+use dataplane::selector::{IpRange, Selector};
+use dataplane::spd::{Policy, PolicyAction};
+use dataplane::worker::DataplaneHandle;
 use tokio::sync::broadcast;
 
 use super::gateway::{Datagram, Gateway, Shutdown};
-use super::ike_socket::{IkeSocket, Received, UnregisterPeer};
+use super::ike_socket::{IkeSocket, Received};
+use super::policy::POLICY_TUNNEL_NAME;
 use super::spu::Spus;
 use super::table::GatewayTable;
-use super::{GatewaySpec, start_gateway};
+use super::{GatewaySpec, net, start_gateway};
 use crate::mgmt::backend::EventView;
 
 /// How often ended peers' gateways are forgotten.
@@ -32,6 +49,103 @@ const PRUNE_EVERY: Duration = Duration::from_secs(2);
 /// addresses must not start actors without bound (the engine's COOKIE defence works
 /// per gateway, after this).
 pub const MAX_PEERS: usize = 16_384;
+
+/// First binding of dial-up clients: above `st0` units (below 2^31) and policy-based
+/// VPNs (from 2^31), below nothing else.
+pub const DIALUP_BINDING_BASE: TunnelId = 0xC000_0000;
+/// Prefix of the SPD entries of dial-up clients.
+const CLIENT_ENTRY: &str = "dialup#";
+
+/// Bindings handed to clients so far (process-wide: bindings are node-wide).
+static NEXT_BINDING: AtomicU32 = AtomicU32::new(DIALUP_BINDING_BASE);
+
+/// A binding no other client has (wraps after 2^30 clients, by then long gone).
+fn next_binding() -> TunnelId {
+    let n = NEXT_BINDING.fetch_add(1, Ordering::Relaxed);
+    DIALUP_BINDING_BASE | (n & !DIALUP_BINDING_BASE)
+}
+
+/// Whether SPD entry `name` belongs to a dial-up client (kept across policy reloads).
+pub fn is_client_entry(name: &str) -> bool {
+    name.starts_with(CLIENT_ENTRY)
+}
+
+/// Steers traffic matching `selectors` (our side as source) to the SAs of `binding`:
+/// SPD entries in front of the configured policies and host routes of the client's
+/// side into the policy device. Returns the routes added, for [`unroute_client`].
+pub fn route_client(
+    dataplane: &DataplaneHandle,
+    binding: TunnelId,
+    selectors: &[Selector],
+) -> Vec<(IpAddr, u8)> {
+    let added = dataplane.update_spd(|spd| {
+        for (k, selector) in selectors.iter().enumerate() {
+            let name = format!("{CLIENT_ENTRY}{binding:#x}#{k}");
+            if spd.get(&name).is_none() {
+                spd.insert(
+                    0,
+                    Policy {
+                        name,
+                        selector: *selector,
+                        action: PolicyAction::Protect(binding),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = added {
+        tracing::error!(binding, error = %e, "dial-up client: SPD entries not added");
+    }
+    let routes: Vec<(IpAddr, u8)> = selectors.iter().filter_map(|s| prefix(&s.dst)).collect();
+    let list = routes.clone();
+    actix::spawn(async move {
+        if let Err(e) = net::configure_link(POLICY_TUNNEL_NAME, &[], &list).await {
+            tracing::warn!(binding, error = %e, "dial-up client: routes not added");
+        }
+    });
+    routes
+}
+
+/// Removes what [`route_client`] added for `binding`.
+pub fn unroute_client(dataplane: &DataplaneHandle, binding: TunnelId, routes: Vec<(IpAddr, u8)>) {
+    let mine = format!("{CLIENT_ENTRY}{binding:#x}#");
+    let removed = dataplane.update_spd(|spd| {
+        let names: Vec<String> = spd
+            .policies()
+            .iter()
+            .filter(|p| p.name.starts_with(&mine))
+            .map(|p| p.name.clone())
+            .collect();
+        for n in names {
+            spd.remove(&n);
+        }
+        Ok(())
+    });
+    if let Err(e) = removed {
+        tracing::error!(binding, error = %e, "dial-up client: SPD entries not removed");
+    }
+    actix::spawn(async move {
+        if let Err(e) = net::reconfigure_link(POLICY_TUNNEL_NAME, (&[], &routes), (&[], &[])).await
+        {
+            tracing::warn!(binding, error = %e, "dial-up client: routes not removed");
+        }
+    });
+}
+
+/// The prefix `range` covers exactly, if it is one (a pool address is a /32).
+fn prefix(range: &IpRange) -> Option<(IpAddr, u8)> {
+    let (start, end, bits) = match (range.start(), range.end()) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => (u128::from(u32::from(s)), u128::from(u32::from(e)), 32),
+        (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), 128),
+        _ => return None,
+    };
+    let size = end.checked_sub(start)?.checked_add(1)?;
+    if !size.is_power_of_two() || start % size != 0 {
+        return None;
+    }
+    Some((range.start(), (bits - size.trailing_zeros()) as u8))
+}
 
 /// Ends the dial-up gateway and every peer's gateway (a reload removed it).
 #[derive(Message, Debug)]
@@ -46,7 +160,8 @@ pub struct Dialup {
     spus: Spus,
     events: broadcast::Sender<EventView>,
     gateways: GatewayTable,
-    peers: HashMap<IpAddr, Addr<Gateway>>,
+    /// By source address and port: clients behind one NAT share the address.
+    peers: HashMap<SocketAddr, Addr<Gateway>>,
 }
 
 impl Dialup {
@@ -70,16 +185,12 @@ impl Dialup {
 
     /// Forgets the gateways of peers whose IKE SA ended.
     fn prune(&mut self) {
-        let (gateways, socket) = (&self.gateways, &self.socket);
-        self.peers.retain(|peer, gw| {
+        let gateways = &self.gateways;
+        self.peers.retain(|_, gw| {
             if gw.connected() {
                 return true;
             }
             gateways.remove_actor(gw);
-            socket.do_send(UnregisterPeer {
-                peer: *peer,
-                gateway: gw.clone(),
-            });
             false
         });
     }
@@ -97,7 +208,7 @@ impl Handler<Received> for Dialup {
     type Result = ();
 
     fn handle(&mut self, msg: Received, _: &mut Context<Self>) {
-        let peer = msg.from.ip();
+        let peer = msg.from;
         let gateway = match self.peers.get(&peer).filter(|g| g.connected()) {
             Some(g) => g.clone(),
             None => {
@@ -107,7 +218,8 @@ impl Handler<Received> for Dialup {
                     return;
                 }
                 let mut spec = self.template.clone();
-                spec.remote = peer;
+                spec.remote = peer.ip();
+                spec.binding = next_binding();
                 let handle = start_gateway(&spec, &self.socket, &self.spus, &self.events);
                 tracing::info!(gateway = %spec.name, %peer, "dial-up peer: gateway started");
                 let addr = handle.addr.clone();
@@ -129,14 +241,46 @@ impl Handler<StopDialup> for Dialup {
     type Result = ();
 
     fn handle(&mut self, _: StopDialup, ctx: &mut Context<Self>) {
-        for (peer, gw) in self.peers.drain() {
+        for (_, gw) in self.peers.drain() {
             self.gateways.remove_actor(&gw);
-            self.socket.do_send(UnregisterPeer {
-                peer,
-                gateway: gw.clone(),
-            });
             gw.do_send(Shutdown);
         }
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_that_are_prefixes_become_routes() {
+        let r = |a: &str, b: &str| IpRange::new(a.parse().unwrap(), b.parse().unwrap()).unwrap();
+        assert_eq!(
+            prefix(&r("10.99.0.10", "10.99.0.10")),
+            Some(("10.99.0.10".parse().unwrap(), 32))
+        );
+        assert_eq!(
+            prefix(&r("10.1.0.0", "10.1.255.255")),
+            Some(("10.1.0.0".parse().unwrap(), 16))
+        );
+        assert_eq!(
+            prefix(&r("0.0.0.0", "255.255.255.255")),
+            Some(("0.0.0.0".parse().unwrap(), 0))
+        );
+        assert_eq!(prefix(&r("10.0.0.1", "10.0.0.2")), None);
+        assert_eq!(
+            prefix(&r("2001:db8::", "2001:db8::ffff")),
+            Some(("2001:db8::".parse().unwrap(), 112))
+        );
+    }
+
+    #[test]
+    fn client_bindings_are_distinct_and_above_every_other_binding() {
+        let (a, b) = (next_binding(), next_binding());
+        assert_ne!(a, b);
+        assert!(a >= DIALUP_BINDING_BASE && b >= DIALUP_BINDING_BASE);
+        assert!(is_client_entry(&format!("{CLIENT_ENTRY}{a:#x}#0")));
+        assert!(!is_client_entry("trust/untrust/p#0"));
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use super::GatewaySpec;
 use super::child_sa::{ChildSa, ChildSaInfo, Close, Describe};
+use super::dialup;
 use super::ike_socket::{IkeSocket, RouteSpi, SendIke};
 use super::mapping;
 use super::spu::Spus;
@@ -206,6 +207,9 @@ pub struct Gateway {
     prober_failed: bool,
     /// Inbound packets of the child SAs at the last monitor tick (`optimized`).
     monitor_rx: u64,
+    /// A dial-up client's host routes into the policy device, once its first child SA
+    /// came up (see `runtime::dialup`).
+    client_routes: Option<Vec<(IpAddr, u8)>>,
 }
 
 /// A child SA pair this gateway installed.
@@ -260,6 +264,7 @@ impl Gateway {
             prober: None,
             prober_failed: false,
             monitor_rx: 0,
+            client_routes: None,
         }
     }
 
@@ -663,6 +668,13 @@ impl Gateway {
     /// datagrams leave once it is installed (or has failed).
     fn start_child(&mut self, inbound: SaConfig, outbound: SaConfig, ctx: &mut Context<Self>) {
         let (inbound_spi, outbound_spi) = (inbound.spi, outbound.spi);
+        if self.spec.dynamic && self.client_routes.is_none() {
+            self.client_routes = Some(dialup::route_client(
+                self.spus.dataplane(),
+                self.spec.binding,
+                &outbound.selectors,
+            ));
+        }
         let (ready, installed) = tokio::sync::oneshot::channel();
         let anchor = self.anchor();
         let actor = ChildSa::new(self.spus.clone(), anchor, inbound, outbound, ready).start();
@@ -1088,6 +1100,12 @@ impl Actor for Gateway {
         // A clustered gateway waits for its redundancy group (`Activate`).
         if self.spec.initiate && !self.passive() {
             self.initiate(ctx);
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(routes) = self.client_routes.take() {
+            dialup::unroute_client(self.spus.dataplane(), self.spec.binding, routes);
         }
     }
 }

@@ -393,10 +393,14 @@ fn start_gateway(
     events: &tokio::sync::broadcast::Sender<crate::mgmt::backend::EventView>,
 ) -> backend::GatewayHandle {
     let addr = Gateway::new(spec.clone(), socket.clone(), spus.clone(), events.clone()).start();
-    socket.do_send(ike_socket::RegisterPeer {
-        peer: spec.remote,
-        gateway: addr.clone(),
-    });
+    // A dial-up client's new IKE SAs reach it through its dial-up actor, by address
+    // and port: by address alone, a second client behind the same NAT would land here.
+    if !spec.dynamic {
+        socket.do_send(ike_socket::RegisterPeer {
+            peer: spec.remote,
+            gateway: addr.clone(),
+        });
+    }
     backend::GatewayHandle {
         name: spec.name.clone(),
         vpn: spec.vpn.clone(),

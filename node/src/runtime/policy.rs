@@ -59,13 +59,19 @@ impl PolicySpec {
     /// The policy tunnel of `cfg`, or `None` when no VPN is policy-based (then nothing
     /// reaches policies, and no device is created).
     pub fn from_config(cfg: &Config) -> Result<Option<PolicySpec>, SpecError> {
-        if !cfg
+        let policy_based = cfg
             .vpns
             .iter()
             .map(|v| &v.binding)
             .chain(cfg.manual_vpns.iter().map(|m| &m.binding))
-            .any(|b| matches!(b, Binding::Policy { .. }))
-        {
+            .any(|b| matches!(b, Binding::Policy { .. }));
+        // Dial-up clients' traffic is steered per client through the device too
+        // (`runtime::dialup`).
+        let dialup = cfg.vpns.iter().any(|v| {
+            cfg.gateway(&v.gateway)
+                .is_some_and(|g| matches!(g.remote, model::Remote::Dynamic(_)))
+        });
+        if !policy_based && !dialup {
             return Ok(None);
         }
         let mut spd = Spd::new();
@@ -120,7 +126,7 @@ impl PolicySpec {
     /// Publishes the SPD to every SPU and routes the policy destinations into the
     /// device (which the dataplane created).
     pub async fn apply(&self, dataplane: &DataplaneHandle) -> Result<(), String> {
-        dataplane.set_spd(self.spd.clone());
+        publish(dataplane, &self.spd);
         net::configure_link(POLICY_TUNNEL_NAME, &[], &self.route_list()).await
     }
 
@@ -157,10 +163,34 @@ pub async fn reload(
     let Some(old) = old else {
         return Ok(());
     };
-    dataplane.set_spd(new.map(|n| n.spd.clone()).unwrap_or_default());
+    publish(dataplane, &new.map(|n| n.spd.clone()).unwrap_or_default());
     let before = old.route_list();
     let after = new.map(PolicySpec::route_list).unwrap_or_default();
     net::reconfigure_link(POLICY_TUNNEL_NAME, (&[], &before), (&[], &after)).await
+}
+
+/// Publishes the configured policies as the SPD, keeping the dial-up clients' entries
+/// (`runtime::dialup`) in front of them: those belong to live SAs, not to the
+/// configuration.
+fn publish(dataplane: &DataplaneHandle, configured: &Spd) {
+    let published = dataplane.update_spd(|spd| {
+        let clients: Vec<Policy> = spd
+            .policies()
+            .iter()
+            .filter(|p| super::dialup::is_client_entry(&p.name))
+            .cloned()
+            .collect();
+        *spd = configured.clone();
+        for (i, p) in clients.into_iter().enumerate() {
+            spd.insert(i, p)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = published {
+        // Configured names never look like a client's, so this cannot happen; if it
+        // did, the SPD stays as it was.
+        tracing::error!(error = %e, "SPD not published");
+    }
 }
 
 /// `security.policies.from-zone.A.to-zone.B.policy.NAME`, for errors and logs.
