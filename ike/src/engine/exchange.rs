@@ -137,7 +137,7 @@ impl IkeSa {
         }
         payloads.extend(mode::notify(config.mode));
         payloads.push(Payload::Sa(child_offer(
-            &config.suites,
+            &self.usable_suites(&config.suites, true),
             our_spi,
             config.pfs,
         )));
@@ -370,17 +370,17 @@ impl IkeSa {
             _ => None,
         });
         let our_spi = child_spi(self.rng.as_mut());
-        let (suite, peer_spi, answer_sa) =
-            match choose_child(sa, &policy.suites, our_spi, policy.pfs) {
-                Some(c) => c,
-                // The proposal would do with our group but the KE is for another one.
-                None => match (policy.pfs, ke) {
-                    (Some(g), Some(k)) if k.group != g.iana_id() => {
-                        return Err(IkeError::InvalidKePayload { group: g.iana_id() });
-                    }
-                    _ => return Err(child_mismatch(sa, &policy.suites, policy.pfs)),
-                },
-            };
+        let suites = self.usable_suites(&policy.suites, false);
+        let (suite, peer_spi, answer_sa) = match choose_child(sa, &suites, our_spi, policy.pfs) {
+            Some(c) => c,
+            // The proposal would do with our group but the KE is for another one.
+            None => match (policy.pfs, ke) {
+                (Some(g), Some(k)) if k.group != g.iana_id() => {
+                    return Err(IkeError::InvalidKePayload { group: g.iana_id() });
+                }
+                _ => return Err(child_mismatch(sa, &suites, policy.pfs)),
+            },
+        };
         let pfs = match policy.pfs {
             Some(g) => {
                 let ke = ke

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
-use super::config::{ChildConfig, IkeConfig, IkeSuite, IpsecMode};
+use super::config::{ChildConfig, ChildSuite, IkeConfig, IkeSuite, IpsecMode};
 use super::error::IkeError;
 use super::frag::{self, Bounds, Reassembly};
 use super::keys::Keyed;
@@ -722,6 +722,26 @@ impl IkeSa {
     pub(super) fn encap_ports(&self) -> Option<(u16, u16)> {
         self.encap
             .then_some((self.local.port(), self.remote.port()))
+    }
+
+    /// The child suites this SA may offer (`offer`) or accept. AH authenticates the
+    /// outer addresses a NAT rewrites and has no UDP encapsulation (RFC 3948 covers
+    /// ESP only), so once a NAT is detected or encapsulation forced, AH suites are
+    /// left out: an AH-only offer is then answered with NO_PROPOSAL_CHOSEN instead of
+    /// agreeing to a pair that cannot carry a packet. An exchange's initiator
+    /// configured with AH only still offers it (an empty offer is no proposal at all)
+    /// and learns the same from such a responder.
+    pub(super) fn usable_suites(&self, suites: &[ChildSuite], offer: bool) -> Vec<ChildSuite> {
+        let usable: Vec<ChildSuite> = suites
+            .iter()
+            .copied()
+            .filter(|s| !self.encap || matches!(s, ChildSuite::Esp { .. }))
+            .collect();
+        if offer && usable.is_empty() {
+            suites.to_vec()
+        } else {
+            usable
+        }
     }
 
     /// Retransmission delay before try `tries + 1`.

@@ -157,3 +157,32 @@ fn ah_child_survives_a_snapshot() {
     let restored = IkeSa::restore(ci, snapshot, rng(5), pair.now).unwrap();
     assert_eq!(restored.child_sas(), pair.initiator.child_sas());
 }
+
+#[test]
+fn no_ah_across_a_nat() {
+    // Behind a NAT both ends leave AH out: ESP is chosen although both prefer AH.
+    let both = vec![ah_sha256(), esp_gcm()];
+    let mut pair = Pair::new(
+        with_children(true, both.clone()),
+        with_children(false, both),
+    );
+    pair.nat = Some(NAT_SHIFT);
+    pair.drive();
+    let c = installs(&pair.events_i)[0];
+    assert_eq!((c.protocol, c.udp_encap.is_some()), (ProtocolId::Esp, true));
+    // An AH-only initiator still offers AH; the responder refuses it.
+    let mut pair = Pair::new(
+        with_children(true, vec![ah_sha256()]),
+        with_children(false, vec![ah_sha256()]),
+    );
+    pair.nat = Some(NAT_SHIFT);
+    pair.drive_for(std::time::Duration::from_secs(5));
+    assert!(pair.initiator.is_established() && pair.responder.is_established());
+    assert!(
+        pair.events_i
+            .contains(&Event::ChildSaFailed(IkeError::PeerError(
+                NotifyType::NoProposalChosen
+            )))
+    );
+    assert!(pair.agreed_children().is_empty());
+}
