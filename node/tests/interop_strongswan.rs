@@ -1001,8 +1001,8 @@ fn netns_interop_rsa_certificates() {
 
 /// Every authentication x DH group x cipher suite against one charon: the namespaces
 /// and charon stay up, each row reloads charon's connection and credentials with
-/// `swanctl --load-all --clear`, starts a fresh vpnd (its configuration cannot change
-/// at run time), brings the tunnel up (vpnd initiates on even rows, charon on odd
+/// `swanctl --load-all --clear`, starts a fresh vpnd (so that no row inherits state
+/// from the one before, which a reload would leave), brings the tunnel up (vpnd initiates on even rows, charon on odd
 /// ones, so each role meets every auth method and group), pings both ways and stops
 /// vpnd, whose Delete ends charon's IKE SA. Every row runs; the table is printed and
 /// the test fails if any row failed.
