@@ -161,25 +161,8 @@ fn ping_ok(lab: &Lab, from: &str, to: &str, count: u32) {
 #[test]
 fn netns_site_to_site_ping_and_tcp() {
     let _serial = root_test();
-    let mut lab = site_to_site("s2s");
-    let capture = capture_wan(&lab);
-    let t0 = Instant::now();
-    start_site_pair(&mut lab, Site::default());
-    eprintln!("tunnel up and passing traffic after {:?}", t0.elapsed());
     let len = 4 << 20;
-    lan_traffic(&lab, len);
-
-    let frames = capture.finish().expect("capture");
-    let wire = common::summarize_outer(&frames, MARKER);
-    eprintln!(
-        "outer link gw-a {WAN_IF}: {} frames, {wire:?}",
-        frames.len()
-    );
-    assert!(
-        wire.unexpected.is_empty(),
-        "the outer link carried something other than IKE/ESP: {:#?}",
-        wire.unexpected
-    );
+    let wire = site_traffic_on_the_wire("s2s", Site::default(), len);
     assert_eq!(
         wire.marker_hits, 0,
         "cleartext payload seen on the outer link"
@@ -213,6 +196,29 @@ fn capture_wan(lab: &Lab) -> common::Capture {
     common::Capture::start(&lab.ns_name("gw-a"), WAN_IF, path).expect("starting the capture")
 }
 
+/// A site pair with `site`'s knobs, [`lan_traffic`] of `len` bytes, and what gw-a's
+/// outer link carried meanwhile, which must be nothing but IKE, ESP and AH.
+fn site_traffic_on_the_wire(tag: &str, site: Site, len: usize) -> common::WireSummary {
+    let mut lab = site_to_site(tag);
+    let capture = capture_wan(&lab);
+    let t0 = Instant::now();
+    start_site_pair(&mut lab, site);
+    eprintln!("tunnel up and passing traffic after {:?}", t0.elapsed());
+    lan_traffic(&lab, len);
+    let frames = capture.finish().expect("capture");
+    let wire = common::summarize_outer(&frames, MARKER);
+    eprintln!(
+        "outer link gw-a {WAN_IF}: {} frames, {wire:?}",
+        frames.len()
+    );
+    assert!(
+        wire.unexpected.is_empty(),
+        "the outer link carried something other than IKE/ESP/AH: {:#?}",
+        wire.unexpected
+    );
+    wire
+}
+
 /// Pings between the LAN hosts both ways, then `len` bytes (with [`MARKER`] in them)
 /// from lan-a to lan-b over TCP, checked byte for byte.
 fn lan_traffic(lab: &Lab, len: usize) {
@@ -244,24 +250,12 @@ fn lan_traffic(lab: &Lab, len: usize) {
 #[test]
 fn netns_ah_tunnel_ping_and_tcp() {
     let _serial = root_test();
-    let mut lab = site_to_site("ah");
-    let capture = capture_wan(&lab);
-    start_site_pair(
-        &mut lab,
-        Site {
-            ah: true,
-            ..Site::default()
-        },
-    );
     let len = 1 << 20;
-    lan_traffic(&lab, len);
-    let frames = capture.finish().expect("capture");
-    let wire = common::summarize_outer(&frames, MARKER);
-    eprintln!(
-        "outer link gw-a {WAN_IF}: {} frames, {wire:?}",
-        frames.len()
-    );
-    assert!(wire.unexpected.is_empty(), "{:#?}", wire.unexpected);
+    let site = Site {
+        ah: true,
+        ..Site::default()
+    };
+    let wire = site_traffic_on_the_wire("ah", site, len);
     assert_eq!(
         wire.esp + wire.esp_in_udp,
         0,
