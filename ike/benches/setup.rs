@@ -39,7 +39,7 @@ fn config(initiator: bool, dh: DhGroup) -> IkeConfig {
             prf: Prf::HmacSha256,
             dh,
         }],
-        child_suites: vec![ChildSuite {
+        child_suites: vec![ChildSuite::Esp {
             encr: Encr::AesGcm16_128,
             integ: None,
             esn: false,

@@ -50,7 +50,7 @@ fn config(initiator: bool) -> IkeConfig {
             prf: Prf::HmacSha256,
             dh: DhGroup::Curve25519,
         }],
-        child_suites: vec![ChildSuite {
+        child_suites: vec![ChildSuite::Esp {
             encr: Encr::AesGcm16_128,
             integ: None,
             esn: false,

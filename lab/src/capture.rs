@@ -168,6 +168,8 @@ pub struct WireSummary {
     pub keepalive: usize,
     /// Plain ESP (IP protocol 50).
     pub esp: usize,
+    /// AH (IP protocol 51).
+    pub ah: usize,
     /// IPv6 link housekeeping (ICMPv6/MLD from link-local or unspecified sources).
     pub ipv6_link: usize,
     /// ARP and other non-IP frames.
@@ -178,8 +180,8 @@ pub struct WireSummary {
     pub marker_hits: usize,
 }
 
-/// Classifies captured Ethernet frames of an outer link: only IKE, ESP, ESP-in-UDP and
-/// keepalives are expected; any IPv4 packet with a 10.0.0.0/8 (inner) address is
+/// Classifies captured Ethernet frames of an outer link: only IKE, ESP, AH, ESP-in-UDP
+/// and keepalives are expected; any IPv4 packet with a 10.0.0.0/8 (inner) address is
 /// reported as unexpected, as is any other protocol.
 pub fn summarize_outer(frames: &[Vec<u8>], marker: &[u8]) -> WireSummary {
     let mut s = WireSummary::default();
@@ -210,6 +212,7 @@ pub fn summarize_outer(frames: &[Vec<u8>], marker: &[u8]) -> WireSummary {
                 }
                 match pkt[9] {
                     50 => s.esp += 1,
+                    51 => s.ah += 1,
                     17 if l4.len() >= 8 => {
                         let sport = u16::from_be_bytes([l4[0], l4[1]]);
                         let dport = u16::from_be_bytes([l4[2], l4[3]]);

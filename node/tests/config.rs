@@ -1585,6 +1585,34 @@ fn force_udp_encapsulation_reaches_the_ike_config() {
     assert!(spec.gateways[0].ike.force_encap);
 }
 
+/// `protocol = "ah"` proposals are negotiated by IKE as AH suites (integrity and ESN,
+/// no cipher), and refused beside `force-udp-encapsulation`: AH has no UDP
+/// encapsulation.
+#[test]
+fn ah_proposals_reach_the_ike_config() {
+    use ike::engine::ChildSuite;
+    let ah = site_a_with(
+        "protocol = \"esp\"\nencryption-algorithm = \"aes-128-gcm\"",
+        "protocol = \"ah\"\nauthentication-algorithm = \"hmac-sha-256-128\"",
+    );
+    let c = Config::parse(&ah, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let spec = node::runtime::NodeSpec::from_config(&c, 1).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        spec.gateways[0].ike.child_suites,
+        vec![ChildSuite::Ah {
+            integ: ike::crypto::Integ::HmacSha256_128,
+            esn: false,
+        }]
+    );
+    let forced = ah.replace(
+        "nat-keepalive = 20",
+        "nat-keepalive = 20\nforce-udp-encapsulation = true",
+    );
+    let c = Config::parse(&forced, "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    let e = node::runtime::NodeSpec::from_config(&c, 1).unwrap_err();
+    assert!(e.to_string().contains("AH has no UDP encapsulation"), "{e}");
+}
+
 #[test]
 fn manual_key_vpns_are_refused_in_a_chassis_cluster() {
     let cluster = std::fs::read_to_string(Path::new(DATA).join("cluster.toml")).unwrap();

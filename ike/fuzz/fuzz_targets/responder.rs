@@ -31,7 +31,7 @@ fn config() -> IkeConfig {
         prf: Prf::HmacSha256,
         dh: DhGroup::Ecp256,
     }];
-    c.child_suites = vec![ChildSuite {
+    c.child_suites = vec![ChildSuite::Esp {
         encr: Encr::AesGcm16_128,
         integ: None,
         esn: false,

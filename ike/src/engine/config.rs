@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::pool::SharedPool;
 use crate::cert::{Credential, TrustStore};
 use crate::crypto::{DhGroup, Encr, Integ, Prf, SecretBytes};
-use crate::wire::{Identity, IpSelector};
+use crate::wire::{Identity, IpSelector, ProtocolId};
 
 /// How we prove our identity in IKE_AUTH.
 #[derive(Clone)]
@@ -73,13 +73,55 @@ pub enum IpsecMode {
     Transport,
 }
 
-/// One ESP proposal for a child SA.
+/// One proposal for a child SA: ESP, or AH (RFC 7296 §3.3: protocol 2, an integrity
+/// transform and ESN, no encryption). An enum so that an AH suite with a cipher or
+/// without integrity cannot be written down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChildSuite {
-    pub encr: Encr,
-    pub integ: Option<Integ>,
-    /// Extended sequence numbers (RFC 4303 §2.2.1).
-    pub esn: bool,
+pub enum ChildSuite {
+    Esp {
+        encr: Encr,
+        /// `None` with an AEAD.
+        integ: Option<Integ>,
+        /// Extended sequence numbers (RFC 4303 §2.2.1).
+        esn: bool,
+    },
+    Ah {
+        integ: Integ,
+        /// Extended sequence numbers (RFC 4302 §2.5.1).
+        esn: bool,
+    },
+}
+
+impl ChildSuite {
+    /// The protocol of the proposal and of the SA pair it makes.
+    pub fn protocol(&self) -> ProtocolId {
+        match self {
+            ChildSuite::Esp { .. } => ProtocolId::Esp,
+            ChildSuite::Ah { .. } => ProtocolId::Ah,
+        }
+    }
+
+    /// The cipher; `None` for AH.
+    pub fn encr(&self) -> Option<Encr> {
+        match *self {
+            ChildSuite::Esp { encr, .. } => Some(encr),
+            ChildSuite::Ah { .. } => None,
+        }
+    }
+
+    /// The integrity algorithm; `None` for ESP with an AEAD.
+    pub fn integ(&self) -> Option<Integ> {
+        match *self {
+            ChildSuite::Esp { integ, .. } => integ,
+            ChildSuite::Ah { integ, .. } => Some(integ),
+        }
+    }
+
+    pub fn esn(&self) -> bool {
+        match *self {
+            ChildSuite::Esp { esn, .. } | ChildSuite::Ah { esn, .. } => esn,
+        }
+    }
 }
 
 /// Retransmission of requests: `initial` doubled on each try (with up to 10% jitter

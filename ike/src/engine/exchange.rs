@@ -71,11 +71,12 @@ impl IkeSa {
                 c.state = ChildState::Deleting;
                 c.rekey_at = None;
                 c.expire_at = None;
+                let protocol = c.install.protocol;
                 self.send_request(
                     sess,
                     ExchangeType::Informational,
                     &[Payload::Delete(DeletePayload::Child {
-                        protocol: ProtocolId::Esp,
+                        protocol,
                         spis: vec![spi],
                     })],
                     ActiveKind::DeleteChildren(vec![spi]),
@@ -120,9 +121,15 @@ impl IkeSa {
             .transpose()?;
         let mut payloads = Vec::new();
         if let Some(old) = rekeys {
-            // The SPI we receive on; the peer finds the child by its outbound SPI.
+            // The SPI we receive on; the peer finds the child by its outbound SPI and
+            // protocol.
+            let protocol = self
+                .children
+                .iter()
+                .find(|c| c.inbound == old)
+                .map_or(ProtocolId::Esp, |c| c.install.protocol);
             payloads.push(Payload::Notify(NotifyPayload {
-                protocol: Some(ProtocolId::Esp),
+                protocol: Some(protocol),
                 spi: old.to_be_bytes().to_vec(),
                 notify_type: NotifyType::RekeySa,
                 data: vec![],
@@ -130,7 +137,7 @@ impl IkeSa {
         }
         payloads.extend(mode::notify(config.mode));
         payloads.push(Payload::Sa(child_offer(
-            &config.suites,
+            &self.usable_suites(&config.suites, true),
             our_spi,
             config.pfs,
         )));
@@ -213,7 +220,10 @@ impl IkeSa {
                     let spi = <[u8; 4]>::try_from(n.spi.as_slice())
                         .map(u32::from_be_bytes)
                         .map_err(|_| IkeError::InvalidSyntax("REKEY_SA SPI"));
-                    spi.and_then(|spi| self.answer_rekey_child(sess, payloads, spi, now))
+                    let protocol = n.protocol;
+                    spi.and_then(|spi| {
+                        self.answer_rekey_child(sess, payloads, (protocol, spi), now)
+                    })
                 } else if payloads.iter().any(|p| {
                     matches!(p, Payload::Sa(sa)
                         if sa.proposals.iter().any(|p| p.protocol == ProtocolId::Ike))
@@ -275,15 +285,19 @@ impl IkeSa {
                     }
                     return Vec::new();
                 }
-                Payload::Delete(DeletePayload::Child { spis, .. }) => {
+                Payload::Delete(DeletePayload::Child { protocol, spis }) => {
                     for spi in spis {
-                        let Some(i) = self.children.iter().position(|c| c.outbound == *spi) else {
+                        let Some(i) = self
+                            .children
+                            .iter()
+                            .position(|c| c.outbound == *spi && c.install.protocol == *protocol)
+                        else {
                             continue;
                         };
                         let c = self.children.remove(i);
                         // §1.4.1: deletes that crossed ours are not echoed back.
                         if !in_flight.contains(&c.inbound) {
-                            ours.push(c.inbound);
+                            ours.push((c.install.protocol, c.inbound));
                         }
                         if c.installed {
                             self.events.push_back(super::sa::Event::ChildSaDeleted {
@@ -310,15 +324,19 @@ impl IkeSa {
                 _ => {}
             }
         }
-        if !ours.is_empty() {
-            answer.insert(
-                0,
-                Payload::Delete(DeletePayload::Child {
-                    protocol: ProtocolId::Esp,
-                    spis: ours,
-                }),
-            );
-        }
+        // One Delete payload per protocol (RFC 7296 §3.11), ESP first.
+        let deletes = [ProtocolId::Esp, ProtocolId::Ah]
+            .into_iter()
+            .filter_map(|protocol| {
+                let spis: Vec<u32> = ours
+                    .iter()
+                    .filter(|(p, _)| *p == protocol)
+                    .map(|(_, spi)| *spi)
+                    .collect();
+                (!spis.is_empty())
+                    .then_some(Payload::Delete(DeletePayload::Child { protocol, spis }))
+            });
+        answer.splice(0..0, deletes);
         answer
     }
 
@@ -352,17 +370,17 @@ impl IkeSa {
             _ => None,
         });
         let our_spi = child_spi(self.rng.as_mut());
-        let (suite, peer_spi, answer_sa) =
-            match choose_child(sa, &policy.suites, our_spi, policy.pfs) {
-                Some(c) => c,
-                // The proposal would do with our group but the KE is for another one.
-                None => match (policy.pfs, ke) {
-                    (Some(g), Some(k)) if k.group != g.iana_id() => {
-                        return Err(IkeError::InvalidKePayload { group: g.iana_id() });
-                    }
-                    _ => return Err(child_mismatch(sa, &policy.suites, policy.pfs)),
-                },
-            };
+        let suites = self.usable_suites(&policy.suites, false);
+        let (suite, peer_spi, answer_sa) = match choose_child(sa, &suites, our_spi, policy.pfs) {
+            Some(c) => c,
+            // The proposal would do with our group but the KE is for another one.
+            None => match (policy.pfs, ke) {
+                (Some(g), Some(k)) if k.group != g.iana_id() => {
+                    return Err(IkeError::InvalidKePayload { group: g.iana_id() });
+                }
+                _ => return Err(child_mismatch(sa, &suites, policy.pfs)),
+            },
+        };
         let pfs = match policy.pfs {
             Some(g) => {
                 let ke = ke
@@ -440,18 +458,21 @@ impl IkeSa {
     /// Responder side of a child rekey (RFC 7296 §1.3.3), with the collision rules of
     /// §2.8.1: a child we are deleting or that is already replaced gets
     /// TEMPORARY_FAILURE; one we are rekeying ourselves is rekeyed again and the nonces
-    /// decide later which new pair survives.
+    /// decide later which new pair survives. The old child is the one whose outbound
+    /// SPI and protocol the REKEY_SA notify names.
     fn answer_rekey_child(
         &mut self,
         sess: &mut Session,
         payloads: &[Payload],
-        peer_inbound: u32,
+        (protocol, peer_inbound): (Option<ProtocolId>, u32),
         now: Instant,
     ) -> Result<Vec<Payload>, IkeError> {
         let old = self
             .children
             .iter()
-            .find(|c| c.outbound == peer_inbound)
+            .find(|c| {
+                c.outbound == peer_inbound && protocol.is_none_or(|p| p == c.install.protocol)
+            })
             .ok_or(IkeError::ChildSaNotFound)?;
         if old.state != ChildState::Installed {
             return Err(IkeError::TemporaryFailure);

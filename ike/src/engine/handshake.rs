@@ -343,7 +343,11 @@ impl IkeSa {
         }
         payloads.extend(mode::notify(self.config.child_mode));
         payloads.extend([
-            Payload::Sa(child_offer(&self.config.child_suites, child_spi, None)),
+            Payload::Sa(child_offer(
+                &self.usable_suites(&self.config.child_suites, true),
+                child_spi,
+                None,
+            )),
             Payload::TsI(ts::payload(&self.config.local_ts)),
             Payload::TsR(ts::payload(&self.config.remote_ts)),
         ]);
@@ -581,9 +585,9 @@ impl IkeSa {
             _ => None,
         })?;
         let our_spi = child_spi(self.rng.as_mut());
-        let (suite, peer_spi, answer_sa) =
-            choose_child(sa, &self.config.child_suites, our_spi, None)
-                .ok_or_else(|| child_mismatch(sa, &self.config.child_suites, None))?;
+        let suites = self.usable_suites(&self.config.child_suites, false);
+        let (suite, peer_spi, answer_sa) = choose_child(sa, &suites, our_spi, None)
+            .ok_or_else(|| child_mismatch(sa, &suites, None))?;
         let (tsi, tsr) = ts_pair(payloads)?;
         let mut more = Vec::new();
         let mut remote_allowed = self.config.remote_ts.clone();

@@ -4,8 +4,8 @@ use super::config::{ChildSuite, IkeSuite, IpsecMode};
 use super::error::IkeError;
 use super::sa::{ChildSaInstall, ChildSaKeys};
 use crate::crypto::derive::{ChildKeyLengths, IkeKeyLengths, child_keys, ike_sa_keys, skeyseed};
-use crate::crypto::{IkeSaKeys, Integ, Prf, SecretBytes, SkCipher};
-use crate::wire::{IpSelector, ProtocolId};
+use crate::crypto::{Encr, IkeSaKeys, Integ, Prf, SecretBytes, SkCipher};
+use crate::wire::IpSelector;
 
 /// Keys and transcript of one keyed IKE SA.
 pub(super) struct Keyed {
@@ -121,8 +121,8 @@ pub(super) fn child_install(
     remote_ts: Vec<IpSelector>,
 ) -> Result<ChildSaInstall, IkeError> {
     let lengths = ChildKeyLengths {
-        encr: p.suite.encr.key_material_len(),
-        integ: p.suite.integ.map_or(0, Integ::key_len),
+        encr: p.suite.encr().map_or(0, Encr::key_material_len),
+        integ: p.suite.integ().map_or(0, Integ::key_len),
     };
     let prf: Prf = keyed.suite.prf;
     let k = child_keys(
@@ -140,11 +140,11 @@ pub(super) fn child_install(
         ((k.encr_i, k.integ_i), (k.encr_r, k.integ_r))
     };
     Ok(ChildSaInstall {
-        protocol: ProtocolId::Esp,
-        encr_id: p.suite.encr.iana_id(),
-        encr_key_bits: p.suite.encr.key_bits(),
-        integ_id: p.suite.integ.map(Integ::iana_id),
-        esn: p.suite.esn,
+        protocol: p.suite.protocol(),
+        encr_id: p.suite.encr().map(Encr::iana_id),
+        encr_key_bits: p.suite.encr().and_then(Encr::key_bits),
+        integ_id: p.suite.integ().map(Integ::iana_id),
+        esn: p.suite.esn(),
         mode: p.mode,
         inbound: ChildSaKeys {
             spi: p.spis.0,

@@ -16,7 +16,7 @@
 //!   [`Transmit`] says `non_esp_marker` (sending from `Transmit::local`);
 //! - routes by IKE SPIs, adding the new pair on [`Event::IkeRekeyed`] and keeping the old
 //!   one until the SA is dropped (the old IKE SA lingers until its Delete is done);
-//! - installs and removes ESP pairs on [`Event::ChildSaReady`] /
+//! - installs and removes ESP or AH pairs on [`Event::ChildSaReady`] /
 //!   [`Event::ChildSaDeleted`], with ESP-in-UDP when `udp_encap` is set, and re-points
 //!   them on [`Event::PeerAddressChanged`];
 //! - calls [`IkeSa::note_inbound_traffic`] when ESP arrives, so DPD stays quiet, sends

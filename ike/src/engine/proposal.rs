@@ -31,9 +31,10 @@ impl IkeSuite {
 
 impl ChildSuite {
     /// With `dh` for CREATE_CHILD_SA with PFS; IKE_AUTH child proposals carry no group.
+    /// AH has no ENCR transform (RFC 7296 §3.3.3: integrity, optional DH, ESN).
     fn transforms(&self, dh: Option<DhGroup>) -> Vec<Transform> {
-        let mut t = vec![encr_transform(self.encr)];
-        if let Some(i) = self.integ {
+        let mut t: Vec<Transform> = self.encr().map(encr_transform).into_iter().collect();
+        if let Some(i) = self.integ() {
             t.push(Transform::new(TransformType::Integ, i.iana_id()));
         }
         if let Some(g) = dh {
@@ -41,21 +42,19 @@ impl ChildSuite {
         }
         t.push(Transform::new(
             TransformType::Esn,
-            if self.esn { ESN_YES } else { ESN_NO },
+            if self.esn() { ESN_YES } else { ESN_NO },
         ));
         t
     }
 }
 
-fn payload(
-    protocol: ProtocolId,
-    spi: &[u8],
-    suites: impl Iterator<Item = Vec<Transform>>,
-) -> SaPayload {
+/// Proposals numbered from 1 (RFC 7296 §3.3.1), each of its own protocol: a child
+/// offer may mix ESP and AH proposals, one of which the responder picks.
+fn payload(spi: &[u8], suites: impl Iterator<Item = (ProtocolId, Vec<Transform>)>) -> SaPayload {
     SaPayload {
         proposals: suites
             .zip(1u8..)
-            .map(|(transforms, number)| Proposal {
+            .map(|((protocol, transforms), number)| Proposal {
                 number,
                 protocol,
                 spi: spi.to_vec(),
@@ -70,17 +69,15 @@ fn payload(
 pub(crate) fn ike_offer(suites: &[IkeSuite], spi: Option<u64>) -> SaPayload {
     let spi = spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default();
     payload(
-        ProtocolId::Ike,
         &spi,
-        suites.iter().map(IkeSuite::transforms),
+        suites.iter().map(|s| (ProtocolId::Ike, s.transforms())),
     )
 }
 
 pub(crate) fn child_offer(suites: &[ChildSuite], spi: u32, dh: Option<DhGroup>) -> SaPayload {
     payload(
-        ProtocolId::Esp,
         &spi.to_be_bytes(),
-        suites.iter().map(|s| s.transforms(dh)),
+        suites.iter().map(|s| (s.protocol(), s.transforms(dh))),
     )
 }
 
@@ -134,7 +131,12 @@ fn acceptable(offered: &Proposal, ours: &[Transform], protocol: ProtocolId) -> b
     let our_types: Vec<TransformType> = ours.iter().map(|t| t.ty).collect();
     let stray =
         |ty| !our_types.contains(&ty) && offered.transforms.iter().any(|t| t.ty == ty && t.id != 0);
-    known && !stray(TransformType::Integ) && !stray(TransformType::Dh) && ours.iter().all(has)
+    // AH takes no ENCR at all.
+    known
+        && !stray(TransformType::Encr)
+        && !stray(TransformType::Integ)
+        && !stray(TransformType::Dh)
+        && ours.iter().all(has)
 }
 
 /// The responder's choice: our most preferred suite that one of the peer's proposals
@@ -177,7 +179,8 @@ pub(crate) fn choose_ike(
     })
 }
 
-/// The responder's choice for ESP; returns the suite, the peer's SPI and our answer.
+/// The responder's choice for ESP or AH (a proposal's protocol must be the suite's);
+/// returns the suite, the peer's SPI and our answer.
 /// `dh` is the group we require (CREATE_CHILD_SA with PFS), if any.
 pub(crate) fn choose_child(
     sa: &SaPayload,
@@ -189,14 +192,14 @@ pub(crate) fn choose_child(
         let t = suite.transforms(dh);
         sa.proposals.iter().find_map(|p| {
             let spi = u32::from_be_bytes(<[u8; 4]>::try_from(p.spi.as_slice()).ok()?);
-            acceptable(p, &t, ProtocolId::Esp).then(|| {
+            acceptable(p, &t, suite.protocol()).then(|| {
                 (
                     *suite,
                     spi,
                     SaPayload {
                         proposals: vec![Proposal {
                             number: p.number,
-                            protocol: ProtocolId::Esp,
+                            protocol: suite.protocol(),
                             spi: our_spi.to_be_bytes().to_vec(),
                             transforms: t.clone(),
                         }],
@@ -232,8 +235,8 @@ pub(crate) fn accepted_ike(
     offered.contains(&suite).then_some((suite, spi))
 }
 
-/// Like [`accepted_ike`] for ESP; also returns the peer's SPI. The answer's DH group
-/// must be the one we sent a KE for.
+/// Like [`accepted_ike`] for ESP or AH; also returns the peer's SPI. The answer's DH
+/// group must be the one we sent a KE for.
 pub(crate) fn accepted_child(
     sa: &SaPayload,
     offered: &[ChildSuite],
@@ -242,9 +245,6 @@ pub(crate) fn accepted_child(
     let [p] = sa.proposals.as_slice() else {
         return None;
     };
-    if p.protocol != ProtocolId::Esp {
-        return None;
-    }
     let spi = u32::from_be_bytes(<[u8; 4]>::try_from(p.spi.as_slice()).ok()?);
     let (suite, group) = decode_child(p)?;
     (offered.contains(&suite) && group == dh.map(DhGroup::iana_id)).then_some((suite, spi))
@@ -272,6 +272,8 @@ fn decode_ike(p: &Proposal) -> Option<IkeSuite> {
     })
 }
 
+/// A single-proposal answer as a suite and its DH group; AH must have no ENCR and a
+/// real INTEG transform, ESP an ENCR.
 fn decode_child(p: &Proposal) -> Option<(ChildSuite, Option<u16>)> {
     if p.transforms.len() > 4 {
         return None;
@@ -279,22 +281,27 @@ fn decode_child(p: &Proposal) -> Option<(ChildSuite, Option<u16>)> {
     let dh = single(p, TransformType::Dh)?
         .map(|t| t.id)
         .filter(|id| *id != 0);
-    let e = single(p, TransformType::Encr)??;
-    let integ = single(p, TransformType::Integ)?;
+    let encr = single(p, TransformType::Encr)?;
+    let integ = single(p, TransformType::Integ)?
+        .map(|i| Integ::from_iana(i.id))
+        .transpose()
+        .ok()?;
     let esn = match single(p, TransformType::Esn)? {
         None => false,
         Some(t) if t.id == ESN_NO => false,
         Some(t) if t.id == ESN_YES => true,
         Some(_) => return None,
     };
-    Some((
-        ChildSuite {
+    let suite = match (p.protocol, encr) {
+        (ProtocolId::Esp, Some(e)) => ChildSuite::Esp {
             encr: Encr::from_transform(e.id, e.key_length()).ok()?,
-            integ: integ.map(|i| Integ::from_iana(i.id)).transpose().ok()?,
+            integ,
             esn,
         },
-        dh,
-    ))
+        (ProtocolId::Ah, None) => ChildSuite::Ah { integ: integ?, esn },
+        _ => return None,
+    };
+    Some((suite, dh))
 }
 
 #[cfg(test)]
@@ -390,12 +397,12 @@ mod tests {
     #[test]
     fn child_round_trip() {
         let ours = [
-            ChildSuite {
+            ChildSuite::Esp {
                 encr: Encr::AesGcm16_256,
                 integ: None,
                 esn: true,
             },
-            ChildSuite {
+            ChildSuite::Esp {
                 encr: Encr::AesCbc128,
                 integ: Some(Integ::HmacSha256_128),
                 esn: false,

@@ -23,7 +23,7 @@ use super::snapshot::{
 };
 use super::version::StateVersion;
 use crate::crypto::{CryptoError, DhGroup, DhSecret, Encr, IkeSaKeys, Integ, Prf, SecretBytes};
-use crate::wire::{Header, IpSelector, ProtocolId};
+use crate::wire::{Header, IpSelector};
 
 /// More child SAs, queued tasks, selectors, suites or SPIs than this in one list is not
 /// a snapshot of a real SA.
@@ -321,9 +321,6 @@ fn restore_active(
 
 fn restore_child(c: ChildSnapshot, now: Instant) -> Result<Child, RestoreError> {
     let i = &c.install;
-    if i.protocol != ProtocolId::Esp {
-        return Err(RestoreError::Invalid("child SA protocol"));
-    }
     let suite = ChildSuiteIds {
         encr: i.encr_id,
         encr_key_bits: i.encr_key_bits,
@@ -331,9 +328,12 @@ fn restore_child(c: ChildSnapshot, now: Instant) -> Result<Child, RestoreError> 
         esn: i.esn,
     }
     .parse()?;
+    if i.protocol != suite.protocol() {
+        return Err(RestoreError::Invalid("child SA protocol"));
+    }
     let sized = |k: &ChildSaKeys| {
-        k.encr_key.len() == suite.encr.key_material_len()
-            && k.integ_key.len() == suite.integ.map_or(0, Integ::key_len)
+        k.encr_key.len() == suite.encr().map_or(0, Encr::key_material_len)
+            && k.integ_key.len() == suite.integ().map_or(0, Integ::key_len)
     };
     if !sized(&i.inbound) || !sized(&i.outbound) {
         return Err(RestoreError::Invalid("child SA key sizes"));
@@ -397,15 +397,23 @@ impl IkeSuiteIds {
 
 impl ChildSuiteIds {
     fn parse(&self) -> Result<ChildSuite, RestoreError> {
-        let suite = ChildSuite {
-            encr: Encr::from_transform(self.encr, self.encr_key_bits)?,
-            integ: self.integ.map(Integ::from_iana).transpose()?,
-            esn: self.esn,
+        let integ = self.integ.map(Integ::from_iana).transpose()?;
+        let Some(encr) = self.encr else {
+            let integ = integ.ok_or(RestoreError::Invalid("AH without integrity"))?;
+            return Ok(ChildSuite::Ah {
+                integ,
+                esn: self.esn,
+            });
         };
-        if suite.encr.is_aead() != suite.integ.is_none() {
+        let encr = Encr::from_transform(encr, self.encr_key_bits)?;
+        if encr.is_aead() != integ.is_none() {
             return Err(RestoreError::Invalid("encryption/integrity pairing"));
         }
-        Ok(suite)
+        Ok(ChildSuite::Esp {
+            encr,
+            integ,
+            esn: self.esn,
+        })
     }
 }
 

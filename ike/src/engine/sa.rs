@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
-use super::config::{ChildConfig, IkeConfig, IkeSuite, IpsecMode};
+use super::config::{ChildConfig, ChildSuite, IkeConfig, IkeSuite, IpsecMode};
 use super::error::IkeError;
 use super::frag::{self, Bounds, Reassembly};
 use super::keys::Keyed;
@@ -56,17 +56,20 @@ pub struct ChildSaKeys {
     pub integ_key: SecretBytes,
 }
 
-/// Everything the data plane needs for an ESP SA pair, in IANA numbers and key bytes.
+/// Everything the data plane needs for an ESP or AH SA pair, in IANA numbers and key
+/// bytes.
 ///
 /// Serializable so that the cluster node can keep it as the record of an installed pair
 /// and replicate it; the keys are [`SecretBytes`], wiped on drop and never printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildSaInstall {
+    /// ESP or AH.
     pub protocol: ProtocolId,
-    /// IANA ENCR id and Key Length attribute (bits), if the cipher has one.
-    pub encr_id: u16,
+    /// IANA ENCR id (`None` for AH, which does not encrypt) and Key Length attribute
+    /// (bits), if the cipher has one.
+    pub encr_id: Option<u16>,
     pub encr_key_bits: Option<u16>,
-    /// IANA INTEG id; `None` with an AEAD.
+    /// IANA INTEG id; `None` with an AEAD (always set for AH).
     pub integ_id: Option<u16>,
     pub esn: bool,
     /// Tunnel or transport, as negotiated with USE_TRANSPORT_MODE.
@@ -77,7 +80,8 @@ pub struct ChildSaInstall {
     pub local_ts: Vec<IpSelector>,
     pub remote_ts: Vec<IpSelector>,
     /// ESP in UDP (RFC 3948) with (local port, remote port), when a NAT was detected or
-    /// encapsulation forced; `None` means raw ESP.
+    /// encapsulation forced; `None` means raw ESP (or AH, which has no UDP
+    /// encapsulation: the daemon cannot install an AH pair that has this set).
     pub udp_encap: Option<(u16, u16)>,
     /// The inbound SPI of the pair this one replaces (make-before-break: install this
     /// one, the old one's [`Event::ChildSaDeleted`] follows).
@@ -144,21 +148,25 @@ impl std::fmt::Debug for IkeSaKeyMaterial {
 
 impl ChildSaInstall {
     /// Both directions as lines of Wireshark's ESP SA table, outbound first, between
-    /// our address `local` and the peer's `remote`.
-    pub fn key_log(&self, local: IpAddr, remote: IpAddr) -> [EspSaKeyLog<'_>; 2] {
-        [
-            (local, remote, &self.outbound),
-            (remote, local, &self.inbound),
-        ]
-        .map(|(src, dst, keys)| EspSaKeyLog {
-            src,
-            dst,
-            spi: keys.spi,
-            encr: self.encr_id,
-            encr_key: keys.encr_key.as_bytes(),
-            integ: self.integ_id,
-            integ_key: keys.integ_key.as_bytes(),
-        })
+    /// our address `local` and the peer's `remote`; `None` for AH, which Wireshark
+    /// dissects without keys (nothing is encrypted) and its ESP table does not cover.
+    pub fn key_log(&self, local: IpAddr, remote: IpAddr) -> Option<[EspSaKeyLog<'_>; 2]> {
+        let encr = self.encr_id?;
+        Some(
+            [
+                (local, remote, &self.outbound),
+                (remote, local, &self.inbound),
+            ]
+            .map(|(src, dst, keys)| EspSaKeyLog {
+                src,
+                dst,
+                spi: keys.spi,
+                encr,
+                encr_key: keys.encr_key.as_bytes(),
+                integ: self.integ_id,
+                integ_key: keys.integ_key.as_bytes(),
+            }),
+        )
     }
 }
 
@@ -714,6 +722,26 @@ impl IkeSa {
     pub(super) fn encap_ports(&self) -> Option<(u16, u16)> {
         self.encap
             .then_some((self.local.port(), self.remote.port()))
+    }
+
+    /// The child suites this SA may offer (`offer`) or accept. AH authenticates the
+    /// outer addresses a NAT rewrites and has no UDP encapsulation (RFC 3948 covers
+    /// ESP only), so once a NAT is detected or encapsulation forced, AH suites are
+    /// left out: an AH-only offer is then answered with NO_PROPOSAL_CHOSEN instead of
+    /// agreeing to a pair that cannot carry a packet. An exchange's initiator
+    /// configured with AH only still offers it (an empty offer is no proposal at all)
+    /// and learns the same from such a responder.
+    pub(super) fn usable_suites(&self, suites: &[ChildSuite], offer: bool) -> Vec<ChildSuite> {
+        let usable: Vec<ChildSuite> = suites
+            .iter()
+            .copied()
+            .filter(|s| !self.encap || matches!(s, ChildSuite::Esp { .. }))
+            .collect();
+        if offer && usable.is_empty() {
+            suites.to_vec()
+        } else {
+            usable
+        }
     }
 
     /// Retransmission delay before try `tries + 1`.

@@ -15,7 +15,7 @@ use super::natt::NatStatus;
 use super::sa::{
     Active, ActiveKind, Child, ChildSaInstall, ChildState, IkeSa, Phase, Session, Task,
 };
-use crate::crypto::{DhGroup, DhSecret, SecretBytes};
+use crate::crypto::{DhGroup, DhSecret, Encr, SecretBytes};
 use crate::wire::IpSelector;
 
 /// Bumped whenever the encoding of a snapshot changes meaning; [`IkeSa::restore`]
@@ -224,9 +224,10 @@ pub(super) struct IkeSuiteIds {
     pub(super) dh: u16,
 }
 
+/// A child suite; no `encr` means AH.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(super) struct ChildSuiteIds {
-    pub(super) encr: u16,
+    pub(super) encr: Option<u16>,
     pub(super) encr_key_bits: Option<u16>,
     pub(super) integ: Option<u16>,
     pub(super) esn: bool,
@@ -431,10 +432,10 @@ impl IkeSuiteIds {
 impl ChildSuiteIds {
     fn of(s: ChildSuite) -> Self {
         ChildSuiteIds {
-            encr: s.encr.iana_id(),
-            encr_key_bits: s.encr.key_bits(),
-            integ: s.integ.map(|i| i.iana_id()),
-            esn: s.esn,
+            encr: s.encr().map(Encr::iana_id),
+            encr_key_bits: s.encr().and_then(Encr::key_bits),
+            integ: s.integ().map(|i| i.iana_id()),
+            esn: s.esn(),
         }
     }
 }

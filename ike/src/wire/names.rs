@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use super::sa::{Proposal, Transform, TransformType};
+use super::sa::{Proposal, ProtocolId, Transform, TransformType};
 use super::ts::{AddrRange, IpSelector};
 
 fn encr_name(id: u16) -> Option<&'static str> {
@@ -118,8 +118,13 @@ impl fmt::Display for Transform {
 }
 
 impl fmt::Display for Proposal {
-    /// The transforms joined by `/`, in the order the proposal lists them.
+    /// The transforms joined by `/`, in the order the proposal lists them; an AH
+    /// proposal starts with `AH:`, since its integrity-only transform list would
+    /// otherwise read like a malformed ESP one in a NO_PROPOSAL_CHOSEN report.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.protocol == ProtocolId::Ah {
+            f.write_str("AH:")?;
+        }
         for (i, t) in self.transforms.iter().enumerate() {
             if i > 0 {
                 f.write_str("/")?;

@@ -42,7 +42,7 @@ impl KeyLog {
     /// Both directions of a child SA pair between our `local` and the peer's `remote`
     /// address.
     pub fn esp(&self, install: &ChildSaInstall, local: IpAddr, remote: IpAddr) {
-        for sa in install.key_log(local, remote) {
+        for sa in install.key_log(local, remote).into_iter().flatten() {
             if let Some(line) = sa.wireshark_line() {
                 self.append(ESP_TABLE, &line);
             }
@@ -101,7 +101,7 @@ mod tests {
         };
         ChildSaInstall {
             protocol: ProtocolId::Esp,
-            encr_id: 20,
+            encr_id: Some(20),
             encr_key_bits: Some(128),
             integ_id: None,
             esn: false,

@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 
 use dataplane::crypto::{EncrAlg, IntegAlg};
-use dataplane::sa::{Direction, Lifetime, Mode, SaConfig, UdpEncap};
+use dataplane::sa::{Direction, Lifetime, Mode, Protocol, SaConfig, UdpEncap};
 use dataplane::selector::{IpRange, PortRange, Selector};
 use ike::engine::{ChildSaInstall, IpsecMode};
-use ike::wire::{AddrRange, IpSelector};
+use ike::wire::{AddrRange, IpSelector, ProtocolId};
 
 use super::GatewaySpec;
 
@@ -17,12 +17,26 @@ pub fn child_sas(
     spec: &GatewaySpec,
     udp_encap: Option<UdpEncap>,
 ) -> Result<(SaConfig, SaConfig), String> {
-    let encr = EncrAlg::from_iana(install.encr_id, install.encr_key_bits).ok_or_else(|| {
-        format!(
-            "negotiated encryption {} ({:?} bits) has no dataplane transform",
-            install.encr_id, install.encr_key_bits
-        )
-    })?;
+    let protocol = match install.protocol {
+        ProtocolId::Esp => Protocol::Esp,
+        ProtocolId::Ah if udp_encap.is_some() => {
+            return Err("AH cannot be UDP-encapsulated (RFC 3948 covers ESP only): \
+                 a NAT between the gateways, real or forced, rules AH out"
+                .to_string());
+        }
+        ProtocolId::Ah => Protocol::Ah,
+        other => return Err(format!("negotiated protocol {other:?} is not ESP or AH")),
+    };
+    // AH has no cipher: the dataplane's AH transform reads only the integrity fields.
+    let encr = match install.encr_id {
+        None => EncrAlg::Null,
+        Some(id) => EncrAlg::from_iana(id, install.encr_key_bits).ok_or_else(|| {
+            format!(
+                "negotiated encryption {id} ({:?} bits) has no dataplane transform",
+                install.encr_key_bits
+            )
+        })?,
+    };
     let integ = IntegAlg::from_iana(install.integ_id.unwrap_or(0)).ok_or_else(|| {
         format!(
             "negotiated integrity {:?} has no dataplane transform",
@@ -41,6 +55,7 @@ pub fn child_sas(
         let mut c = SaConfig::esp_tunnel(direction, keys.spi, local, remote)
             .with_encryption(encr, keys.encr_key.as_bytes())
             .with_integrity(integ, keys.integ_key.as_bytes());
+        c.protocol = protocol;
         c.esn = install.esn;
         c.mode = match install.mode {
             IpsecMode::Tunnel => Mode::Tunnel,

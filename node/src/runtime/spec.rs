@@ -348,19 +348,27 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         .iter()
         .map(|p| {
             let bad = |what: &str| err(format!("{path} (proposal {})", p.name), what);
-            let encr = p
-                .encr
-                .ok_or_else(|| bad("AH is not negotiated by IKE here"))?;
-            Ok(ChildSuite {
-                encr: Encr::from_transform(encr.id, encr.key_bits)
-                    .map_err(|e| bad(&e.to_string()))?,
-                integ: p
-                    .integ
-                    .map(Integ::from_iana)
-                    .transpose()
-                    .map_err(|e| bad(&e.to_string()))?,
-                esn: vpn.options.esn,
-            })
+            let integ = p
+                .integ
+                .map(Integ::from_iana)
+                .transpose()
+                .map_err(|e| bad(&e.to_string()))?;
+            let esn = vpn.options.esn;
+            match (p.protocol, p.encr) {
+                (model::IpsecProtocol::Esp, Some(encr)) => Ok(ChildSuite::Esp {
+                    encr: Encr::from_transform(encr.id, encr.key_bits)
+                        .map_err(|e| bad(&e.to_string()))?,
+                    integ,
+                    esn,
+                }),
+                (model::IpsecProtocol::Ah, None) => Ok(ChildSuite::Ah {
+                    integ: integ.ok_or_else(|| bad("AH needs an authentication-algorithm"))?,
+                    esn,
+                }),
+                // Validation pairs the protocol with its transforms; this is a guard.
+                (model::IpsecProtocol::Esp, None) => Err(bad("ESP needs an encryption-algorithm")),
+                (model::IpsecProtocol::Ah, Some(_)) => Err(bad("AH does not encrypt")),
+            }
         })
         .collect::<Result<Vec<_>, SpecError>>()?;
     let (local_ts, remote_ts) = if vpn.traffic_selectors.is_empty() {
@@ -450,11 +458,27 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
         .map(|name| address_pool(cfg, name, &gpath))
         .transpose()?;
     ike.ike_suites = ike_suites;
-    ike.child_suites = child_suites;
     ike.local_ts = local_ts;
     ike.remote_ts = remote_ts;
     ike.nat_keepalive = g.nat_keepalive;
+    if g.force_encap
+        && child_suites
+            .iter()
+            .any(|s| matches!(s, ChildSuite::Ah { .. }))
+    {
+        // RFC 3948 encapsulates ESP only; AH authenticates the outer addresses a NAT
+        // rewrites (RFC 3715 §2.1), so there is no AH across a real or claimed NAT.
+        return Err(err(
+            &path,
+            format!(
+                "an AH proposal cannot be used with gateway {}'s force-udp-encapsulation \
+                 (AH has no UDP encapsulation)",
+                g.name
+            ),
+        ));
+    }
     ike.force_encap = g.force_encap;
+    ike.child_suites = child_suites;
     if let Some(dpd) = &g.dpd {
         ike.dpd_interval = Some(dpd.interval);
         ike.retransmit = Retransmit {

@@ -210,7 +210,7 @@ fn delete_child_answers_with_our_spis() {
 
 #[test]
 fn create_child_failures_are_notifies_and_the_ike_sa_lives() {
-    let cbc = ChildSuite {
+    let cbc = ChildSuite::Esp {
         encr: Encr::AesCbc128,
         integ: Some(crate::crypto::Integ::HmacSha256_128),
         esn: false,

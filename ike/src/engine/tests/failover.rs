@@ -20,7 +20,7 @@ fn gcm256_ecp256() -> (IkeSuite, ChildSuite) {
         prf: Prf::HmacSha256,
         dh: DhGroup::Ecp256,
     };
-    let esp = ChildSuite {
+    let esp = ChildSuite::Esp {
         encr: Encr::AesGcm16_256,
         integ: None,
         esn: false,
@@ -35,7 +35,7 @@ fn cbc_sha256_modp2048() -> (IkeSuite, ChildSuite) {
         prf: Prf::HmacSha256,
         dh: DhGroup::Modp2048,
     };
-    let esp = ChildSuite {
+    let esp = ChildSuite::Esp {
         encr: Encr::AesCbc256,
         integ: Some(Integ::HmacSha256_128),
         esn: true,

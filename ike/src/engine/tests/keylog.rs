@@ -95,6 +95,7 @@ fn esp_lines_pair_up_across_the_two_ends() {
     let (a, b) = (IpAddr::V4(IP_I), IpAddr::V4(IP_R));
     let lines = |c: &ChildSaInstall, l, r| {
         c.key_log(l, r)
+            .expect("an ESP pair has key log lines")
             .map(|s| s.wireshark_line().unwrap().as_str().to_owned())
     };
     let [i_out, i_in] = lines(ci, a, b);

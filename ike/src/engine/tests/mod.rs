@@ -13,6 +13,7 @@ use super::*;
 use crate::crypto::{DhGroup, Encr, Prf, SecretBytes};
 use crate::wire::{AddrRange, Identity, IpSelector};
 
+mod ah;
 mod certs;
 mod collision;
 mod contact;
@@ -57,7 +58,7 @@ pub(super) fn gcm_ecp() -> IkeSuite {
 }
 
 pub(super) fn esp_gcm() -> ChildSuite {
-    ChildSuite {
+    ChildSuite::Esp {
         encr: Encr::AesGcm16_128,
         integ: None,
         esn: false,

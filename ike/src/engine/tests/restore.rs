@@ -141,7 +141,7 @@ fn mismatched_or_inconsistent_snapshots_are_refused() {
             RestoreError::Invalid("nonce size"),
         ),
         (
-            Box::new(|s, _| s.children[0].install.encr_id = 999),
+            Box::new(|s, _| s.children[0].install.encr_id = Some(999)),
             RestoreError::Crypto(crate::crypto::CryptoError::Unsupported {
                 kind: "encryption",
                 id: 999,

@@ -22,7 +22,7 @@ fn psk_handshake_installs_matching_child_sas() {
     let (ci, cr) = (installs(ei)[0], installs(er)[0]);
     assert_eq!(
         (ci.encr_id, ci.encr_key_bits, ci.integ_id),
-        (20, Some(128), None)
+        (Some(20), Some(128), None)
     );
     assert_eq!(ci.inbound, cr.outbound);
     assert_eq!(ci.outbound, cr.inbound);
@@ -49,7 +49,7 @@ fn cbc_suites_and_narrowing() {
         prf: Prf::HmacSha384,
         dh: DhGroup::Curve25519,
     };
-    let esp = ChildSuite {
+    let esp = ChildSuite::Esp {
         encr: Encr::AesCbc128,
         integ: Some(Integ::HmacSha256_128),
         esn: true,
@@ -70,7 +70,7 @@ fn cbc_suites_and_narrowing() {
     let c = installs(&pair.events_i)[0];
     assert_eq!(
         (c.encr_id, c.encr_key_bits, c.integ_id, c.esn),
-        (12, Some(128), Some(12), true)
+        (Some(12), Some(128), Some(12), true)
     );
     assert_eq!(c.inbound.integ_key.len(), 32);
     assert_eq!(c.remote_ts, vec![net(2)]);
@@ -149,14 +149,14 @@ fn no_common_child_proposal_names_both_sides() {
     let mut ci = config(true);
     ci.child_suites = vec![
         esp_gcm(),
-        ChildSuite {
+        ChildSuite::Esp {
             encr: Encr::AesCbc256,
             integ: Some(Integ::HmacSha384_192),
             esn: true,
         },
     ];
     let mut cr = config(false);
-    cr.child_suites = vec![ChildSuite {
+    cr.child_suites = vec![ChildSuite::Esp {
         encr: Encr::AesCbc128,
         integ: Some(Integ::HmacSha256_128),
         esn: false,
