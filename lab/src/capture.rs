@@ -1,24 +1,50 @@
 //! Packet captures (tcpdump in a namespace) and what they show: outer protocols,
 //! cleartext markers, ESP (SPI, sequence number) pairs.
+//!
+//! In an unprivileged user namespace (`vpnd demo` without root) tcpdump cannot run: it
+//! drops its privileges with setgroups(2), which such a namespace forbids. There the
+//! capture is taken by a thread of this process on an `AF_PACKET` socket in the
+//! namespace, written in the same pcap format.
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// A tcpdump capture on one interface of a namespace, stopped on drop.
+/// A capture on one interface of a namespace, stopped on drop.
 #[derive(Debug)]
 pub struct Capture {
-    child: Child,
+    backend: Backend,
     pub path: PathBuf,
 }
 
+#[derive(Debug)]
+enum Backend {
+    Tcpdump(Child),
+    /// The in-process capture of a user namespace: its stop flag and thread.
+    Socket(Arc<AtomicBool>, Option<JoinHandle<()>>),
+}
+
+/// True inside a user namespace other than the initial one (whose uid map is the
+/// identity over all ids).
+fn in_user_namespace() -> bool {
+    fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"])
+}
+
 impl Capture {
-    /// Starts `tcpdump -i dev -w FILE` in `ns` and waits until it is listening.
+    /// Starts `tcpdump -i dev -w FILE` in `ns` (in a user namespace, the in-process
+    /// capture) and waits until it is listening.
     pub fn start(ns: &str, dev: &str, path: PathBuf) -> Result<Self> {
+        if in_user_namespace() {
+            return Self::start_socket(ns, dev, path);
+        }
         let path_s = path.to_string_lossy().into_owned();
         let mut child = Command::new("ip")
             .args([
@@ -55,10 +81,75 @@ impl Capture {
                 }
             }
         });
-        let capture = Capture { child, path };
+        let capture = Capture {
+            backend: Backend::Tcpdump(child),
+            path,
+        };
         rx.recv_timeout(Duration::from_secs(10))
             .context("tcpdump did not start listening")?;
         Ok(capture)
+    }
+
+    /// The in-process capture: an `AF_PACKET` socket bound to `dev` in `ns`, read by a
+    /// thread of its own that appends every frame to a pcap file until stopped.
+    fn start_socket(ns: &str, dev: &str, path: PathBuf) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<Result<()>>();
+        let (ns, dev, file, flag) = (ns.to_owned(), dev.to_owned(), path.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let opened = dataplane::io::netns::enter(&ns)
+                .context("entering the namespace")
+                .and_then(|()| packet_socket(&dev))
+                .and_then(|sock| {
+                    let mut out = fs::File::create(&file).context("creating the capture file")?;
+                    // pcap: microseconds, little endian, Ethernet, 64 KiB snap length.
+                    let mut header = Vec::with_capacity(24);
+                    header.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+                    header.extend_from_slice(&2u16.to_le_bytes());
+                    header.extend_from_slice(&4u16.to_le_bytes());
+                    for w in [0u32, 0, 65_535, 1] {
+                        header.extend_from_slice(&w.to_le_bytes());
+                    }
+                    out.write_all(&header).context("writing the capture")?;
+                    Ok((sock, out))
+                });
+            let (mut sock, mut out) = match opened {
+                Ok(v) => {
+                    let _ = tx.send(Ok(()));
+                    v
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut buf = vec![0u8; 65_535];
+            while !flag.load(Ordering::Relaxed) {
+                let n = match sock.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(_) => continue,
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let mut record = Vec::with_capacity(16 + n);
+                let secs = u32::try_from(now.as_secs()).unwrap_or(u32::MAX);
+                let len = u32::try_from(n).unwrap_or(u32::MAX);
+                for w in [secs, now.subsec_micros(), len, len] {
+                    record.extend_from_slice(&w.to_le_bytes());
+                }
+                record.extend_from_slice(&buf[..n]);
+                if out.write_all(&record).is_err() {
+                    break;
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .context("the capture thread did not start")??;
+        Ok(Capture {
+            backend: Backend::Socket(stop, Some(thread)),
+            path,
+        })
     }
 
     /// Stops tcpdump (after a moment for packets still in flight) and returns the
@@ -76,27 +167,72 @@ impl Capture {
     }
 
     fn stop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill with the pid of our own child process; no pointers.
-            unsafe {
-                libc::kill(pid, libc::SIGINT);
+        match &mut self.backend {
+            Backend::Tcpdump(child) => {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                    // SAFETY: kill with the pid of our own child process; no pointers.
+                    unsafe {
+                        libc::kill(pid, libc::SIGINT);
+                    }
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Backend::Socket(stop, thread) => {
+                stop.store(true, Ordering::Relaxed);
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.stop();
-        }
+        self.stop();
     }
+}
+
+/// A raw packet socket receiving every frame of interface `dev` (both directions),
+/// waking every 100 ms so that its reader sees the stop flag.
+fn packet_socket(dev: &str) -> Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let all = i32::from((libc::ETH_P_ALL as u16).to_be());
+    let sock = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(all)))
+        .context("AF_PACKET socket")?;
+    let name = std::ffi::CString::new(dev).context("interface name")?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string we own.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        bail!("interface {dev}: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    ll.sll_family = libc::AF_PACKET as u16;
+    ll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    ll.sll_ifindex = i32::try_from(index).context("interface index")?;
+    // SAFETY: binds our own socket to a sockaddr_ll of the stated length.
+    let rc = unsafe {
+        libc::bind(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            (&raw const ll).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!("binding to {dev}: {}", std::io::Error::last_os_error());
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .context("receive timeout")?;
+    Ok(sock)
 }
 
 /// Frames of a classic pcap file (either byte order).

@@ -7,6 +7,9 @@
 //! else. The topologies are the end-to-end tests' harness (the `lab` crate), so the
 //! demo and the tests build exactly the same labs.
 //!
+//! Without root, the demo re-executes itself in an unprivileged user namespace (see
+//! [`run_unprivileged`]) and runs there unchanged.
+//!
 //! Both demos keep everything running until Ctrl-C (or `--duration`), then tear it
 //! down: the daemons get SIGTERM in an order that lets them leave cleanly, then the
 //! namespaces are deleted. Configurations, logs and the PKI stay in `/tmp/vpnd-demo/`
@@ -56,6 +59,69 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 /// lab down, also while it is still being built. The daemons run in their own process
 /// group (`Lab::own_group`), so a Ctrl-C at the terminal reaches only us, and we stop
 /// them in order.
+/// Without root: this same demo re-executed in an unprivileged user namespace (`unshare
+/// --user --map-root-user --net --mount`), where the process is root of its own network
+/// and mount namespaces only. Everything stays real (namespaces, veths, TUN devices,
+/// raw sockets, port 500) and private to the run: nothing on the host changes and no
+/// privilege is asked for. `/run` is a fresh tmpfs there, for `ip netns`. Systems that
+/// forbid unprivileged user namespaces (Ubuntu's AppArmor restriction,
+/// `user.max_user_namespaces = 0`) get told so, and to use root.
+fn run_unprivileged() -> Result<()> {
+    if std::env::var_os(IN_USERNS).is_some() {
+        bail!("not root even inside the user namespace: run the demo as root");
+    }
+    catch_stop_signals()?;
+    let exe = std::env::current_exe().context("locating the vpnd executable")?;
+    println!(
+        "-- not root: running the demo in an unprivileged user namespace of its own (unshare \
+         --user --map-root-user --net --mount): real namespaces and TUN devices, private to \
+         this run; nothing on the host changes"
+    );
+    let script =
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/netns && ip link set lo up && exec \"$@\"";
+    let mut child = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&exe)
+        .args(std::env::args_os().skip(1))
+        .env(IN_USERNS, "1")
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "not root, and `unshare` (util-linux) is not installed: run the demo as root, \
+                 e.g. `sudo cargo run --release -p node --bin vpnd -- demo`"
+            ),
+            _ => anyhow::anyhow!("starting unshare: {e}"),
+        })?;
+    println!(
+        "   its namespaces are visible from this user namespace only: to look around from \
+         another terminal, enter it first with `nsenter --preserve-credentials -U -m -n -t {}`",
+        child.id()
+    );
+    // Ctrl-C reaches the inner demo too (same process group); this one only waits.
+    let status = child.wait().context("waiting for the demo")?;
+    if status.success() {
+        return Ok(());
+    }
+    bail!(
+        "the demo in a user namespace failed ({status}). If unshare said \"Operation not \
+         permitted\", this system forbids unprivileged user namespaces (e.g. \
+         kernel.apparmor_restrict_unprivileged_userns = 1, or user.max_user_namespaces = 0): \
+         run the demo as root, e.g. `sudo cargo run --release -p node --bin vpnd -- demo`"
+    )
+}
+
 fn catch_stop_signals() -> Result<()> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -99,13 +165,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Runs the demo (see the module documentation). Needs root.
+/// Set in the demo re-executed inside its user namespace, so it never tries twice.
+const IN_USERNS: &str = "VPND_DEMO_USERNS";
+
+/// Runs the demo (see the module documentation). As root, on the host's namespaces;
+/// without root, the same in a user namespace of its own ([`run_unprivileged`]).
 pub fn run(opts: &DemoOptions) -> Result<()> {
     if !lab::is_root() {
-        bail!(
-            "`vpnd demo` needs root: it creates network namespaces, veth links and TUN devices. \
-             Run it as root, e.g. `sudo cargo run --release -p node --bin vpnd -- demo`"
-        );
+        return run_unprivileged();
     }
     catch_stop_signals()?;
     let exe = std::env::current_exe().context("locating the vpnd executable")?;
