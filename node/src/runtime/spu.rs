@@ -120,6 +120,8 @@ struct Anchoring {
     /// Anchors of the tunnels that exist, by binding: every SA of a tunnel lives on one
     /// SPU.
     anchors: HashMap<TunnelId, usize>,
+    /// The SPU the next dial-up client's tunnel starts looking from (round robin).
+    next_dynamic: usize,
 }
 
 impl Anchoring {
@@ -128,6 +130,7 @@ impl Anchoring {
         Self {
             load: vec![0; spus],
             anchors: HashMap::new(),
+            next_dynamic: 0,
         }
     }
 
@@ -159,12 +162,34 @@ impl Anchoring {
         i
     }
 
-    /// The anchor of `binding`, chosen now if it has none.
+    /// The next live SPU in turn, counted as anchoring one more tunnel: how dial-up
+    /// clients are placed (Junos anchors dynamic tunnels round robin). They come and go
+    /// by the hundred; least-loaded placement would pile a burst of them onto whichever
+    /// SPU was emptiest when the burst began.
+    fn pick_in_turn(&mut self) -> usize {
+        let n = self.load.len();
+        for k in 0..n {
+            let i = (self.next_dynamic + k) % n;
+            if self.load[i] != FAILED {
+                self.load[i] += 1;
+                self.next_dynamic = (i + 1) % n;
+                return i;
+            }
+        }
+        self.pick()
+    }
+
+    /// The anchor of `binding`, chosen now if it has none: round robin for a dial-up
+    /// client's binding, the least-loaded SPU for any other.
     fn anchor_for(&mut self, binding: TunnelId) -> usize {
         if let Some(a) = self.anchors.get(&binding) {
             return *a;
         }
-        let a = self.pick();
+        let a = if binding >= super::dialup::DIALUP_BINDING_BASE {
+            self.pick_in_turn()
+        } else {
+            self.pick()
+        };
         self.anchors.insert(binding, a);
         a
     }
@@ -443,6 +468,19 @@ mod tests {
         // Then the least loaded again, lowest number first among equals.
         assert_eq!((a.anchor_for(14), a.anchor_for(15)), (1, 2));
         assert_eq!(a.load, [2, 2, 2]);
+    }
+
+    #[test]
+    fn dial_up_clients_go_round_robin_over_live_spus() {
+        use crate::runtime::dialup::DIALUP_BINDING_BASE as D;
+        let mut a = Anchoring::new(3);
+        // A site-to-site tunnel on SPU 0 does not make the clients skip it.
+        assert_eq!(a.anchor_for(1), 0);
+        let clients: Vec<usize> = (0..5).map(|k| a.anchor_for(D + k)).collect();
+        assert_eq!(clients, [0, 1, 2, 0, 1]);
+        a.load[2] = FAILED;
+        assert_eq!((a.anchor_for(D + 5), a.anchor_for(D + 6)), (0, 1));
+        assert_eq!(a.anchor_for(D + 2), 2, "an anchor is kept once chosen");
     }
 
     #[test]
