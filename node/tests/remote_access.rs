@@ -264,6 +264,23 @@ fn netns_remote_access_client_gets_an_address() {
         );
     }
 
+    // Each client is a tunnel of its own, anchored by itself, through st0.policy.
+    let map = ctl
+        .json(
+            &lab.ns_name("gw-a"),
+            &["show", "security", "ike", "tunnel-map"],
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let tunnels = map
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|t| t["gateway"] == "ra-clients" && t["tunnel"] == "st0.policy")
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(tunnels, 2, "{map}");
+
     let out = initiate("mallory");
     assert!(
         !out.status.success(),

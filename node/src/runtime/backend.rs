@@ -142,6 +142,17 @@ impl RuntimeBackend {
     }
 }
 
+/// The interface a binding's cleartext goes through, as `show` commands name it:
+/// `st0.N` for a route-based VPN; `st0.policy` for a policy-based VPN and for a dial-up
+/// client (whose per-client binding is steered through that device).
+fn interface_of(binding: dataplane::sa::TunnelId) -> String {
+    if binding >= crate::config::model::POLICY_BINDING_BASE {
+        super::policy::POLICY_TUNNEL_NAME.to_owned()
+    } else {
+        format!("st0.{binding}")
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable(e.to_string())
 }
@@ -285,7 +296,7 @@ impl Backend for RuntimeBackend {
                 out.push(IpsecSaView {
                     vpn: g.vpn.clone(),
                     gateway: Some(g.name.clone()),
-                    bind_interface: Some(format!("st0.{}", info.binding)),
+                    bind_interface: Some(interface_of(info.binding)),
                     remote: info.remote,
                     inbound_spi: c.inbound.spi,
                     outbound_spi: c.outbound.spi,
@@ -339,7 +350,7 @@ impl Backend for RuntimeBackend {
                 continue;
             };
             out.push(TunnelMapEntry {
-                tunnel: format!("st0.{}", info.binding),
+                tunnel: interface_of(info.binding),
                 gateway: g.name.clone(),
                 // One services card holds every SPU until SPCs are configurable.
                 spc: 0,
