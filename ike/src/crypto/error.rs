@@ -22,6 +22,10 @@ pub enum CryptoError {
     /// the curve, outside 1 < y < p-1, small subgroup, or an all-zero X25519 result).
     #[error("invalid peer public value for DH group {0}")]
     InvalidPublicValue(u16),
+    /// A one-shot IKE_SA_INIT private value was asked for a second agreement (see
+    /// `DhSecret::generate_ephemeral`).
+    #[error("ephemeral DH private value already used")]
+    EphemeralSpent,
     /// The RNG failed to produce a usable private value.
     #[error("random number generation failed")]
     Rng,

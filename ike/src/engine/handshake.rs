@@ -65,7 +65,7 @@ impl IkeSa {
         let (dh, ni) = match keep {
             Some(k) => k,
             None => (
-                DhSecret::generate(group, self.rng.as_mut())?,
+                DhSecret::generate_ephemeral(group, self.rng.as_mut())?,
                 nonce(self.rng.as_mut()),
             ),
         };
@@ -415,7 +415,7 @@ impl IkeSa {
                 return Err(self.fail(e));
             }
         };
-        let dh = DhSecret::generate(suite.dh, self.rng.as_mut())?;
+        let dh = DhSecret::generate_ephemeral(suite.dh, self.rng.as_mut())?;
         let g_ir = match dh.agree(&peer_ke) {
             Ok(g) => g,
             Err(e) => {

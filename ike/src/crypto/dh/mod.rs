@@ -5,6 +5,7 @@ mod curve25519;
 mod ecp;
 mod modp;
 mod params;
+mod ring_dh;
 
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,7 @@ use rand_core::CryptoRngCore;
 use self::curve25519::X25519Secret;
 use self::ecp::EcpSecret;
 use self::modp::{ModpGroup, ModpSecret};
+use self::ring_dh::RingSecret;
 use super::error::CryptoError;
 use super::secret::SecretBytes;
 
@@ -111,6 +113,8 @@ enum Private {
     P384(EcpSecret<p384::NistP384>),
     P521(EcpSecret<p521::NistP521>),
     X25519(X25519Secret),
+    /// P-256, P-384 or X25519 of IKE_SA_INIT (`generate_ephemeral`).
+    Ring(RingSecret),
 }
 
 /// Our side of one exchange: the private value and its public value.
@@ -143,6 +147,29 @@ impl DhSecret {
         Ok(Self::with_private(group, private))
     }
 
+    /// A private value for IKE_SA_INIT: used for one agreement, never exported. P-256,
+    /// P-384 and X25519 come from ring (faster, see `ring_dh`), drawn from the OS RNG,
+    /// not `rng`; the other groups are [`Self::generate`]'s.
+    /// [`Self::private_bytes`] of a ring value is refused by [`Self::from_private_bytes`]
+    /// (it is empty), which is fine because only an established SA is snapshotted.
+    pub fn generate_ephemeral(
+        group: DhGroup,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<Self, CryptoError> {
+        let (alg, sec1) = match group.kind() {
+            Kind::P256 => (&ring::agreement::ECDH_P256, true),
+            Kind::P384 => (&ring::agreement::ECDH_P384, true),
+            Kind::X25519 => (&ring::agreement::X25519, false),
+            Kind::Modp(_) | Kind::P521 => return Self::generate(group, rng),
+        };
+        let (secret, public) = RingSecret::generate(group.iana_id(), alg, sec1)?;
+        Ok(DhSecret {
+            group,
+            private: Private::Ring(secret),
+            public,
+        })
+    }
+
     /// Uses a fixed private value (big-endian scalar or exponent; X25519 as RFC 7748
     /// bytes), for known-answer tests and for replaying a stored exchange.
     pub fn from_private_bytes(group: DhGroup, bytes: &[u8]) -> Result<Self, CryptoError> {
@@ -164,6 +191,7 @@ impl DhSecret {
             Private::P384(s) => s.public_value(),
             Private::P521(s) => s.public_value(),
             Private::X25519(s) => s.public_value(),
+            Private::Ring(_) => Vec::new(),
         };
         DhSecret {
             group,
@@ -178,6 +206,7 @@ impl DhSecret {
 
     /// The private value in the form [`Self::from_private_bytes`] takes back: an IKE SA
     /// snapshot carries it so that another process can finish an exchange in flight.
+    /// Empty for a [`Self::generate_ephemeral`] value of ring, which cannot export it.
     pub fn private_bytes(&self) -> SecretBytes {
         match &self.private {
             Private::Modp(s) => s.private_bytes(),
@@ -185,6 +214,7 @@ impl DhSecret {
             Private::P384(s) => s.private_bytes(),
             Private::P521(s) => s.private_bytes(),
             Private::X25519(s) => s.private_bytes(),
+            Private::Ring(_) => SecretBytes::new(Vec::new()),
         }
     }
 
@@ -201,6 +231,7 @@ impl DhSecret {
             Private::P384(s) => s.agree(peer),
             Private::P521(s) => s.agree(peer),
             Private::X25519(s) => s.agree(peer),
+            Private::Ring(s) => s.agree(peer),
         }
     }
 }

@@ -369,3 +369,88 @@ const KAT_24_SHARED: &str = concat!(
     "eb8ca5ce6435683028857d9ace20fdd1413370a79ca5b7bcb0862a8ce60506b4",
 );
 const KAT_24_X: &str = "71e48455cf4a91794a9521223641946e652b161b57a0bd055bd4099a115e363d";
+
+/// ring's IKE_SA_INIT values cannot take the RFCs' fixed scalars, so they are checked
+/// against the vector-checked RustCrypto / x25519-dalek side: ring's public value and
+/// shared secret must be what a peer holding the RFC's scalar computes.
+#[test]
+fn ephemeral_values_agree_with_the_rfc_scalars() {
+    // RFC 5903 §8.1 and §8.2's initiator scalars i and RFC 7748 §6.1's Alice, whose
+    // public values the vector tests above check.
+    let peers = [
+        (
+            DhGroup::Ecp256,
+            "C88F01F5 10D9AC3F 70A292DA A2316DE5 44E9AAB8 AFE84049 C62A9C57 862D1433",
+        ),
+        (
+            DhGroup::Ecp384,
+            "099F3C70 34D4A2C6 99884D73 A375A67F 7624EF7C 6B3C0F16 0647B674 14DCE655
+             E35B5380 41E649EE 3FAEF896 783AB194",
+        ),
+        (
+            DhGroup::Curve25519,
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+        ),
+    ];
+    for (group, r) in peers {
+        let peer = DhSecret::from_private_bytes(group, &h(r)).unwrap();
+        for _ in 0..8 {
+            let ours = DhSecret::generate_ephemeral(group, &mut rng()).unwrap();
+            assert_eq!(ours.public_value().len(), group.public_len());
+            let theirs = peer.agree(ours.public_value()).unwrap();
+            assert_eq!(
+                ours.agree(peer.public_value()).unwrap(),
+                theirs,
+                "{group:?}"
+            );
+            // One-shot: a second agreement is refused, not answered with other bytes.
+            assert_eq!(
+                ours.agree(peer.public_value()),
+                Err(CryptoError::EphemeralSpent)
+            );
+            // Nothing to export; importing what it gives is refused.
+            assert!(DhSecret::from_private_bytes(group, ours.private_bytes().as_bytes()).is_err());
+        }
+    }
+}
+
+/// Wrong sizes are refused before ring sees them, so they do not use up the key; a
+/// value ring rejects (off the curve, or a low-order X25519 point) does.
+#[test]
+fn ephemeral_values_reject_bad_points() {
+    for group in [DhGroup::Ecp256, DhGroup::Ecp384] {
+        let invalid = Err(CryptoError::InvalidPublicValue(group.iana_id()));
+        let peer = DhSecret::generate(group, &mut ChaCha20Rng::seed_from_u64(8)).unwrap();
+        let good = peer.public_value().to_vec();
+        let mut sec1 = vec![4];
+        sec1.extend_from_slice(&good);
+        let ours = DhSecret::generate_ephemeral(group, &mut rng()).unwrap();
+        for bad in [sec1, good[..good.len() - 1].to_vec(), vec![]] {
+            assert_eq!(ours.agree(&bad), invalid);
+        }
+        assert_eq!(ours.agree(&good), peer.agree(ours.public_value()));
+
+        let mut off_curve = good.clone();
+        *off_curve.last_mut().unwrap() ^= 1;
+        let ours = DhSecret::generate_ephemeral(group, &mut rng()).unwrap();
+        assert_eq!(ours.agree(&off_curve), invalid);
+        assert_eq!(ours.agree(&good), Err(CryptoError::EphemeralSpent));
+    }
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    for low in [[0u8; 32], one] {
+        let ours = DhSecret::generate_ephemeral(DhGroup::Curve25519, &mut rng()).unwrap();
+        assert!(ours.agree(&[9; 31]).is_err());
+        assert_eq!(ours.agree(&low), Err(CryptoError::InvalidPublicValue(31)));
+    }
+}
+
+#[test]
+fn ephemeral_other_groups_are_the_exportable_ones() {
+    for id in [14, 21] {
+        let group = DhGroup::from_iana(id).unwrap();
+        let ours = DhSecret::generate_ephemeral(group, &mut rng()).unwrap();
+        let again = DhSecret::from_private_bytes(group, ours.private_bytes().as_bytes()).unwrap();
+        assert_eq!(again.public_value(), ours.public_value(), "group {id}");
+    }
+}
