@@ -17,10 +17,11 @@
 #    bare link (plain routing through the same namespaces: the reference, measured in
 #    every round).
 # 2. Control plane (compare/control.sh): IKE SA + child SA setups per second, vpnd as
-#    responder against charon as responder under the same initiator (a charon driven
-#    over VICI by compare/vici_rate.py), PSK/ECP-256, PSK/Curve25519 and ECDSA P-256
-#    certificates, sequential and CP_SAS at once; responder CPU per setup and RSS per
-#    IKE SA.
+#    responder against charon as responder under the same load (tools/ikeload, the
+#    ike crate's initiator, many peer addresses, one thread), PSK/ECP-256,
+#    PSK/Curve25519 and ECDSA P-256 certificates, sequential and CP_INFLIGHT at once;
+#    responder CPU per setup and RSS per IKE SA. Then issue 4's scale test: CP_SCALE
+#    tunnels brought up and held against each (setups/s, RSS per tunnel, CPU).
 # 3. Cluster: bench/cluster-failover.sh with CLUSTER_KILLS kills per heartbeat setting,
 #    and `cargo bench -p sa-sync --bench commit` (Raft commit latency).
 #
@@ -29,15 +30,17 @@
 # $CARGO_TARGET_DIR/bench/compare-DATE. Installs what it needs: the apt packages of
 # .ci/run plus wireguard-tools and jq, boringtun-cli (cargo install --locked into
 # $CARGO_TARGET_DIR/bench-tools, the crates.io userspace WireGuard the issue names),
-# and Python's vici client in a venv there (Debian has no python3-vici).
+# and python3 for the report.
 #
 # Environment: OUT, QUICK=1, DP_SECONDS (per iperf3 run, default 5), DP_REPEAT (rounds,
 # default 2), DP_SYSTEMS (default "bare vpnd vpnd-udp strongswan boringtun"), DP_PROPOSALS
 # (default "aes128gcm aes256gcm aes128cbc-sha256 aes256cbc-sha256"), VPND_WORKERS (SPU
 # workers, default 1, vpnd's default), CP_SEQ (sequential setups, default 50), CP_SAS
-# (IKE SAs at once, default 100), CP_REPEAT (default 1), CP_AUTHS, CLUSTER=0 (skip the
+# (setups of the fan test, default 1000), CP_INFLIGHT (setups at once, default 64),
+# CP_REPEAT (default 1), CP_AUTHS, CP_SCALE (tunnel counts of the scale test, default
+# "1000 10000"; QUICK: 1000), CLUSTER=0 (skip the
 # cluster part; the README then keeps its last figures), CLUSTER_KILLS (default 5),
-# CLUSTER_SETTINGS (default "200x3 100x3"), PARTS (default "dataplane control cluster"),
+# CLUSTER_SETTINGS (default "200x3 100x3"), PARTS (default "dataplane control scale cluster"),
 # INSTALL=0 (do not install anything), CARGO_TARGET_DIR.
 # Needs root (namespaces, TUN, charon). The machine is shared and has 2 vCPUs: compare
 # ratios, not absolute figures, and repeat.
@@ -53,7 +56,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    : "${DP_SECONDS:=3}" "${DP_REPEAT:=1}" "${CP_SEQ:=20}" "${CP_SAS:=20}" "${CLUSTER:=0}"
+    : "${DP_SECONDS:=3}" "${DP_REPEAT:=1}" "${CP_SEQ:=20}" "${CP_SAS:=200}" "${CP_SCALE:=1000}" "${CLUSTER:=0}"
 fi
 DP_SECONDS=${DP_SECONDS:-5}
 DP_REPEAT=${DP_REPEAT:-2}
@@ -61,12 +64,12 @@ DP_SYSTEMS=${DP_SYSTEMS:-"bare vpnd vpnd-udp strongswan boringtun"}
 DP_PROPOSALS=${DP_PROPOSALS:-"aes128gcm aes256gcm aes128cbc-sha256 aes256cbc-sha256"}
 VPND_WORKERS=${VPND_WORKERS:-1}
 CP_SEQ=${CP_SEQ:-50}
-CP_SAS=${CP_SAS:-100}
+CP_SAS=${CP_SAS:-1000}
 CP_REPEAT=${CP_REPEAT:-1}
 CLUSTER=${CLUSTER:-1}
 CLUSTER_KILLS=${CLUSTER_KILLS:-5}
 CLUSTER_SETTINGS=${CLUSTER_SETTINGS:-"200x3 100x3"}
-PARTS=${PARTS:-"dataplane control cluster"}
+PARTS=${PARTS:-"dataplane control scale cluster"}
 [ "$CLUSTER" = 1 ] || PARTS=${PARTS//cluster/}
 TOOLS=$CARGO_TARGET_DIR/bench-tools
 OUT=${OUT:-$CARGO_TARGET_DIR/bench/compare-$(date -u +%Y%m%d-%H%M%S)}
@@ -85,7 +88,7 @@ trap 'cleanup; log "work directory (configurations, logs, iperf3 JSON): $WORK"' 
 trap 'exit 130' INT TERM
 
 install_tools() {
-    local packages=(iproute2 iputils-ping tcpdump iperf3 procps jq openssl python3-venv
+    local packages=(iproute2 iputils-ping tcpdump iperf3 procps jq openssl python3
         wireguard-tools strongswan-charon strongswan-swanctl libcharon-extra-plugins
         libstrongswan-standard-plugins libstrongswan-extra-plugins)
     local missing=() p
@@ -102,15 +105,11 @@ install_tools() {
         log "cargo install boringtun-cli into $TOOLS"
         cargo install boringtun-cli --locked --root "$TOOLS"
     fi
-    if [ ! -x "$TOOLS/venv/bin/python" ] || ! "$TOOLS/venv/bin/python" -c 'import vici' 2>/dev/null; then
-        python3 -m venv "$TOOLS/venv"
-        "$TOOLS/venv/bin/pip" install -q 'vici==5.9.*'
-    fi
 }
 
 [ "${INSTALL:-1}" = 1 ] && install_tools
 BORINGTUN=$TOOLS/bin/boringtun-cli
-PYTHON=$TOOLS/venv/bin/python
+PYTHON=python3
 for tool in iperf3 jq wg swanctl openssl /usr/lib/ipsec/charon "$BORINGTUN" "$PYTHON"; do
     command -v "$tool" >/dev/null || die "$tool missing (run without INSTALL=0)"
 done

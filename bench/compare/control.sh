@@ -1,27 +1,34 @@
 # shellcheck shell=bash
 # Control-plane part of bench/compare.sh (sourced): IKE SA + child SA setups per
-# second and memory per IKE SA, vpnd as responder against charon as responder, under
-# the same initiator: a charon (kernel-libipsec) in namespace `ini` driven over VICI
-# by vici_rate.py, in namespace pair
+# second, responder CPU per setup and memory per IKE SA, vpnd as responder against
+# charon as responder under the same load: tools/ikeload (the ike crate's initiator,
+# one thread, every simulated peer on one socket pair) in namespace `ini`, against
 #
-#   ini 192.0.2.100..100+N ==veth== 192.0.2.2 rsp
+#   ini 192.0.2.1 (peers 172.16.0.1 + i, AnyIP route) ==veth== 192.0.2.2 rsp
 #
 # Per authentication (PSK with ECP-256, PSK with Curve25519, ECDSA P-256
-# certificates; IKE AES-128-GCM/PRF-SHA-256, child AES-128-GCM without PFS):
-#   seq  CP_SEQ sequential setups of one connection (initiate, child up, terminate):
-#        latency, and setups/s = setups / time spent setting up;
-#   fan  CP_SAS connections initiated at once, each from its own address: setups/s
-#        until all child SAs are up, the responder's CPU per setup, and its RSS
-#        before and after (memory per IKE SA with one child SA).
-# The fan test uses one address per IKE SA because vpnd is a site-to-site gateway:
-# it keeps one IKE SA per configured peer (`[security.ike.gateway]` matched by the
-# peer's address; dynamic peers / remote access are not built, issue 4), so a second
-# IKE_SA_INIT from an address that has an established SA negotiates its replacement,
-# never a second SA beside it. Its configuration therefore has one gateway, vpn and
-# st0 unit per initiator address; charon as responder gets one connection for the
-# whole /24.
+# certificates; IKE AES-128-GCM/PRF-SHA-256, child AES-128-GCM without PFS, ESP in
+# UDP as kernel-libipsec needs):
+#   seq  CP_SEQ setups one at a time: latency (p50) and setups/s;
+#   fan  CP_SAS setups, CP_INFLIGHT at once: setups/s until all child SAs are up, the
+#        responder's CPU per setup, and its RSS before and after (memory per IKE SA
+#        with one child SA).
+# and issue 4's scale test (run_scale, PSK/ECP-256): CP_SCALE tunnels (default 1,000
+# then 10,000) brought up and held, setups/s, RSS per tunnel and CPU seconds.
+#
+# ikeload replaces charon as the initiator (driven over VICI until 2026-11-27): that
+# charon needed as much CPU per setup as the responder and capped the ratio at ~1.5x.
+#
+# Each peer has its own address because vpnd is a site-to-site gateway: it keeps one
+# IKE SA per configured peer (`[security.ike.gateway]` matched by the peer's
+# address), so its configuration has one gateway, vpn and st0 unit per peer (a st0
+# unit takes one vpn); charon gets one connection with remote_addrs = %any. Peer i
+# proposes TSi 10.128.0.0 + i*256 /24 (ikeload --ts-base) and TSr 10.2.0.0/16.
 
 CP_AUTHS=${CP_AUTHS:-"psk-ecp256 psk-x25519 ecdsa-p256"}
+CP_INFLIGHT=${CP_INFLIGHT:-64}
+CP_SCALE=${CP_SCALE:-"1000 10000"}
+CP_FIRST_PEER=172.16.0.1
 
 cp_ike_swan() {
     case $1 in
@@ -30,24 +37,18 @@ cp_ike_swan() {
     esac
 }
 
-# Initiator address of connection I (0 is the sequential test's "a-b").
-cp_addr() { echo "192.0.2.$((100 + $1))"; }
-
 cp_topology() {
     cleanup
     new_ns ini rsp
-    veth ini ini0 "$(cp_addr 0)/24" rsp rsp0 192.0.2.2/24
-    local i
-    for i in $(seq "$CP_SAS"); do
-        ip -n "${NS_PREFIX}ini" addr add "$(cp_addr "$i")/24" dev ini0
-    done
-    # An address inside each local traffic selector: kernel-libipsec installs the
-    # route into its TUN with a source address from it, and refuses the child SA
+    veth ini ini0 192.0.2.1/24 rsp rsp0 192.0.2.2/24
+    # Every address of 172.16/16 is local in ini (AnyIP), so ikeload sends from and
+    # receives at any of them without 10,000 configured addresses.
+    ip -n "${NS_PREFIX}ini" route add local 172.16.0.0/16 dev lo
+    ip -n "${NS_PREFIX}rsp" route add 172.16.0.0/16 via 192.0.2.1
+    # An address inside the responder's traffic selector: kernel-libipsec installs
+    # its routes with a source address from it and refuses the child SA
     # (TS_UNACCEPTABLE) when there is none.
     ip -n "${NS_PREFIX}rsp" addr add 10.2.0.1/32 dev lo
-    for i in $(seq 0 "$CP_SAS"); do
-        ip -n "${NS_PREFIX}ini" addr add "10.1.$i.1/32" dev lo
-    done
     nsx ini ping -c1 -W2 192.0.2.2 >/dev/null
 }
 
@@ -100,43 +101,6 @@ cp_secrets() {
     printf 'secrets {\n    ike-bench {\n        id-a = a.test\n        id-b = b.test\n        secret = "%s"\n    }\n}\n' "$DP_PSK"
 }
 
-# The initiator: connection a-b from address 0 and c1..cN from addresses 1..N.
-cp_start_initiator() {
-    local auth=$1 d=$WORK/cp-ini i name
-    cp_charon_dir "$d" "$auth" a "    reuse_ikesa = no"
-    {
-        echo "connections {"
-        for i in $(seq 0 "$CP_SAS"); do
-            name=c$i
-            [ "$i" = 0 ] && name=a-b
-            cat <<EOF
-    $name {
-        version = 2
-        local_addrs = $(cp_addr "$i")
-        remote_addrs = 192.0.2.2
-        proposals = $(cp_ike_swan "$auth")
-        encap = yes
-        mobike = no
-$(swan_auth_block a "$auth" b)
-        children {
-            net {
-                local_ts = 10.1.$i.0/24
-                remote_ts = 10.2.0.0/16
-                mode = tunnel
-                esp_proposals = aes128gcm16
-                start_action = none
-            }
-        }
-    }
-EOF
-        done
-        echo "}"
-        [ "$auth" = ecdsa-p256 ] || cp_secrets
-    } >"$d/swanctl.conf"
-    start_charon ini "$d"
-    INI_PID=$SPAWNED
-}
-
 cp_start_charon_responder() {
     local auth=$1 d=$WORK/cp-rsp
     # DoS protection off, as the shared strongSwan kit's responder: the test measures
@@ -151,7 +115,7 @@ connections {
     rsp {
         version = 2
         local_addrs = 192.0.2.2
-        remote_addrs = 192.0.2.0/24
+        remote_addrs = %any
         proposals = $(cp_ike_swan "$auth")
         encap = yes
         mobike = no
@@ -160,7 +124,7 @@ $(swan_auth_block b "$auth" a)
         children {
             net {
                 local_ts = 10.2.0.0/16
-                remote_ts = 10.1.0.0/16
+                remote_ts = 10.128.0.0/9
                 mode = tunnel
                 esp_proposals = aes128gcm16
                 start_action = none
@@ -175,9 +139,18 @@ EOF
     RSP_PID=$SPAWNED
 }
 
-# vpnd as responder: one gateway + vpn + st0 unit per initiator address.
+# ipv4 BASE STEP I: BASE + STEP * I as a dotted quad.
+ipv4() {
+    local IFS=. a b c d n
+    read -r a b c d <<<"$1"
+    n=$(((a << 24) + (b << 16) + (c << 8) + d + $2 * $3))
+    echo "$((n >> 24 & 255)).$((n >> 16 & 255)).$((n >> 8 & 255)).$((n & 255))"
+}
+
+# cp_vpnd_config AUTH N: vpnd as responder to peers 0..N-1, one gateway + vpn + st0
+# unit each (st0 addresses 100.64.0.1 + 4i /30).
 cp_vpnd_config() {
-    local auth=$1 i method dh policy
+    local auth=$1 n=$2 i method dh policy
     dh=group19
     [ "$auth" = psk-x25519 ] && dh=group31
     if [ "$auth" = ecdsa-p256 ]; then
@@ -190,85 +163,118 @@ certificate.trusted-ca = [\"$WORK/pki/ca.pem\"]"
         policy="pre-shared-key.ascii-text = \"$DP_PSK\""
     fi
     vpnd_policy "$method" "$dh" "$policy" 'encryption-algorithm = "aes-128-gcm"'
-    for i in $(seq 0 "$CP_SAS"); do
-        vpnd_tunnel "$i" "$(cp_addr "$i")" 192.0.2.2 b.test a.test responder-only \
-            10.2.0.0/16 "10.1.$i.0/24" "10.254.$i.1/30"
+    for ((i = 0; i < n; i++)); do
+        vpnd_tunnel "$i" "$(ipv4 "$CP_FIRST_PEER" 1 "$i")" 192.0.2.2 b.test a.test responder-only \
+            10.2.0.0/16 "$(ipv4 10.128.0.0 256 "$i")/24" "$(ipv4 100.64.0.1 4 "$i")/30"
     done
 }
 
 cp_start_vpnd_responder() {
-    local auth=$1
-    cp_vpnd_config "$auth" >"$WORK/cp-vpnd.toml"
+    local auth=$1 n=$2
+    cp_vpnd_config "$auth" "$n" >"$WORK/cp-vpnd.toml"
     spawn "$WORK/cp-vpnd.log" env NO_COLOR=1 ip netns exec "${NS_PREFIX}rsp" \
         "$VPND" --config "$WORK/cp-vpnd.toml" --log warn run
     RSP_PID=$SPAWNED
-    # `--log warn` keeps per-setup logging out of the measurement; wait for its port.
-    wait_until 20 sh -c "ip netns exec ${NS_PREFIX}rsp ss -uln | grep -q '192.0.2.2:500 '" ||
+    # `--log warn` keeps per-setup logging out of the measurement; wait for its port
+    # (thousands of st0 units take a while to create).
+    wait_until $((20 + n / 50)) sh -c "ip netns exec ${NS_PREFIX}rsp ss -uln | grep -q '192.0.2.2:500 '" ||
         die "vpnd responder did not bind UDP 500: $(tail -5 "$WORK/cp-vpnd.log")"
 }
 
-vici() { "$PYTHON" "$HERE/compare/vici_rate.py" "$WORK/cp-ini/run/charon.vici" "$@"; }
+# cp_start RESPONDER AUTH N: the topology and the responder for N peers.
+cp_start() {
+    cp_topology
+    if [ "$1" = vpnd ]; then
+        cp_start_vpnd_responder "$2" "$3"
+    else
+        cp_start_charon_responder "$2"
+    fi
+}
 
-# cpu_ms_per NS N: milliseconds of CPU per item.
-cpu_ms_per() { awk -v t="$1" -v n="$2" 'BEGIN {printf "%.3f", n ? t / 1e6 / n : 0}'; }
+# ikeload AUTH COUNT INFLIGHT FIRST: COUNT setups from peers FIRST, FIRST + 1, ...
+# (indices: peer i is at 172.16.0.1 + i and proposes 10.128.0.0 + 256i /24) against
+# the responder $RSP_PID; prints ikeload's JSON report.
+ikeload() {
+    local auth=$1 count=$2 inflight=$3 first=$4 args=()
+    case $auth in
+        psk-x25519) args=(--dh x25519 --psk "$DP_PSK") ;;
+        psk-ecp256) args=(--dh ecp256 --psk "$DP_PSK") ;;
+        ecdsa-p256) args=(--dh ecp256 --cert "$WORK/pki/a.pem" --key "$WORK/pki/a.key" --ca "$WORK/pki/ca.pem") ;;
+    esac
+    nsx ini "$IKELOAD" --target 192.0.2.2 --first-source "$(ipv4 "$CP_FIRST_PEER" 1 "$first")" \
+        --ts-base "$(ipv4 10.128.0.0 256 "$first")" --count "$count" --inflight "$inflight" --encap \
+        --responder-pid "$RSP_PID" --timeout-s $((60 + count / 50)) "${args[@]}" 2>>"$WORK/ikeload.err" ||
+        echo '{"error": "ikeload failed"}'
+}
 
-# cp_measure RESPONDER AUTH REP
+# cp_record SECTION TEST RESPONDER AUTH REP JSON: one record of ikeload's report.
+cp_record() {
+    local section=$1 test=$2 responder=$3 auth=$4 rep=$5 out=$6
+    record section="$section" test="$test" responder="$responder" auth="$auth" rep="$rep" \
+        k="$(jq -r '.count // 0' <<<"$out")" established="$(jq -r '.established // 0' <<<"$out")" \
+        fails="$(jq -r '.failed // 0' <<<"$out")" failures="$(jq -c '.failures // {}' <<<"$out")" \
+        inflight="$(jq -r '.inflight // 0' <<<"$out")" setups_per_s="$(jq -r '.setups_per_s // 0' <<<"$out")" \
+        median_ms="$(jq -r '.p50_ms // 0' <<<"$out")" p90_ms="$(jq -r '.p90_ms // 0' <<<"$out")" \
+        p99_ms="$(jq -r '.p99_ms // 0' <<<"$out")" wall_s="$(jq -r '.wall_s // 0' <<<"$out")" \
+        rsp_cpu_s="$(jq -r '.responder_cpu_s // 0' <<<"$out")" \
+        rsp_cpu_ms_per_setup="$(jq -r '.responder_cpu_ms_per_setup // 0' <<<"$out")" \
+        ini_cpu_ms_per_setup="$(jq -r 'if (.established // 0) > 0 then .loadgen_cpu_s * 1000 / .established else 0 end' <<<"$out")" \
+        rss_before_kib="$(jq -r '.responder_rss_before_kib // 0' <<<"$out")" \
+        rss_after_kib="$(jq -r '.responder_rss_after_kib // 0' <<<"$out")" \
+        kib_per_sa="$(jq -r '.responder_kib_per_tunnel // 0' <<<"$out")"
+}
+
+# cp_measure RESPONDER AUTH REP: seq then fan against one fresh responder; every setup
+# comes from a new peer, so each is a new IKE SA there.
 cp_measure() {
-    local responder=$1 auth=$2 rep=$3 out rss0 rss1 p0 p1 i0 i1
+    local responder=$1 auth=$2 rep=$3 out
+    cp_start "$responder" "$auth" $((1 + CP_SEQ + CP_SAS))
     # One setup first: certificates parsed, caches warm, neighbours resolved.
-    vici seq 1 >/dev/null || true
-    p0=$(proc_cpu_ns "$RSP_PID")
-    i0=$(proc_cpu_ns "$INI_PID")
-    out=$(vici seq "$CP_SEQ") || out='{"error": "vici seq failed"}'
-    p1=$(proc_cpu_ns "$RSP_PID")
-    i1=$(proc_cpu_ns "$INI_PID")
+    ikeload "$auth" 1 1 0 >/dev/null
+    out=$(ikeload "$auth" "$CP_SEQ" 1 1)
     log "$responder $auth seq: $out"
-    # CPU per cycle here: a setup and its Delete.
-    record section=control test=seq responder="$responder" auth="$auth" rep="$rep" \
-        rsp_cpu_ms_per_setup="$(cpu_ms_per $((p1 - p0)) "$CP_SEQ")" \
-        ini_cpu_ms_per_setup="$(cpu_ms_per $((i1 - i0)) "$CP_SEQ")" \
-        setups_per_s="$(jq -r '.setups_per_s // 0' <<<"$out")" \
-        median_ms="$(jq -r '.median_ms // 0' <<<"$out")" \
-        p95_ms="$(jq -r '.p95_ms // 0' <<<"$out")" fails="$(jq -r '.fails // 0' <<<"$out")" n="$CP_SEQ"
-    sleep 0.5
-    rss0=$(rss_kib "$RSP_PID")
-    p0=$(proc_cpu_ns "$RSP_PID")
-    i0=$(proc_cpu_ns "$INI_PID")
-    out=$(vici fan "$CP_SAS") || out='{"error": "vici fan failed"}'
-    p1=$(proc_cpu_ns "$RSP_PID")
-    i1=$(proc_cpu_ns "$INI_PID")
-    sleep 1
-    rss1=$(rss_kib "$RSP_PID")
-    local est
-    est=$(jq -r '.established // 0' <<<"$out")
-    log "$responder $auth fan: $out; responder RSS ${rss0} -> ${rss1} KiB"
-    record section=control test=fan responder="$responder" auth="$auth" rep="$rep" \
-        setups_per_s="$(jq -r '.setups_per_s // 0' <<<"$out")" established="$est" k="$CP_SAS" \
-        wall_s="$(jq -r '.wall_s // 0' <<<"$out")" \
-        rsp_cpu_ms_per_setup="$(cpu_ms_per $((p1 - p0)) "$est")" \
-        ini_cpu_ms_per_setup="$(cpu_ms_per $((i1 - i0)) "$est")" \
-        rss_before_kib="$rss0" rss_after_kib="$rss1" \
-        kib_per_sa="$(awk -v a="$rss0" -v b="$rss1" -v n="$est" 'BEGIN {printf "%.1f", n ? (b - a) / n : 0}')"
-    vici down "$CP_SAS" >/dev/null || true
+    cp_record control seq "$responder" "$auth" "$rep" "$out"
+    out=$(ikeload "$auth" "$CP_SAS" "$CP_INFLIGHT" $((1 + CP_SEQ)))
+    log "$responder $auth fan: $out"
+    cp_record control fan "$responder" "$auth" "$rep" "$out"
+    cleanup
+}
+
+build_ikeload() {
+    if [ ! -x "${IKELOAD:-}" ]; then
+        log "building tools/ikeload (release)"
+        (cd "$ROOT" && cargo build --release -q -p ikeload)
+        IKELOAD=$CARGO_TARGET_DIR/release/ikeload
+    fi
 }
 
 run_control() {
     local rep auth responder
+    build_ikeload
     cp_certs
     for rep in $(seq "$CP_REPEAT"); do
         for auth in $CP_AUTHS; do
             for responder in vpnd strongswan; do
                 log "control plane round $rep/$CP_REPEAT: $responder responder, $auth"
-                cp_topology
-                if [ "$responder" = vpnd ]; then
-                    cp_start_vpnd_responder "$auth"
-                else
-                    cp_start_charon_responder "$auth"
-                fi
-                cp_start_initiator "$auth"
                 cp_measure "$responder" "$auth" "$rep"
-                cleanup
             done
+        done
+    done
+}
+
+# Issue 4's scale test: N tunnels brought up and held against each responder,
+# PSK/ECP-256, CP_INFLIGHT at once.
+run_scale() {
+    local n responder out
+    build_ikeload
+    for n in $CP_SCALE; do
+        for responder in vpnd strongswan; do
+            log "scale: $n tunnels, $responder responder"
+            cp_start "$responder" psk-ecp256 "$n"
+            out=$(ikeload psk-ecp256 "$n" "$CP_INFLIGHT" 0)
+            log "scale $n $responder: $out"
+            cp_record scale "$n" "$responder" psk-ecp256 1 "$out"
+            cleanup
         done
     done
 }

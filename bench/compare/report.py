@@ -134,6 +134,21 @@ def control(records):
     return rows
 
 
+def scale_rows(records):
+    """Issue 4's scale test: one row per tunnel count, vpnd beside charon."""
+    by = defaultdict(dict)
+    for r in records:
+        by[int(r["test"])][r["responder"]] = r
+    rows = []
+    for n in sorted(by):
+        v, s = by[n].get("vpnd", {}), by[n].get("strongswan", {})
+        rows.append({"tunnels": n, "vpnd": v, "strongswan": s,
+                     "setups_ratio": ratio(v.get("setups_per_s"), s.get("setups_per_s")),
+                     "memory_ratio": ratio(v.get("kib_per_sa"), s.get("kib_per_sa")),
+                     "cpu_ratio": ratio(v.get("rsp_cpu_s"), s.get("rsp_cpu_s"))})
+    return rows
+
+
 def table(md, header, rows, left=1):
     """A Markdown table: the first `left` columns left-aligned, the rest right-aligned."""
     md.append("| " + " | ".join(header) + " |")
@@ -148,6 +163,7 @@ def main():
     meta = next((r for r in records if r["section"] == "meta"), {})
     dp = dataplane([r for r in records if r["section"] == "dataplane"])
     cp = control([r for r in records if r["section"] == "control"])
+    scale = scale_rows([r for r in records if r["section"] == "scale"])
     failover = [r for r in records if r["section"] == "cluster" and r["test"] == "failover"]
     commit = [r for r in records if r["section"] == "cluster" and r["test"] == "commit"]
 
@@ -165,7 +181,7 @@ def main():
     for r in failover:
         targets.append({"target": f"failover gap p99 < {FAILOVER_P99_MS / 1000:g} s (heartbeat {r['heartbeat']})", "measured": r["p99_ms"], "met": r["p99_ms"] < FAILOVER_P99_MS})
 
-    json.dump({"meta": meta, "dataplane": dp, "control": cp, "failover": failover, "commit": commit, "targets": targets, "records": records}, open(out + ".json", "w"), indent=1)
+    json.dump({"meta": meta, "dataplane": dp, "control": cp, "scale": scale, "failover": failover, "commit": commit, "targets": targets, "records": records}, open(out + ".json", "w"), indent=1)
 
     md = []
     md.append(f"# vpnd vs strongSwan vs boringtun ({meta.get('date', '?')})\n")
@@ -193,13 +209,14 @@ def main():
             cells.append(row)
         table(md, header, cells, left=2)
     if cp:
-        md.append("\n## Control plane: IKE SA + child SA setups, charon initiator (VICI) against each responder\n")
-        md.append("`seq`: one after the other (initiate, child up, terminate), setups/s = setups / time setting up, median latency. "
-                  "`fan`: that many connections initiated at once, each from its own address; memory = responder RSS growth / IKE SAs up.\n")
+        md.append("\n## Control plane: IKE SA + child SA setups, tools/ikeload against each responder\n")
+        md.append("Every setup from its own peer address. `seq`: one at a time, median latency. "
+                  "`fan`: that many setups, `CP_INFLIGHT` at once; memory = responder RSS growth / IKE SAs up. "
+                  "Initiator CPU: ikeload's.\n")
         cells = []
         for r in cp:
             v, s = r["vpnd"], r["strongswan"]
-            test = r["test"] if r["test"] == "seq" else f"fan ({fmt(v['established'])}/{fmt(v['k'])} and {fmt(s['established'])}/{fmt(s['k'])} up)"
+            test = f"{r['test']} ({fmt(v['established'])}/{fmt(v['k'])} and {fmt(s['established'])}/{fmt(s['k'])} up)"
             cells.append([r["auth"], test, fmt(v["setups_per_s"], 1), fmt(s["setups_per_s"], 1), fmt_ratio(r["setups_ratio"]),
                           fmt(v["median_ms"], 2), fmt(s["median_ms"], 2), fmt(v["kib_per_sa"], 1), fmt(s["kib_per_sa"], 1), fmt_ratio(r["memory_ratio"]),
                           f"{fmt(v['rsp_cpu_ms_per_setup'], 2)} / {fmt(s['rsp_cpu_ms_per_setup'], 2)}",
@@ -207,6 +224,21 @@ def main():
         table(md, ["auth", "test", "vpnd setups/s", "charon setups/s", "vpnd / charon", "vpnd median ms", "charon median ms",
                    "vpnd KiB per IKE SA", "charon KiB per IKE SA", "vpnd / charon memory", "responder CPU ms per setup (vpnd / charon)",
                    "initiator CPU ms per setup (against vpnd / charon)"], cells, left=2)
+    if scale:
+        md.append("\n## Scale (issue 4): tunnels brought up and held, PSK/ECP-256, tools/ikeload against each responder\n")
+        md.append("Memory per tunnel = responder RSS growth / tunnels up; idle RSS is the responder's with every peer configured (vpnd: one gateway, vpn and st0 unit each) before the first setup.\n")
+        cells = []
+        for r in scale:
+            v, s = r["vpnd"], r["strongswan"]
+            cells.append([fmt(r["tunnels"]), f"{fmt(v.get('established'))} / {fmt(s.get('established'))}",
+                          fmt(v.get("setups_per_s"), 1), fmt(s.get("setups_per_s"), 1), fmt_ratio(r["setups_ratio"]),
+                          f"{fmt(v.get('median_ms'), 1)} / {fmt(s.get('median_ms'), 1)}", f"{fmt(v.get('p99_ms'), 1)} / {fmt(s.get('p99_ms'), 1)}",
+                          fmt(v.get("kib_per_sa"), 1), fmt(s.get("kib_per_sa"), 1), fmt_ratio(r["memory_ratio"]),
+                          f"{fmt(v.get('rsp_cpu_s'), 2)} / {fmt(s.get('rsp_cpu_s'), 2)}", fmt_ratio(r["cpu_ratio"]),
+                          f"{fmt((v.get('rss_before_kib') or 0) / 1024, 1)} / {fmt((s.get('rss_before_kib') or 0) / 1024, 1)}"])
+        table(md, ["tunnels", "up (vpnd / charon)", "vpnd setups/s", "charon setups/s", "vpnd / charon", "p50 ms (vpnd / charon)",
+                   "p99 ms (vpnd / charon)", "vpnd KiB per tunnel", "charon KiB per tunnel", "vpnd / charon memory",
+                   "responder CPU s (vpnd / charon)", "vpnd / charon CPU", "idle RSS MiB (vpnd / charon)"], cells)
     if failover or commit:
         md.append("\n## Cluster\n")
         if failover:
