@@ -1,7 +1,7 @@
 //! From the validated configuration to what the runtime starts: the one place where
 //! configuration names meet engine types.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -84,10 +84,11 @@ impl NodeSpec {
             }
         }
 
+        let peers = Peers::of(cfg);
         let gateways = cfg
             .vpns
             .iter()
-            .map(|v| gateway_spec(cfg, v))
+            .map(|v| gateway_spec(cfg, &peers, v))
             .collect::<Result<Vec<_>, _>>()?;
         let manual = cfg
             .manual_vpns
@@ -279,12 +280,48 @@ pub fn cluster_spec(
     }))
 }
 
-fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError> {
+/// The gateways by name, and how many VPNs lead to each static peer address, looked
+/// up once per VPN: searching the lists for every VPN made a configuration of 10,000
+/// peers (bench/compare's scale test) take hours to load, INITIAL_CONTACT's count being
+/// cubic in the number of VPNs.
+struct Peers<'a> {
+    gateways: HashMap<&'a str, &'a model::Gateway>,
+    vpns_per_address: HashMap<IpAddr, usize>,
+}
+
+impl<'a> Peers<'a> {
+    fn of(cfg: &'a Config) -> Self {
+        let gateways: HashMap<&str, &model::Gateway> =
+            cfg.gateways.iter().map(|g| (g.name.as_str(), g)).collect();
+        let mut vpns_per_address: HashMap<IpAddr, usize> = HashMap::new();
+        for v in &cfg.vpns {
+            if let Some(Remote::Static(addrs)) = gateways.get(v.gateway.as_str()).map(|g| &g.remote)
+            {
+                for (i, a) in addrs.iter().enumerate() {
+                    // A VPN counts once per address, even if its gateway lists it twice.
+                    if !addrs[..i].contains(a) {
+                        *vpns_per_address.entry(*a).or_default() += 1;
+                    }
+                }
+            }
+        }
+        Peers {
+            gateways,
+            vpns_per_address,
+        }
+    }
+}
+
+fn gateway_spec(
+    cfg: &Config,
+    peers: &Peers<'_>,
+    vpn: &model::Vpn,
+) -> Result<GatewaySpec, SpecError> {
     let path = format!("security.ipsec.vpn.{}", vpn.name);
-    let g = cfg
+    let g = peers
         .gateways
-        .iter()
-        .find(|g| g.name == vpn.gateway)
+        .get(vpn.gateway.as_str())
+        .copied()
         .ok_or_else(|| err(&path, format!("gateway {} is not defined", vpn.gateway)))?;
     let gpath = format!("security.ike.gateway.{}", g.name);
     let local = g.local_address.ok_or_else(|| {
@@ -496,13 +533,7 @@ fn gateway_spec(cfg: &Config, vpn: &model::Vpn) -> Result<GatewaySpec, SpecError
     // two identities. A gateway holds one IKE SA at a time and sends it only when it
     // holds none, which holds for the node as a whole only if no other VPN has an IKE
     // SA with the same peer.
-    ike.initial_contact = cfg
-        .vpns
-        .iter()
-        .filter_map(|v| cfg.gateways.iter().find(|g| g.name == v.gateway))
-        .filter(|other| matches!(&other.remote, Remote::Static(a) if a.contains(&remote)))
-        .count()
-        == 1;
+    ike.initial_contact = peers.vpns_per_address.get(&remote) == Some(&1);
     ike.key_log = cfg.key_log.is_some();
     ike.child_mode = match vpn.options.mode {
         Mode::Tunnel => IpsecMode::Tunnel,
