@@ -6,12 +6,12 @@
 //! ratio at about 1.5x. Here one thread runs every initiator: IKE_SA_INIT's DH on ring,
 //! no daemon, no logging, no kernel SA installation.
 //!
-//! Each tunnel `i` is one simulated peer with its own source address (`--first-source`
-//! + i), because a site-to-site responder (vpnd) matches its gateways by the peer's
-//! address; all peers share one socket on port 500 and one on 4500, the source chosen
-//! per datagram (IP_PKTINFO, through quinn-udp) and the tunnel found by the
-//! destination of what comes back. The tunnel proposes TSi = `--ts-base` + i·256 as a
-//! /24 and TSr = `--remote-ts`, so each responder-side VPN can be told apart.
+//! Each tunnel `i` is one simulated peer with its own source address (the i-th after
+//! `--first-source`), because a site-to-site responder (vpnd) matches its gateways by
+//! the peer's address; all peers share one socket on port 500 and one on 4500, the
+//! source chosen per datagram (IP_PKTINFO, through quinn-udp) and the tunnel found by
+//! the destination of what comes back. Tunnel i proposes TSi = `--ts-base` plus i·256
+//! as a /24 and TSr = `--remote-ts`, so each responder-side VPN can be told apart.
 //!
 //! PSK or ECDSA/RSA certificates (`--cert`), ECP-256 or Curve25519.
 //!
