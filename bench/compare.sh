@@ -38,7 +38,7 @@
 # workers, default 1, vpnd's default), CP_SEQ (sequential setups, default 50), CP_SAS
 # (setups of the fan test, default 1000), CP_INFLIGHT (setups at once, default 64),
 # CP_REPEAT (default 1), CP_AUTHS, CP_SCALE (tunnel counts of the scale test, default
-# "1000 10000"; QUICK: 1000), CLUSTER=0 (skip the
+# 1000; a count the machine's memory cannot hold is skipped), CLUSTER=0 (skip the
 # cluster part; the README then keeps its last figures), CLUSTER_KILLS (default 5),
 # CLUSTER_SETTINGS (default "200x3 100x3"), PARTS (default "dataplane control scale cluster"),
 # INSTALL=0 (do not install anything), CARGO_TARGET_DIR.
@@ -56,7 +56,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    : "${DP_SECONDS:=3}" "${DP_REPEAT:=1}" "${CP_SEQ:=20}" "${CP_SAS:=200}" "${CP_SCALE:=1000}" "${CLUSTER:=0}"
+    : "${DP_SECONDS:=3}" "${DP_REPEAT:=1}" "${CP_SEQ:=20}" "${CP_SAS:=200}" "${CLUSTER:=0}"
 fi
 DP_SECONDS=${DP_SECONDS:-5}
 DP_REPEAT=${DP_REPEAT:-2}
