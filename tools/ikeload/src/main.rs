@@ -362,3 +362,68 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = (p * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(first: &str, count: u32) -> Args {
+        Args::parse_from([
+            "ikeload",
+            "--target",
+            "192.0.2.2",
+            "--first-source",
+            first,
+            "--count",
+            &count.to_string(),
+        ])
+    }
+
+    #[test]
+    fn peers_map_to_addresses_and_back() {
+        let a = args("172.16.0.250", 10_000);
+        assert_eq!(source(&a, 0).unwrap(), Ipv4Addr::new(172, 16, 0, 250));
+        assert_eq!(source(&a, 9).unwrap(), Ipv4Addr::new(172, 16, 1, 3));
+        assert_eq!(index_of(&a, "172.16.1.3".parse().unwrap()), Some(9));
+        // Before the first peer, past the last, or IPv6: nobody's.
+        assert_eq!(index_of(&a, "172.16.0.249".parse().unwrap()), None);
+        let last = u32::from(Ipv4Addr::new(172, 16, 0, 250)) + 10_000;
+        assert_eq!(index_of(&a, IpAddr::V4(last.into())), None);
+        assert_eq!(index_of(&a, "::1".parse().unwrap()), None);
+        assert_eq!(
+            ts_of(Ipv4Addr::new(10, 128, 0, 0), 300).unwrap(),
+            Ipv4Addr::new(10, 129, 44, 0)
+        );
+        assert!(offset(Ipv4Addr::new(255, 255, 255, 0), 1, 256).is_err());
+    }
+
+    #[test]
+    fn selectors_cover_the_prefix() {
+        let s = selector(Ipv4Addr::new(10, 2, 3, 4), 16).unwrap();
+        assert_eq!(
+            s,
+            IpSelector::any(AddrRange::V4 {
+                start: Ipv4Addr::new(10, 2, 0, 0),
+                end: Ipv4Addr::new(10, 2, 255, 255),
+            })
+        );
+        let all = selector(Ipv4Addr::new(1, 2, 3, 4), 0).unwrap();
+        assert_eq!(
+            all,
+            IpSelector::any(AddrRange::V4 {
+                start: Ipv4Addr::UNSPECIFIED,
+                end: Ipv4Addr::BROADCAST,
+            })
+        );
+        assert!(selector(Ipv4Addr::UNSPECIFIED, 33).is_err());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+}
