@@ -307,7 +307,7 @@ fn ike_config(args: &Args) -> Result<IkeConfig> {
             prf: Prf::HmacSha256,
             dh,
         }],
-        child_suites: vec![ChildSuite {
+        child_suites: vec![ChildSuite::Esp {
             encr: Encr::AesGcm16_128,
             integ: None,
             esn: false,
