@@ -38,7 +38,8 @@
 # workers, default 1, vpnd's default), CP_SEQ (sequential setups, default 50), CP_SAS
 # (setups of the fan test, default 1000), CP_INFLIGHT (setups at once, default 64),
 # CP_REPEAT (default 1), CP_AUTHS, CP_SCALE (tunnel counts of the scale test, default
-# 1000; a count the machine's memory cannot hold is skipped), CLUSTER=0 (skip the
+# "1000 10000", against one dial-up gateway; CP_SCALE_DIALUP=0 for one gateway per peer,
+# which skips a count the machine's memory cannot hold), CLUSTER=0 (skip the
 # cluster part; the README then keeps its last figures), CLUSTER_KILLS (default 5),
 # CLUSTER_SETTINGS (default "200x3 100x3"), PARTS (default "dataplane control scale cluster"),
 # INSTALL=0 (do not install anything), CARGO_TARGET_DIR.

@@ -13,26 +13,32 @@
 #   fan  CP_SAS setups, CP_INFLIGHT at once: setups/s until all child SAs are up, the
 #        responder's CPU per setup, and its RSS before and after (memory per IKE SA
 #        with one child SA).
-# and issue 4's scale test (run_scale, PSK/ECP-256): CP_SCALE tunnels (default 1,000;
-# 10,000 needs ~20 GB of kernel memory at vpnd's start, see CP_KIB_PER_UNIT) brought
+# and issue 4's scale test (run_scale, PSK/ECP-256): CP_SCALE tunnels (default 1,000 and
+# 10,000, against one dial-up gateway; the per-peer configuration, CP_SCALE_DIALUP=0,
+# needs ~20 GB of kernel memory at vpnd's start for 10,000, see CP_KIB_PER_UNIT) brought
 # up and held, setups/s, RSS per tunnel and CPU seconds.
 #
 # ikeload replaces charon as the initiator (driven over VICI until 2026-11-27): that
 # charon needed as much CPU per setup as the responder and capped the ratio at ~1.5x.
 #
-# Each peer has its own address because vpnd is a site-to-site gateway: it keeps one
-# IKE SA per configured peer (`[security.ike.gateway]` matched by the peer's
-# address), so its configuration has one gateway, vpn and st0 unit per peer (a st0
-# unit takes one vpn); charon gets one connection with remote_addrs = %any. Peer i
-# proposes TSi 10.128.0.0 + i*256 /24 (ikeload --ts-base) and TSr 10.2.0.0/16.
+# Each peer has its own address. For the control-plane tests vpnd is configured as a
+# site-to-site gateway: one IKE SA per configured peer (`[security.ike.gateway]`
+# matched by the peer's address), so one gateway, vpn and st0 unit per peer (a st0
+# unit takes one vpn). The scale test gives vpnd what charon gets, one connection for
+# every peer: a dial-up gateway (`dynamic`, every peer presenting a.test, shared IKE
+# ID) with one vpn on one st0 unit (CP_SCALE_DIALUP=0 for the per-peer configuration,
+# whose st0 units cost ~2 MB of kernel memory each at start-up); charon gets one
+# connection with remote_addrs = %any. Peer i proposes TSi 10.128.0.0 + i*256 /24
+# (ikeload --ts-base) and TSr 10.2.0.0/16.
 
 CP_AUTHS=${CP_AUTHS:-"psk-ecp256 psk-x25519 ecdsa-p256"}
 CP_INFLIGHT=${CP_INFLIGHT:-64}
-CP_SCALE=${CP_SCALE:-1000}
+CP_SCALE=${CP_SCALE:-"1000 10000"}
 # Kernel memory an st0 unit holds until vpnd gives it a noqueue qdisc, which happens
 # after every unit is up (bench/results/2026-11-27-ike-control-plane.md): the scale
 # test skips a count the machine cannot hold rather than run it out of memory.
 CP_KIB_PER_UNIT=2100
+CP_SCALE_DIALUP=${CP_SCALE_DIALUP:-1}
 CP_FIRST_PEER=172.16.0.1
 
 cp_ike_swan() {
@@ -174,9 +180,37 @@ certificate.trusted-ca = [\"$WORK/pki/ca.pem\"]"
     done
 }
 
+# cp_vpnd_dialup_config: vpnd as responder to any number of peers through one dial-up
+# gateway (PSK/ECP-256): each peer gets a gateway actor of its own as it calls.
+cp_vpnd_dialup_config() {
+    vpnd_policy pre-shared-keys group19 "pre-shared-key.ascii-text = \"$DP_PSK\"" 'encryption-algorithm = "aes-128-gcm"'
+    cat <<EOF
+
+[security.ike.gateway.peers]
+ike-policy = "pol"
+dynamic.hostname = "a.test"
+dynamic.ike-user-type = "shared-ike-id"
+local-address = "192.0.2.2"
+local-identity.hostname = "b.test"
+version = "v2-only"
+
+[security.ipsec.vpn.peers]
+bind-interface = "st0.0"
+ike.gateway = "peers"
+ike.ipsec-policy = "ipol"
+
+[interfaces.st0.unit.0]
+family.inet.address = "100.64.0.1/30"
+EOF
+}
+
 cp_start_vpnd_responder() {
     local auth=$1 n=$2
-    cp_vpnd_config "$auth" "$n" >"$WORK/cp-vpnd.toml"
+    if [ "${3:-}" = dialup ]; then
+        cp_vpnd_dialup_config >"$WORK/cp-vpnd.toml"
+    else
+        cp_vpnd_config "$auth" "$n" >"$WORK/cp-vpnd.toml"
+    fi
     spawn "$WORK/cp-vpnd.log" env NO_COLOR=1 ip netns exec "${NS_PREFIX}rsp" \
         "$VPND" --config "$WORK/cp-vpnd.toml" --log warn run
     RSP_PID=$SPAWNED
@@ -186,11 +220,11 @@ cp_start_vpnd_responder() {
         die "vpnd responder did not bind UDP 500: $(tail -5 "$WORK/cp-vpnd.log")"
 }
 
-# cp_start RESPONDER AUTH N: the topology and the responder for N peers.
+# cp_start RESPONDER AUTH N [dialup]: the topology and the responder for N peers.
 cp_start() {
     cp_topology
     if [ "$1" = vpnd ]; then
-        cp_start_vpnd_responder "$2" "$3"
+        cp_start_vpnd_responder "$2" "$3" "${4:-}"
     else
         cp_start_charon_responder "$2"
     fi
@@ -272,15 +306,17 @@ run_control() {
 run_scale() {
     local n responder out avail
     build_ikeload
+    local shape=dialup
+    [ "$CP_SCALE_DIALUP" = 1 ] || shape=per-peer
     for n in $CP_SCALE; do
         avail=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
-        if [ $((n * CP_KIB_PER_UNIT)) -gt $((avail / 2)) ]; then
+        if [ "$shape" = per-peer ] && [ $((n * CP_KIB_PER_UNIT)) -gt $((avail / 2)) ]; then
             log "scale: skipping $n tunnels: vpnd's st0 units would need ~$((n * CP_KIB_PER_UNIT / 1024)) MiB of kernel memory at start-up, $((avail / 1024)) MiB available"
             continue
         fi
         for responder in vpnd strongswan; do
-            log "scale: $n tunnels, $responder responder"
-            cp_start "$responder" psk-ecp256 "$n"
+            log "scale: $n tunnels, $responder responder ($shape)"
+            cp_start "$responder" psk-ecp256 "$n" "$shape"
             out=$(ikeload psk-ecp256 "$n" "$CP_INFLIGHT" 0)
             log "scale $n $responder: $out"
             cp_record scale "$n" "$responder" psk-ecp256 1 "$out"

@@ -226,7 +226,7 @@ def main():
                    "initiator CPU ms per setup (against vpnd / charon)"], cells, left=2)
     if scale:
         md.append("\n## Scale (issue 4): tunnels brought up and held, PSK/ECP-256, tools/ikeload against each responder\n")
-        md.append("Memory per tunnel = responder RSS growth / tunnels up; idle RSS is the responder's with every peer configured (vpnd: one gateway, vpn and st0 unit each) before the first setup.\n")
+        md.append("Memory per tunnel = responder RSS growth / tunnels up; idle RSS is the responder's with every peer configured before the first setup (vpnd: one dial-up gateway for every peer, as charon's one connection with remote_addrs = %any; with CP_SCALE_DIALUP=0 one gateway, vpn and st0 unit per peer).\n")
         cells = []
         for r in scale:
             v, s = r["vpnd"], r["strongswan"]

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::Criterion;
-use ike::crypto::{DhGroup, DhSecret, Encr, Prf, SecretBytes};
+use ike::crypto::{DhGroup, DhSecret, SecretBytes};
 use ike::engine::{ChildSuite, Event, IkeConfig, IkeSa, IkeSuite};
 use ike::wire::{AddrRange, Identity, IpSelector};
 use rand_chacha::ChaCha20Rng;
@@ -36,17 +36,8 @@ fn config(initiator: bool, dh: DhGroup) -> IkeConfig {
     };
     IkeConfig {
         remote_id: Some(Identity::Fqdn(remote.into())),
-        ike_suites: vec![IkeSuite {
-            encr: Encr::AesGcm16_128,
-            integ: None,
-            prf: Prf::HmacSha256,
-            dh,
-        }],
-        child_suites: vec![ChildSuite::Esp {
-            encr: Encr::AesGcm16_128,
-            integ: None,
-            esn: false,
-        }],
+        ike_suites: vec![IkeSuite::aes128_gcm(dh)],
+        child_suites: vec![ChildSuite::esp_aes128_gcm()],
         local_ts: vec![net(l)],
         remote_ts: vec![net(r)],
         ..IkeConfig::new(

@@ -64,6 +64,19 @@ pub struct IkeSuite {
     pub dh: DhGroup,
 }
 
+impl IkeSuite {
+    /// AES-128-GCM with PRF-HMAC-SHA-256 (Junos' `aes-128-gcm` proposal with
+    /// `sha-256`), the suite the benchmarks and the load generator measure.
+    pub fn aes128_gcm(dh: DhGroup) -> Self {
+        Self {
+            encr: Encr::AesGcm16_128,
+            integ: None,
+            prf: Prf::HmacSha256,
+            dh,
+        }
+    }
+}
+
 /// IPsec mode of a child SA (RFC 4301 §4.1). Transport mode is negotiated with
 /// USE_TRANSPORT_MODE (RFC 7296 §1.3.1); an SA is in tunnel mode without it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -93,6 +106,16 @@ pub enum ChildSuite {
 }
 
 impl ChildSuite {
+    /// ESP with AES-128-GCM, no ESN: the child suite of the benchmarks and the load
+    /// generator.
+    pub fn esp_aes128_gcm() -> Self {
+        ChildSuite::Esp {
+            encr: Encr::AesGcm16_128,
+            integ: None,
+            esn: false,
+        }
+    }
+
     /// The protocol of the proposal and of the SA pair it makes.
     pub fn protocol(&self) -> ProtocolId {
         match self {

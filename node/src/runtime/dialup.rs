@@ -33,15 +33,11 @@ use dataplane::sa::TunnelId;
 use dataplane::selector::{IpRange, Selector};
 use dataplane::spd::{Policy, PolicyAction};
 use dataplane::worker::DataplaneHandle;
-use tokio::sync::broadcast;
 
 use super::gateway::{Datagram, Gateway, Shutdown};
-use super::ike_socket::{IkeSocket, Received};
+use super::ike_socket::Received;
 use super::policy::POLICY_TUNNEL_NAME;
-use super::spu::Spus;
-use super::table::GatewayTable;
-use super::{GatewaySpec, net, start_gateway};
-use crate::mgmt::backend::EventView;
+use super::{GatewayEnv, GatewaySpec, net};
 
 /// How often ended peers' gateways are forgotten.
 const PRUNE_EVERY: Duration = Duration::from_secs(2);
@@ -156,36 +152,24 @@ pub struct StopDialup;
 #[derive(Debug)]
 pub struct Dialup {
     template: GatewaySpec,
-    socket: Addr<IkeSocket>,
-    spus: Spus,
-    events: broadcast::Sender<EventView>,
-    gateways: GatewayTable,
+    env: GatewayEnv,
     /// By source address and port: clients behind one NAT share the address.
     peers: HashMap<SocketAddr, Addr<Gateway>>,
 }
 
 impl Dialup {
     /// A dial-up gateway serving peers of `template`.
-    pub fn new(
-        template: GatewaySpec,
-        socket: Addr<IkeSocket>,
-        spus: Spus,
-        events: broadcast::Sender<EventView>,
-        gateways: GatewayTable,
-    ) -> Self {
+    pub fn new(template: GatewaySpec, env: GatewayEnv) -> Self {
         Self {
             template,
-            socket,
-            spus,
-            events,
-            gateways,
+            env,
             peers: HashMap::new(),
         }
     }
 
     /// Forgets the gateways of peers whose IKE SA ended.
     fn prune(&mut self) {
-        let gateways = &self.gateways;
+        let gateways = &self.env.table;
         self.peers.retain(|_, gw| {
             if gw.connected() {
                 return true;
@@ -220,10 +204,10 @@ impl Handler<Received> for Dialup {
                 let mut spec = self.template.clone();
                 spec.remote = peer.ip();
                 spec.binding = next_binding();
-                let handle = start_gateway(&spec, &self.socket, &self.spus, &self.events);
+                let handle = self.env.start_gateway(&spec);
                 tracing::info!(gateway = %spec.name, %peer, "dial-up peer: gateway started");
                 let addr = handle.addr.clone();
-                self.gateways.insert(handle);
+                self.env.table.insert(handle);
                 self.peers.insert(peer, addr.clone());
                 addr
             }
@@ -242,7 +226,7 @@ impl Handler<StopDialup> for Dialup {
 
     fn handle(&mut self, _: StopDialup, ctx: &mut Context<Self>) {
         for (_, gw) in self.peers.drain() {
-            self.gateways.remove_actor(&gw);
+            self.env.table.remove_actor(&gw);
             gw.do_send(Shutdown);
         }
         ctx.stop();

@@ -200,6 +200,8 @@ pub struct Node {
     pub socket: Addr<IkeSocket>,
     /// The gateway actors (a reload adds and removes them).
     pub gateways: table::GatewayTable,
+    /// Where gateways are started and stopped.
+    env: GatewayEnv,
     /// The SPU control actors.
     pub spus: Spus,
     /// What the management API serves.
@@ -269,10 +271,12 @@ impl Node {
             .await?
             .start();
         let (events, _) = tokio::sync::broadcast::channel(EVENT_FEED_CAPACITY);
-        let gateways = table::GatewayTable::default();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let env = GatewayEnv::new(socket.clone(), spus.clone(), events.clone(), cores.min(8));
         for g in &spec.gateways {
-            start_vpn(g, &socket, &spus, &events, &gateways);
+            env.start_vpn(g);
         }
+        let gateways = env.table.clone();
         let backend = Arc::new(backend::RuntimeBackend::new(
             gateways.clone(),
             spus.clone(),
@@ -291,6 +295,7 @@ impl Node {
         Ok(Node {
             socket,
             gateways,
+            env,
             spus,
             backend,
             dataplane: handle,
@@ -303,14 +308,7 @@ impl Node {
     /// serves the management API's configuration changes (and SIGHUP, through the
     /// address returned).
     pub fn enable_reload(&self, running: reload::Running) -> Addr<reload::Reloader> {
-        let reloader = reload::Reloader::new(
-            running,
-            self.socket.clone(),
-            self.spus.clone(),
-            self.backend.event_feed(),
-            self.gateways.clone(),
-        )
-        .start();
+        let reloader = reload::Reloader::new(running, self.env.clone()).start();
         self.backend.set_reloader(reloader.clone());
         reloader
     }
@@ -339,73 +337,124 @@ impl Drop for Node {
     }
 }
 
-/// Starts the gateway of VPN `spec`: its actor, or for a dial-up VPN the actor that
-/// starts one per calling peer.
-fn start_vpn(
-    spec: &GatewaySpec,
-    socket: &Addr<IkeSocket>,
-    spus: &Spus,
-    events: &tokio::sync::broadcast::Sender<crate::mgmt::backend::EventView>,
-    table: &table::GatewayTable,
-) {
-    if spec.dynamic {
-        let dialup = dialup::Dialup::new(
+/// What starting and stopping gateways needs, shared by the node, its dial-up actors
+/// and configuration reloads.
+///
+/// Gateways are spread over a few arbiters (threads) of their own, one per core: the
+/// IKE work of a setup (Diffie-Hellman, signatures) is the node's heaviest control-plane
+/// load, and on the system arbiter alone every gateway would queue behind one core
+/// while a peer burst waits (`bench/compare.sh`'s fan test). A gateway and its child SA
+/// actors stay on one arbiter for life, so each gateway's messages keep their order.
+#[derive(Debug, Clone)]
+pub struct GatewayEnv {
+    /// The IKE socket actor.
+    pub socket: Addr<IkeSocket>,
+    /// The SPU control actors.
+    pub spus: Spus,
+    /// The management event feed.
+    pub events: tokio::sync::broadcast::Sender<crate::mgmt::backend::EventView>,
+    /// The gateways that exist.
+    pub table: table::GatewayTable,
+    homes: Arc<GatewayHomes>,
+}
+
+/// The arbiters gateways run on, used in turn.
+#[derive(Debug)]
+struct GatewayHomes {
+    arbiters: Vec<actix::dev::ArbiterHandle>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Drop for GatewayHomes {
+    fn drop(&mut self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}
+
+impl GatewayEnv {
+    /// Starts `count` gateway arbiters (at least one). Must run inside the actix system.
+    fn new(
+        socket: Addr<IkeSocket>,
+        spus: Spus,
+        events: tokio::sync::broadcast::Sender<crate::mgmt::backend::EventView>,
+        count: usize,
+    ) -> Self {
+        let arbiters = (0..count.max(1))
+            .map(|_| actix::Arbiter::new().handle())
+            .collect();
+        Self {
+            socket,
+            spus,
+            events,
+            table: table::GatewayTable::default(),
+            homes: Arc::new(GatewayHomes {
+                arbiters,
+                next: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// Starts the gateway of VPN `spec`: its actor, or for a dial-up VPN the actor that
+    /// starts one per calling peer.
+    fn start_vpn(&self, spec: &GatewaySpec) {
+        if spec.dynamic {
+            let dialup = dialup::Dialup::new(spec.clone(), self.clone()).start();
+            self.socket.do_send(ike_socket::RegisterDialup {
+                local: spec.local,
+                dialup: Some(dialup.clone()),
+            });
+            self.table.insert_dialup(&spec.vpn, dialup);
+        } else {
+            self.table.insert(self.start_gateway(spec));
+        }
+    }
+
+    /// Stops the gateways of VPN `spec` (Delete to their peers), the dial-up actor too.
+    async fn stop_vpn(&self, spec: &GatewaySpec) {
+        if let Some(dialup) = self.table.remove_dialup(&spec.vpn) {
+            self.socket.do_send(ike_socket::RegisterDialup {
+                local: spec.local,
+                dialup: None,
+            });
+            let _ = dialup.send(dialup::StopDialup).await;
+        }
+        for g in self.table.remove(&spec.vpn) {
+            self.socket.do_send(ike_socket::UnregisterPeer {
+                peer: spec.remote,
+                gateway: g.addr.clone(),
+            });
+            let _ = g.addr.send(gateway::Shutdown).await;
+        }
+    }
+
+    /// Starts the actor of gateway `spec` on the next gateway arbiter and routes its
+    /// peer's new IKE SAs to it.
+    fn start_gateway(&self, spec: &GatewaySpec) -> backend::GatewayHandle {
+        let homes = &self.homes;
+        let n = homes.next.fetch_add(1, Ordering::Relaxed) % homes.arbiters.len();
+        let gateway = Gateway::new(
             spec.clone(),
-            socket.clone(),
-            spus.clone(),
-            events.clone(),
-            table.clone(),
-        )
-        .start();
-        socket.do_send(ike_socket::RegisterDialup {
-            local: spec.local,
-            dialup: Some(dialup.clone()),
-        });
-        table.insert_dialup(&spec.vpn, dialup);
-    } else {
-        table.insert(start_gateway(spec, socket, spus, events));
-    }
-}
-
-/// Stops the gateways of VPN `spec` (Delete to their peers), the dial-up actor too.
-async fn stop_vpn(spec: &GatewaySpec, socket: &Addr<IkeSocket>, table: &table::GatewayTable) {
-    if let Some(dialup) = table.remove_dialup(&spec.vpn) {
-        socket.do_send(ike_socket::RegisterDialup {
-            local: spec.local,
-            dialup: None,
-        });
-        let _ = dialup.send(dialup::StopDialup).await;
-    }
-    for g in table.remove(&spec.vpn) {
-        socket.do_send(ike_socket::UnregisterPeer {
-            peer: spec.remote,
-            gateway: g.addr.clone(),
-        });
-        let _ = g.addr.send(gateway::Shutdown).await;
-    }
-}
-
-/// Starts the actor of gateway `spec` and routes its peer's new IKE SAs to it.
-fn start_gateway(
-    spec: &GatewaySpec,
-    socket: &Addr<IkeSocket>,
-    spus: &Spus,
-    events: &tokio::sync::broadcast::Sender<crate::mgmt::backend::EventView>,
-) -> backend::GatewayHandle {
-    let addr = Gateway::new(spec.clone(), socket.clone(), spus.clone(), events.clone()).start();
-    // A dial-up client's new IKE SAs reach it through its dial-up actor, by address
-    // and port: by address alone, a second client behind the same NAT would land here.
-    if !spec.dynamic {
-        socket.do_send(ike_socket::RegisterPeer {
-            peer: spec.remote,
-            gateway: addr.clone(),
-        });
-    }
-    backend::GatewayHandle {
-        name: spec.name.clone(),
-        vpn: spec.vpn.clone(),
-        child_lifetime: spec.ike.child_lifetime.map(|l| l.hard),
-        addr,
+            self.socket.clone(),
+            self.spus.clone(),
+            self.events.clone(),
+        );
+        let addr = Gateway::start_in_arbiter(&homes.arbiters[n], move |_| gateway);
+        // A dial-up client's new IKE SAs reach it through its dial-up actor, by address
+        // and port: by address alone, a second client behind the same NAT would land here.
+        if !spec.dynamic {
+            self.socket.do_send(ike_socket::RegisterPeer {
+                peer: spec.remote,
+                gateway: addr.clone(),
+            });
+        }
+        backend::GatewayHandle {
+            name: spec.name.clone(),
+            vpn: spec.vpn.clone(),
+            child_lifetime: spec.ike.child_lifetime.map(|l| l.hard),
+            addr,
+        }
     }
 }
 

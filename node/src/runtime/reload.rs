@@ -24,13 +24,11 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use actix::prelude::*;
-use tokio::sync::broadcast;
 
-use super::ike_socket::{IkeSocket, Listen};
+use super::ike_socket::Listen;
 use super::spec::SpecError;
 use super::spu::Spus;
-use super::table::GatewayTable;
-use super::{ManualSpec, NodeSpec, TunnelSpec, net, policy, start_vpn, stop_vpn};
+use super::{GatewayEnv, ManualSpec, NodeSpec, TunnelSpec, net, policy};
 use crate::config::{Config, ConfigError};
 use crate::mgmt::backend::{
     BackendError, ConfigObjectKind, EventKind, EventView, FieldError, OperationOutcome,
@@ -113,28 +111,13 @@ pub struct RemoveObject {
 #[derive(Debug)]
 pub struct Reloader {
     running: Running,
-    socket: Addr<IkeSocket>,
-    spus: Spus,
-    events: broadcast::Sender<EventView>,
-    gateways: GatewayTable,
+    env: GatewayEnv,
 }
 
 impl Reloader {
-    /// A reloader for the node whose parts are given.
-    pub fn new(
-        running: Running,
-        socket: Addr<IkeSocket>,
-        spus: Spus,
-        events: broadcast::Sender<EventView>,
-        gateways: GatewayTable,
-    ) -> Self {
-        Self {
-            running,
-            socket,
-            spus,
-            events,
-            gateways,
-        }
+    /// A reloader for the node whose gateways `env` starts and stops.
+    pub fn new(running: Running, env: GatewayEnv) -> Self {
+        Self { running, env }
     }
 }
 
@@ -297,16 +280,14 @@ impl Reloader {
     /// get a Delete), then routes, then the new.
     async fn execute(
         plan: Plan,
-        socket: Addr<IkeSocket>,
-        spus: Spus,
-        events: broadcast::Sender<EventView>,
-        gateways: GatewayTable,
+        env: GatewayEnv,
         old_spec: NodeSpec,
     ) -> Result<(Plan, Vec<String>), BackendError> {
+        let (socket, spus) = (&env.socket, &env.spus);
         let mut failures = Vec::new();
         for vpn in &plan.stop {
             if let Some(s) = old_spec.gateways.iter().find(|s| &s.vpn == vpn) {
-                stop_vpn(s, &socket, &gateways).await;
+                env.stop_vpn(s).await;
                 tracing::info!(vpn = %vpn, gateway = %s.name, "configuration: gateway stopped");
             }
         }
@@ -339,12 +320,12 @@ impl Reloader {
                 failures.push(format!("vpn {vpn}: {e}"));
                 continue;
             }
-            start_vpn(s, &socket, &spus, &events, &gateways);
+            env.start_vpn(s);
             tracing::info!(vpn = %vpn, gateway = %s.name, "configuration: gateway started");
         }
         for name in &plan.manual_start {
             if let Some(m) = plan.spec.manual.iter().find(|m| &m.name == name)
-                && let Err(e) = install_manual(&spus, m).await
+                && let Err(e) = install_manual(spus, m).await
             {
                 failures.push(format!("manual vpn {name}: {e}"));
             }
@@ -373,14 +354,7 @@ impl Reloader {
             self.adopt(plan);
             return Box::pin(fut::ready(Ok(OperationOutcome::NoChange(message))));
         }
-        let work = Self::execute(
-            plan,
-            self.socket.clone(),
-            self.spus.clone(),
-            self.events.clone(),
-            self.gateways.clone(),
-            self.running.spec.clone(),
-        );
+        let work = Self::execute(plan, self.env.clone(), self.running.spec.clone());
         Box::pin(work.into_actor(self).map(|result, this, _| {
             let (plan, failures) = result?;
             let mut message = format!("configuration applied{}", plan.summary);
@@ -389,7 +363,7 @@ impl Reloader {
                 let _ = write!(message, "; FAILED: {}", failures.join("; "));
             }
             tracing::info!(%message, "configuration changed");
-            let _ = this.events.send(EventView {
+            let _ = this.env.events.send(EventView {
                 timestamp: SystemTime::now(),
                 kind: EventKind::ConfigChange,
                 gateway: None,

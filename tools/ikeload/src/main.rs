@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use ike::cert::{Credential, TrustStore};
-use ike::crypto::{DhGroup, Encr, Prf, SecretBytes};
+use ike::crypto::{DhGroup, SecretBytes};
 use ike::engine::{ChildSuite, Event, IkeConfig, IkeSa, IkeSuite};
 use ike::wire::{AddrRange, Identity, IpSelector};
 use rand_chacha::ChaCha20Rng;
@@ -301,17 +301,8 @@ fn ike_config(args: &Args) -> Result<IkeConfig> {
     };
     Ok(IkeConfig {
         remote_id: Some(Identity::Fqdn(args.remote_id.clone())),
-        ike_suites: vec![IkeSuite {
-            encr: Encr::AesGcm16_128,
-            integ: None,
-            prf: Prf::HmacSha256,
-            dh,
-        }],
-        child_suites: vec![ChildSuite::Esp {
-            encr: Encr::AesGcm16_128,
-            integ: None,
-            esn: false,
-        }],
+        ike_suites: vec![IkeSuite::aes128_gcm(dh)],
+        child_suites: vec![ChildSuite::esp_aes128_gcm()],
         remote_ts: vec![remote],
         force_encap: args.encap,
         ..base
