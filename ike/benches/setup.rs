@@ -1,5 +1,6 @@
 //! IKE SA + first child SA setups per second, in memory (PSK, both roles driven in one
-//! thread), beside the Diffie-Hellman work one setup needs (two key generations and two
+//! thread, and each role's own share: its setups per second on a core of its own),
+//! beside the Diffie-Hellman work one setup needs (two key generations and two
 //! agreements of the same group) measured in the same run, with the exportable values
 //! of CREATE_CHILD_SA (`DhSecret::generate`, RustCrypto for ECP) and the one-shot ones
 //! IKE_SA_INIT uses (`DhSecret::generate_ephemeral`, ring). The table at the
@@ -47,21 +48,52 @@ fn config(initiator: bool, dh: DhGroup) -> IkeConfig {
     }
 }
 
-/// One complete IKE_SA_INIT + IKE_AUTH exchange; returns the child SA count.
-fn setup(ci: &IkeConfig, cr: &IkeConfig, seed: u64, buf: &mut Vec<u8>) -> usize {
+/// One complete IKE_SA_INIT + IKE_AUTH exchange; returns the child SA count. The time
+/// spent in each role's calls is added to `clock` ([initiator, responder]): a role's
+/// setups per second on one core of its own are 1 / its time per setup.
+fn setup(
+    ci: &IkeConfig,
+    cr: &IkeConfig,
+    seed: u64,
+    buf: &mut Vec<u8>,
+    clock: &mut [Duration; 2],
+) -> usize {
     let a = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 500);
     let b = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)), 500);
     let now = Instant::now();
     let wall = SystemTime::now();
     let rng = |s| Box::new(ChaCha20Rng::seed_from_u64(s));
-    let mut i = IkeSa::initiate(ci.clone(), a, b, rng(seed), now).expect("initiate");
-    let mut r = IkeSa::respond(cr.clone(), b, a, rng(!seed), now);
+    let mut timed = |role: usize, f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        f();
+        clock[role] += t.elapsed();
+    };
+    let mut i = None;
+    timed(0, &mut || {
+        i = Some(IkeSa::initiate(ci.clone(), a, b, rng(seed), now).expect("initiate"))
+    });
+    let mut i = i.expect("initiator");
+    let mut r = None;
+    timed(1, &mut || {
+        r = Some(IkeSa::respond(cr.clone(), b, a, rng(!seed), now))
+    });
+    let mut r = r.expect("responder");
     for _ in 0..2 {
-        while let Some(t) = i.poll_transmit(buf) {
-            let _ = r.handle_datagram(now, wall, t.local, t.destination, buf);
+        loop {
+            let mut sent = None;
+            timed(0, &mut || sent = i.poll_transmit(buf));
+            let Some(t) = sent else { break };
+            timed(1, &mut || {
+                let _ = r.handle_datagram(now, wall, t.local, t.destination, buf);
+            });
         }
-        while let Some(t) = r.poll_transmit(buf) {
-            let _ = i.handle_datagram(now, wall, t.local, t.destination, buf);
+        loop {
+            let mut sent = None;
+            timed(1, &mut || sent = r.poll_transmit(buf));
+            let Some(t) = sent else { break };
+            timed(0, &mut || {
+                let _ = i.handle_datagram(now, wall, t.local, t.destination, buf);
+            });
         }
     }
     let children = std::iter::from_fn(|| i.poll_event())
@@ -77,13 +109,30 @@ fn bench_setup(c: &mut Criterion) {
         let (ci, cr) = (config(true, group), config(false, group));
         let mut buf = Vec::new();
         let mut seed = 0u64;
-        assert_eq!(setup(&ci, &cr, seed, &mut buf), 1, "setup must work");
+        let mut clock = [Duration::ZERO; 2];
+        assert_eq!(
+            setup(&ci, &cr, seed, &mut buf, &mut clock),
+            1,
+            "setup must work"
+        );
         g.bench_function("ike+child", |b| {
             b.iter(|| {
                 seed += 1;
-                black_box(setup(&ci, &cr, seed, &mut buf))
+                black_box(setup(&ci, &cr, seed, &mut buf, &mut clock))
             })
         });
+        for (role, id) in [(0, "initiator"), (1, "responder")] {
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let mut spent = [Duration::ZERO; 2];
+                    for _ in 0..iters {
+                        seed += 1;
+                        black_box(setup(&ci, &cr, seed, &mut buf, &mut spent));
+                    }
+                    spent[role]
+                })
+            });
+        }
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         type Keygen = fn(DhGroup, &mut ChaCha20Rng) -> Result<DhSecret, ike::crypto::CryptoError>;
         let kinds: [(&str, Keygen); 2] = [
@@ -159,6 +208,36 @@ fn report() {
             ratio(one_shot, ours),
             us(exportable),
             ratio(exportable, one_shot)
+        );
+    }
+    println!(
+        "\nEach role on one core of its own: setups per second (median time of that role's \
+         calls per setup), and the share of it that one side's one-shot DH (1 keygen + 1 agree) takes"
+    );
+    println!(
+        "{:<8} {:>14} {:>14} {:>16} {:>22} {:>22}",
+        "group",
+        "initiator/s",
+        "responder/s",
+        "1 side's DH/s",
+        "DH share (initiator)",
+        "DH share (responder)"
+    );
+    for (_, name) in GROUPS {
+        let group = format!("setup_{name}");
+        let role = |id| estimate_ns(&group, id);
+        let (ini, rsp) = (role("initiator"), role("responder"));
+        // The DH bench does both sides' work: one side is half of it.
+        let side_dh = estimate_ns(&group, "ephemeral-dh-2keygen+2agree").map(|v| v / 2.0);
+        let per_s = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.0}", 1e9 / v));
+        println!(
+            "{:<8} {:>14} {:>14} {:>16} {:>22} {:>22}",
+            name,
+            per_s(ini),
+            per_s(rsp),
+            per_s(side_dh),
+            ratio(side_dh, ini),
+            ratio(side_dh, rsp)
         );
     }
 }
