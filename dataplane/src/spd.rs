@@ -7,13 +7,16 @@
 //!
 //! Lookup speed without changing that semantics comes from two places:
 //! - an index, rebuilt on every change, that keeps per address family and per protocol the
-//!   positions of the policies that could match at all. A lookup merges the protocol's list
-//!   with the list of any-protocol policies in position order, so the first match is still
-//!   the first in the whole list;
+//!   positions of the policies that could match at all, with policies whose destination is
+//!   one address (remote-access clients) hashed by that address. A lookup merges the
+//!   protocol's list, the any-protocol list and the list of the packet's destination in
+//!   position order, so the first match is still the first in the whole list;
 //! - an optional one-entry [`LookupCache`] owned by the caller (one per worker), keyed by
 //!   the SPD's generation, which changes on every edit. The SPD itself stays immutable
 //!   during lookups, so one published SPD can be shared by all workers.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::selector::{FlowKey, Selector};
@@ -62,6 +65,11 @@ struct FamilyIndex {
     by_protocol: Box<[Vec<u32>; 256]>,
     /// Positions of policies matching any protocol, ascending.
     any_protocol: Vec<u32>,
+    /// Positions of policies whose destination is one address (each remote-access
+    /// client's entry), by that address, ascending: a packet only ever tries those of
+    /// its own destination, so thousands of clients cost a hash lookup, not a scan.
+    /// They are in neither list above.
+    by_dst_host: HashMap<IpAddr, Vec<u32>>,
 }
 
 impl Default for FamilyIndex {
@@ -69,6 +77,7 @@ impl Default for FamilyIndex {
         Self {
             by_protocol: Box::new(std::array::from_fn(|_| Vec::new())),
             any_protocol: Vec::new(),
+            by_dst_host: HashMap::new(),
         }
     }
 }
@@ -194,28 +203,20 @@ impl Spd {
         } else {
             &self.v4
         };
-        let by_proto = fam.by_protocol.get(usize::from(key.protocol))?;
-        let any = &fam.any_protocol;
-        // Merge the two ascending position lists so candidates are tried in list order.
-        let (mut a, mut b) = (0, 0);
+        let lists: [&[u32]; 3] = [
+            fam.by_protocol.get(usize::from(key.protocol))?,
+            &fam.any_protocol,
+            fam.by_dst_host.get(&key.dst).map_or(&[], Vec::as_slice),
+        ];
+        // Merge the ascending position lists so candidates are tried in list order.
+        let mut next = [0usize; 3];
         loop {
-            let pa = by_proto.get(a).copied();
-            let pb = any.get(b).copied();
-            let pos = match (pa, pb) {
-                (None, None) => return None,
-                (Some(x), Some(y)) if x < y => {
-                    a += 1;
-                    x
-                }
-                (Some(x), None) => {
-                    a += 1;
-                    x
-                }
-                (_, Some(y)) => {
-                    b += 1;
-                    y
-                }
-            };
+            let (list, pos) = lists
+                .iter()
+                .enumerate()
+                .filter_map(|(l, v)| v.get(next[l]).map(|p| (l, *p)))
+                .min_by_key(|(_, p)| *p)?;
+            next[list] += 1;
             let pos = pos as usize;
             if self
                 .policies
@@ -231,6 +232,7 @@ impl Spd {
         self.generation = next_generation();
         for fam in [&mut self.v4, &mut self.v6] {
             fam.any_protocol.clear();
+            fam.by_dst_host.clear();
             for v in fam.by_protocol.iter_mut() {
                 v.clear();
             }
@@ -243,6 +245,11 @@ impl Spd {
             } else {
                 &mut self.v4
             };
+            let dst = &p.selector.dst;
+            if dst.start() == dst.end() {
+                fam.by_dst_host.entry(dst.start()).or_default().push(pos);
+                continue;
+            }
             match p.selector.protocol {
                 Some(proto) => {
                     if let Some(v) = fam.by_protocol.get_mut(usize::from(proto)) {
