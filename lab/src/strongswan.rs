@@ -229,8 +229,9 @@ impl Drop for Charon {
 }
 
 /// charon's settings: kernel-libipsec, its own vici socket and a flushed log with
-/// milliseconds in `dir`, short retransmissions so that failures show quickly.
-fn write_strongswan_conf(dir: &Path) -> Result<()> {
+/// milliseconds in `dir`, short retransmissions so that failures show quickly. Public
+/// for tests that start charon their own way (`tests/interop_strongswan.rs`).
+pub fn write_strongswan_conf(dir: &Path) -> Result<()> {
     let d = dir.display();
     std::fs::write(
         dir.join("strongswan.conf"),

@@ -373,7 +373,7 @@ impl Charon {
         for sub in ["run", "x509", "x509ca", "private"] {
             std::fs::create_dir_all(dir.join(sub)).expect("charon dir");
         }
-        write_strongswan_conf(&dir);
+        lab::strongswan::write_strongswan_conf(&dir).expect("strongswan.conf");
         let d = dir.display().to_string();
         let script = format!(
             "mount --bind '{d}/run' /run && exec env STRONGSWAN_CONF='{d}/strongswan.conf' {CHARON}"
@@ -1100,44 +1100,4 @@ fn matrix_row(
         let _ = charon.swanctl(&["--terminate", "--ike", "peer", "--force", "--timeout", "2"]);
     }
     result
-}
-
-/// charon's settings: kernel-libipsec (this kernel has no XFRM), its own vici socket and
-/// a flushed log in `dir`, short retransmissions so failures show quickly.
-fn write_strongswan_conf(dir: &Path) {
-    let d = dir.display();
-    std::fs::write(
-        dir.join("strongswan.conf"),
-        format!(
-            "charon {{
-    load_modular = no
-    load = random nonce openssl aes sha1 sha2 hmac gcm curve25519 gmp kdf pem pkcs1 pkcs8 pubkey x509 kernel-libipsec kernel-netlink socket-default vici
-    port = 500
-    port_nat_t = 4500
-    send_vendor_id = no
-    retransmit_tries = 3
-    retransmit_timeout = 2.0
-    plugins {{
-        vici {{
-            socket = unix://{d}/run/charon.vici
-        }}
-    }}
-    filelog {{
-        main {{
-            path = {d}/charon.log
-            time_format = %H:%M:%S
-            flush_line = yes
-            default = 1
-            ike = 2
-            cfg = 2
-        }}
-    }}
-}}
-swanctl {{
-    socket = unix://{d}/run/charon.vici
-}}
-"
-        ),
-    )
-    .expect("strongswan.conf");
 }
