@@ -666,7 +666,8 @@ struct WorkerInit {
     config: DataplaneConfig,
     /// Addresses of its UDP sockets (the groups' actual addresses).
     udp: Vec<SocketAddr>,
-    /// Create the TUN devices: set their MTU and bring them up (the first worker).
+    /// Create the TUN devices: set their MTU and `noqueue` root, and bring them up (the
+    /// first worker).
     configure_devices: bool,
     /// Open the raw ESP/AH receive sockets.
     raw_rx: bool,
@@ -776,6 +777,7 @@ impl Worker {
             let q = Tun::open(&t.name, true, config.tun_offload)?;
             if configure_devices {
                 q.set_mtu(t.mtu)?;
+                q.set_link_options(shared.device_group)?;
                 q.set_up()?;
             }
             tuns.push((t.id, q));

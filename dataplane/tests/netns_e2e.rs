@@ -166,6 +166,46 @@ fn netns_esp_in_udp_ping_tcp_and_no_cleartext_on_the_wire() {
         "inner packets seen on the wire: {wire:?}"
     );
     assert_counters_match(&t);
+    // The device came up with a noqueue root, never the mq + 256 pfifo_fast default.
+    let qdiscs = common::run(
+        "tc",
+        &[
+            "-n",
+            &t.topo.a.name,
+            "qdisc",
+            "show",
+            "dev",
+            common::TUN_NAME,
+        ],
+    )
+    .expect("tc qdisc show");
+    let qdiscs = String::from_utf8_lossy(&qdiscs.stdout);
+    assert!(
+        qdiscs.starts_with("qdisc noqueue ")
+            && qdiscs.contains(" root ")
+            && qdiscs.lines().count() == 1,
+        "{qdiscs}"
+    );
+    // Shutdown deletes the device's interface group (in one batch with any other
+    // devices) while the workers still hold its queues.
+    let link = common::run(
+        "ip",
+        &["-n", &t.topo.a.name, "link", "show", common::TUN_NAME],
+    )
+    .expect("ip link show");
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(!link.contains(" group default "), "{link}");
+    let Tunnel { a, topo, .. } = t;
+    a.shutdown();
+    let gone = common::run(
+        "ip",
+        &["-n", &topo.a.name, "link", "show", common::TUN_NAME],
+    );
+    assert!(
+        gone.is_err(),
+        "{} still exists after shutdown",
+        common::TUN_NAME
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@
 //! eventfd are all Linux interfaces.
 
 pub mod announce;
+pub mod link;
 pub mod netns;
 pub mod poll;
 pub mod raw;

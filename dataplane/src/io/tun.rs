@@ -181,6 +181,18 @@ impl Tun {
         self.if_ioctl(libc::SIOCSIFMTU, &mut req, "ioctl(SIOCSIFMTU)")
     }
 
+    /// Gives the interface a `noqueue` root (before [`Tun::set_up`]) and puts it in
+    /// interface group `group`: see [`super::link`] for why.
+    pub fn set_link_options(&self, group: u32) -> Result<(), TunError> {
+        let index = self.ifindex()?;
+        let io = |step| {
+            let name = self.name.clone();
+            move |source| TunError::Io { name, step, source }
+        };
+        super::link::set_noqueue(index).map_err(io("rtnetlink qdisc replace root noqueue"))?;
+        super::link::set_group(index, group).map_err(io("rtnetlink link set group"))
+    }
+
     /// Brings the interface administratively up.
     pub fn set_up(&self) -> Result<(), TunError> {
         let mut req = ifreq_for(&self.name)?;

@@ -84,6 +84,10 @@ pub(super) struct Shared {
     pub(super) fences: Arc<Fences>,
     /// Events to the control plane.
     pub(super) events: SyncSender<DataplaneEvent>,
+    /// The interface group of the TUN devices, deleted in one batch at shutdown (see
+    /// [`crate::io::link`]): random with the top bit set, so it is neither a group an
+    /// operator numbered by hand nor another dataplane's in the same namespace.
+    pub(super) device_group: u32,
     control: Mutex<Control>,
 }
 
@@ -143,8 +147,13 @@ impl Shared {
                 members: Vec::new(),
             })
             .collect();
+        let device_group = ring::rand::generate::<[u8; 4]>(&ring::rand::SystemRandom::new())
+            .map(|g| u32::from_ne_bytes(g.expose()))
+            .unwrap_or_else(|_| std::process::id())
+            | 0x8000_0000;
         Arc::new(Self {
             free: ArrayQueue::new((config.handoff_capacity * config.workers).max(1)),
+            device_group,
             stop: AtomicBool::new(false),
             fences: config.engine.fences.clone(),
             events,
@@ -480,6 +489,7 @@ impl Shared {
     /// sockets kept for steering (so the port is free again).
     pub(super) fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
+        self.delete_devices();
         let threads: Vec<JoinHandle<()>> = {
             let mut ctl = self.lock();
             for e in &ctl.workers {
@@ -498,6 +508,32 @@ impl Shared {
         }
         for g in &mut self.lock().groups {
             g.members.clear();
+        }
+    }
+}
+
+impl Shared {
+    /// Deletes the TUN devices in one batch while the workers still hold their queues
+    /// (after the last close the kernel would unregister them one by one); from a
+    /// thread in the dataplane's namespace.
+    fn delete_devices(&self) {
+        let netns = self.lock().netns.clone();
+        let group = self.device_group;
+        let deleted = std::thread::scope(|s| {
+            s.spawn(|| {
+                if let Some(ns) = netns {
+                    ns.enter()?;
+                }
+                crate::io::link::delete_group(group)
+            })
+            .join()
+        });
+        match deleted {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, group, "deleting the TUN devices at shutdown (they go when their queues close)");
+            }
+            Err(_) => tracing::error!("the thread deleting the TUN devices panicked"),
         }
     }
 }

@@ -9,13 +9,8 @@
 
 use std::net::IpAddr;
 
-use futures_util::stream::{StreamExt, TryStreamExt};
+use futures_util::stream::TryStreamExt;
 use rtnetlink::RouteMessageBuilder;
-use rtnetlink::packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
-};
-use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 
 use super::TunnelSpec;
 
@@ -24,9 +19,9 @@ pub async fn configure(tunnel: &TunnelSpec) -> Result<(), String> {
     configure_link(&tunnel.name(), &tunnel.addresses, &tunnel.routes).await
 }
 
-/// Gives the dataplane's device `name` a `noqueue` root qdisc, puts `addresses` on it
-/// and routes `routes` (destination prefixes) into it: an `st0.N` unit, or the policy
-/// tunnel of policy-based VPNs. A device with neither is left alone, qdisc included.
+/// Puts `addresses` on the dataplane's device `name` and routes `routes` (destination
+/// prefixes) into it: an `st0.N` unit, or the policy tunnel of policy-based VPNs. (The
+/// dataplane gave it a `noqueue` root before bringing it up.)
 pub async fn configure_link(
     name: &str,
     addresses: &[(IpAddr, u8)],
@@ -50,7 +45,6 @@ async fn apply(
     routes: &[(IpAddr, u8)],
 ) -> Result<(), String> {
     let index = link_index(handle, name).await?;
-    no_queue(handle, index).await?;
     for (addr, len) in addresses {
         handle
             .address()
@@ -68,37 +62,6 @@ async fn apply(
             .execute()
             .await
             .map_err(|e| format!("route {dst}/{len}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// Replaces the interface's default queueing by `noqueue` (`tc qdisc replace dev st0.N
-/// root noqueue`).
-///
-/// Why: a multi-queue TUN device has 256 transmit queues, and bringing it up gives it
-/// an `mq` root with a `pfifo_fast` (three packet rings) on every one of them: about
-/// 2 MB of unreclaimable kernel memory per st0 unit, so issue 4's scale test ran a
-/// 24 GB machine out of memory at about 6,500 units. The qdiscs only hold memory: the
-/// TUN device queues packets in its own ring per queue (for the worker to read) and
-/// drops when it is full, and nothing shapes traffic into a tunnel. WireGuard's
-/// interfaces are `noqueue` as well.
-async fn no_queue(handle: &rtnetlink::Handle, index: u32) -> Result<(), String> {
-    let index = i32::try_from(index).map_err(|_| format!("interface index {index}"))?;
-    let mut msg = TcMessage::with_index(index);
-    msg.header.parent = TcHandle::ROOT;
-    msg.attributes.push(TcAttribute::Kind("noqueue".into()));
-    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewQueueDiscipline(msg));
-    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
-    let mut answers = handle
-        .clone()
-        .request(req)
-        .map_err(|e| format!("qdisc noqueue: {e}"))?;
-    while let Some(answer) = answers.next().await {
-        if let NetlinkPayload::Error(e) = answer.payload
-            && e.code.is_some()
-        {
-            return Err(format!("qdisc noqueue: {e}"));
-        }
     }
     Ok(())
 }
