@@ -343,7 +343,7 @@ impl Engine {
             return Some(tunnel);
         }
         let flow = FlowKey::from_packet(pkt).ok()?;
-        match self.spd.lookup_cached(&mut self.spd_cache, &flow)?.action {
+        match self.spd.lookup_cached(&mut self.spd_cache, &flow)? {
             PolicyAction::Protect(id) => Some(id),
             PolicyAction::Bypass | PolicyAction::Discard => None,
         }
@@ -471,11 +471,7 @@ impl Engine {
             let Ok(flow) = FlowKey::from_packet(pkt.data()) else {
                 return Err(self.drop_out(DropReason::BadIpHeader));
             };
-            match self
-                .spd
-                .lookup_cached(&mut self.spd_cache, &flow)
-                .map(|p| p.action)
-            {
+            match self.spd.lookup_cached(&mut self.spd_cache, &flow) {
                 Some(PolicyAction::Protect(id)) => id,
                 Some(PolicyAction::Bypass) => return Err(Outbound::Bypass),
                 Some(PolicyAction::Discard) => return Err(self.drop_out(DropReason::PolicyDiscard)),

@@ -1,22 +1,31 @@
 //! The security policy database of policy-based VPNs (RFC 4301 §4.4.1).
 //!
-//! Policies form one ordered list and the first match wins, as in RFC 4301's ordered SPD and
-//! Junos security policies: a `discard` placed before a `protect` shadows it. A packet that
-//! no policy selects is dropped by the caller with [`crate::drop::DropReason::NoPolicy`]:
-//! the SPD is default-deny.
+//! Configured policies form one ordered list and the first match wins, as in RFC 4301's
+//! ordered SPD and Junos security policies: a `discard` placed before a `protect` shadows
+//! it. A packet that no policy selects is dropped by the caller with
+//! [`crate::drop::DropReason::NoPolicy`]: the SPD is default-deny.
 //!
-//! Lookup speed without changing that semantics comes from two places:
-//! - an index, rebuilt on every change, that keeps per address family and per protocol the
-//!   positions of the policies that could match at all, with policies whose destination is
-//!   one address (remote-access clients) hashed by that address. A lookup merges the
-//!   protocol's list, the any-protocol list and the list of the packet's destination in
-//!   position order, so the first match is still the first in the whole list;
+//! In front of that list sit the entries of remote-access clients ([`Spd::insert_client`]):
+//! they come and go with SAs, thousands of them, so they are kept apart from the list.
+//! One SPD is published to all workers and replaced, never edited, while they use it;
+//! with the clients in the list every client's arrival copied and re-indexed the whole
+//! SPD (at 10,000 clients that doubled a dial-up gateway's CPU per setup). Now an edit
+//! copies one shard of the clients (by destination address, ~1/256 of them), and the
+//! configured list is shared between the SPDs a client edit derives.
+//!
+//! Lookup speed without changing the first-match semantics comes from:
+//! - an index of the configured list, rebuilt on every change of it, that keeps per
+//!   address family and per protocol the positions of the policies that could match at
+//!   all, with policies whose destination is one address hashed by that address. A lookup
+//!   merges the protocol's list, the any-protocol list and the list of the packet's
+//!   destination in position order, so the first match is still the first in the list;
 //! - an optional one-entry [`LookupCache`] owned by the caller (one per worker), keyed by
 //!   the SPD's generation, which changes on every edit. The SPD itself stays immutable
 //!   during lookups, so one published SPD can be shared by all workers.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::selector::{FlowKey, Selector};
@@ -65,10 +74,10 @@ struct FamilyIndex {
     by_protocol: Box<[Vec<u32>; 256]>,
     /// Positions of policies matching any protocol, ascending.
     any_protocol: Vec<u32>,
-    /// Positions of policies whose destination is one address (each remote-access
-    /// client's entry), by that address, ascending: a packet only ever tries those of
-    /// its own destination, so thousands of clients cost a hash lookup, not a scan.
-    /// They are in neither list above.
+    /// Positions of policies whose destination is one address (a server, a host-to-host
+    /// tunnel), by that address, ascending: a packet only ever tries those of its own
+    /// destination, so many of them cost a hash lookup, not a scan. They are in neither
+    /// list above.
     by_dst_host: HashMap<IpAddr, Vec<u32>>,
 }
 
@@ -90,12 +99,51 @@ fn next_generation() -> u64 {
     NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The ordered policy list with its lookup index.
-#[derive(Debug, Clone)]
-pub struct Spd {
+/// The configured policies in order, with their lookup index.
+#[derive(Debug, Clone, Default)]
+struct Ordered {
     policies: Vec<Policy>,
     v4: FamilyIndex,
     v6: FamilyIndex,
+}
+
+/// Shards of the clients' single-destination entries.
+const CLIENT_SHARDS: usize = 256;
+
+/// One shard: entries by destination address, newest first.
+type ClientShard = HashMap<IpAddr, Vec<Policy>>;
+
+/// The remote-access clients' entries.
+#[derive(Debug, Clone, Default)]
+struct Clients {
+    /// Entries whose destination is one address, sharded by it ([`CLIENT_SHARDS`], empty
+    /// until the first client): cloning the SPD copies pointers, an edit one shard.
+    by_dst: Arc<Vec<Arc<ClientShard>>>,
+    /// Entries whose destination is a range (a network behind a dial-up peer), newest
+    /// first: rare, and scanned.
+    ranges: Arc<Vec<Policy>>,
+    len: usize,
+}
+
+/// The shard of destination `dst`. The mix only spreads entries; each shard's own
+/// `HashMap` is keyed with a random hasher, so chosen addresses cannot degrade it.
+fn shard_of(dst: &IpAddr) -> usize {
+    let bits = match dst {
+        IpAddr::V4(a) => u64::from(a.to_bits()),
+        IpAddr::V6(a) => {
+            let b = a.to_bits();
+            (b as u64) ^ ((b >> 64) as u64)
+        }
+    };
+    (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % CLIENT_SHARDS
+}
+
+/// The SPD: remote-access clients' entries, then the ordered configured policies.
+#[derive(Debug, Clone)]
+pub struct Spd {
+    clients: Clients,
+    /// Shared by the SPDs that client edits derive from one another.
+    ordered: Arc<Ordered>,
     generation: u64,
 }
 
@@ -109,68 +157,145 @@ impl Spd {
     /// An empty SPD: every lookup misses (default deny).
     pub fn new() -> Self {
         Self {
-            policies: Vec::new(),
-            v4: FamilyIndex::default(),
-            v6: FamilyIndex::default(),
+            clients: Clients::default(),
+            ordered: Arc::default(),
             generation: next_generation(),
         }
     }
 
-    /// Inserts `policy` at position `index` (0 = evaluated first).
+    /// Inserts configured policy `policy` at position `index` of the list (0 = evaluated
+    /// first, after the clients' entries).
     pub fn insert(&mut self, index: usize, policy: Policy) -> Result<(), SpdError> {
-        if index > self.policies.len() {
-            return Err(SpdError::BadIndex {
-                index,
-                len: self.policies.len(),
-            });
+        let len = self.ordered.policies.len();
+        if index > len {
+            return Err(SpdError::BadIndex { index, len });
         }
         if self.position(&policy.name).is_some() {
             return Err(SpdError::DuplicateName(policy.name));
         }
-        if u32::try_from(self.policies.len()).is_err() {
+        if u32::try_from(len).is_err() {
             return Err(SpdError::Full);
         }
-        self.policies.insert(index, policy);
-        self.rebuild();
+        let ordered = Arc::make_mut(&mut self.ordered);
+        ordered.policies.insert(index, policy);
+        ordered.rebuild();
+        self.generation = next_generation();
         Ok(())
     }
 
-    /// Appends `policy`, evaluated after all others.
+    /// Appends configured policy `policy`, evaluated after all others.
     pub fn push(&mut self, policy: Policy) -> Result<(), SpdError> {
-        self.insert(self.policies.len(), policy)
+        self.insert(self.ordered.policies.len(), policy)
     }
 
-    /// Removes and returns the policy named `name`.
+    /// Removes and returns the configured policy named `name`.
     pub fn remove(&mut self, name: &str) -> Option<Policy> {
         let i = self.position(name)?;
-        let p = self.policies.remove(i);
-        self.rebuild();
+        let ordered = Arc::make_mut(&mut self.ordered);
+        let p = ordered.policies.remove(i);
+        ordered.rebuild();
+        self.generation = next_generation();
         Some(p)
     }
 
-    /// Position of the policy named `name`.
+    /// Replaces the configured policies by those of `configured`, keeping this SPD's
+    /// client entries (a configuration reload).
+    pub fn replace_policies(&mut self, configured: &Spd) {
+        self.ordered = Arc::clone(&configured.ordered);
+        self.generation = next_generation();
+    }
+
+    /// Position of the configured policy named `name`.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.policies.iter().position(|p| p.name == name)
+        self.ordered.policies.iter().position(|p| p.name == name)
     }
 
-    /// The policy named `name`.
+    /// The configured policy named `name`.
     pub fn get(&self, name: &str) -> Option<&Policy> {
-        self.policies.iter().find(|p| p.name == name)
+        self.ordered.policies.iter().find(|p| p.name == name)
     }
 
-    /// The policies in evaluation order.
+    /// The configured policies in evaluation order.
     pub fn policies(&self) -> &[Policy] {
-        &self.policies
+        &self.ordered.policies
     }
 
-    /// Number of policies.
+    /// Number of configured policies.
     pub fn len(&self) -> usize {
-        self.policies.len()
+        self.ordered.policies.len()
     }
 
-    /// True when there is no policy.
+    /// True when there is no configured policy.
     pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
+        self.ordered.policies.is_empty()
+    }
+
+    /// Adds a remote-access client's entry, evaluated before every configured policy and
+    /// before older client entries for the same destination (entries for one address
+    /// come before entries for ranges). Names are unique per destination.
+    pub fn insert_client(&mut self, policy: Policy) -> Result<(), SpdError> {
+        let dst = policy.selector.dst;
+        if dst.start() == dst.end() {
+            let host = dst.start();
+            let by_dst = Arc::make_mut(&mut self.clients.by_dst);
+            if by_dst.is_empty() {
+                by_dst.resize_with(CLIENT_SHARDS, Arc::default);
+            }
+            let shard = Arc::make_mut(&mut by_dst[shard_of(&host)]);
+            let entries = shard.entry(host).or_default();
+            if entries.iter().any(|p| p.name == policy.name) {
+                return Err(SpdError::DuplicateName(policy.name));
+            }
+            entries.insert(0, policy);
+        } else {
+            if self.clients.ranges.iter().any(|p| p.name == policy.name) {
+                return Err(SpdError::DuplicateName(policy.name));
+            }
+            Arc::make_mut(&mut self.clients.ranges).insert(0, policy);
+        }
+        self.clients.len += 1;
+        self.generation = next_generation();
+        Ok(())
+    }
+
+    /// Removes and returns the client entry named `name` whose selector is `selector`.
+    pub fn remove_client(&mut self, name: &str, selector: &Selector) -> Option<Policy> {
+        let dst = selector.dst;
+        let removed = if dst.start() == dst.end() {
+            let host = dst.start();
+            let i = shard_of(&host);
+            let entries = self.clients.by_dst.get(i)?.get(&host)?;
+            let at = entries.iter().position(|p| p.name == name)?;
+            let by_dst = Arc::make_mut(&mut self.clients.by_dst);
+            let shard = Arc::make_mut(by_dst.get_mut(i)?);
+            let entries = shard.get_mut(&host)?;
+            let p = entries.remove(at);
+            if entries.is_empty() {
+                shard.remove(&host);
+            }
+            p
+        } else {
+            let at = self.clients.ranges.iter().position(|p| p.name == name)?;
+            Arc::make_mut(&mut self.clients.ranges).remove(at)
+        };
+        self.clients.len -= 1;
+        self.generation = next_generation();
+        Some(removed)
+    }
+
+    /// The clients' entries, in no particular order.
+    pub fn clients(&self) -> impl Iterator<Item = &Policy> {
+        let by_dst = self
+            .clients
+            .by_dst
+            .iter()
+            .flat_map(|shard| shard.values().flatten());
+        by_dst.chain(self.clients.ranges.iter())
+    }
+
+    /// Number of client entries.
+    pub fn client_count(&self) -> usize {
+        self.clients.len
     }
 
     /// Changes on every edit; [`LookupCache`] entries of another generation are stale.
@@ -178,25 +303,47 @@ impl Spd {
         self.generation
     }
 
-    /// The first policy selecting `key`, or `None` (the caller drops: default deny).
+    /// The first entry selecting `key`, or `None` (the caller drops: default deny).
     pub fn lookup(&self, key: &FlowKey) -> Option<&Policy> {
-        self.lookup_index(key).and_then(|i| self.policies.get(i))
+        self.client_lookup(key).or_else(|| {
+            self.ordered
+                .lookup_index(key)
+                .and_then(|i| self.ordered.policies.get(i))
+        })
     }
 
-    /// [`Spd::lookup`] through a caller-owned one-entry cache of the last match, which
-    /// suits bursts of packets of one flow.
-    pub fn lookup_cached(&self, cache: &mut LookupCache, key: &FlowKey) -> Option<&Policy> {
-        if let Some((generation, k, i)) = cache.last
+    /// The action of [`Spd::lookup`]'s entry, through a caller-owned one-entry cache of
+    /// the last match, which suits bursts of packets of one flow.
+    pub fn lookup_cached(&self, cache: &mut LookupCache, key: &FlowKey) -> Option<PolicyAction> {
+        if let Some((generation, k, action)) = cache.last
             && generation == self.generation
             && k == *key
         {
-            return self.policies.get(i);
+            return Some(action);
         }
-        let i = self.lookup_index(key)?;
-        cache.last = Some((self.generation, *key, i));
-        self.policies.get(i)
+        let action = self.lookup(key)?.action;
+        cache.last = Some((self.generation, *key, action));
+        Some(action)
     }
 
+    fn client_lookup(&self, key: &FlowKey) -> Option<&Policy> {
+        if self.clients.len == 0 {
+            return None;
+        }
+        let by_dst = self
+            .clients
+            .by_dst
+            .get(shard_of(&key.dst))
+            .and_then(|shard| shard.get(&key.dst))
+            .map_or(&[][..], Vec::as_slice);
+        by_dst
+            .iter()
+            .chain(self.clients.ranges.iter())
+            .find(|p| p.selector.matches(key))
+    }
+}
+
+impl Ordered {
     fn lookup_index(&self, key: &FlowKey) -> Option<usize> {
         let fam = if key.src.is_ipv6() {
             &self.v6
@@ -229,7 +376,6 @@ impl Spd {
     }
 
     fn rebuild(&mut self) {
-        self.generation = next_generation();
         for fam in [&mut self.v4, &mut self.v6] {
             fam.any_protocol.clear();
             fam.by_dst_host.clear();
@@ -266,7 +412,7 @@ impl Spd {
 /// [`Spd::lookup_cached`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LookupCache {
-    last: Option<(u64, FlowKey, usize)>,
+    last: Option<(u64, FlowKey, PolicyAction)>,
 }
 
 impl LookupCache {

@@ -134,6 +134,10 @@ pub struct TunnelConfig {
     pub name: String,
     /// Interface MTU: the largest inner packet accepted.
     pub mtu: u32,
+    /// Run IPv6 on the device. Without, it gets neither a link-local address nor IPv6
+    /// routes, which is what lets thousands of units start: the kernel walks every IPv6
+    /// route of the namespace on each device's MTU change and link up.
+    pub ipv6: bool,
 }
 
 /// What [`Dataplane::start`] sets up.
@@ -776,6 +780,12 @@ impl Worker {
             // Always multi-queue, so that an added worker can attach a queue.
             let q = Tun::open(&t.name, true, config.tun_offload)?;
             if configure_devices {
+                // Best effort: without it the unit only costs the kernel more.
+                if !t.ipv6
+                    && let Err(e) = q.disable_ipv6()
+                {
+                    tracing::warn!(error = %e, "IPv6 stays on");
+                }
                 q.set_mtu(t.mtu)?;
                 q.set_link_options(shared.device_group)?;
                 q.set_up()?;
@@ -1848,6 +1858,7 @@ mod tests {
                     id: 100,
                     name: "pt0".into(),
                     mtu: 1400,
+                    ipv6: true,
                 }],
                 udp_bind: Vec::new(),
                 raw_esp: false,

@@ -361,19 +361,31 @@ fn edits_invalidate_the_lookup_cache() {
     let k = FlowKey::new(ip("10.1.0.1"), ip("192.168.0.1"), proto::TCP, 1, 23);
     spd.push(policy("vpn", lan_to_dc(), PolicyAction::Protect(1)))
         .unwrap();
-    assert_eq!(spd.lookup_cached(&mut cache, &k).unwrap().name, "vpn");
-    assert_eq!(spd.lookup_cached(&mut cache, &k).unwrap().name, "vpn");
+    assert_eq!(
+        spd.lookup_cached(&mut cache, &k),
+        Some(PolicyAction::Protect(1))
+    );
+    assert_eq!(
+        spd.lookup_cached(&mut cache, &k),
+        Some(PolicyAction::Protect(1))
+    );
 
     // Insert a shadowing discard in front: the cached "vpn" must not be returned.
     let g = spd.generation();
     spd.insert(0, policy("deny", lan_to_dc(), PolicyAction::Discard))
         .unwrap();
     assert_ne!(spd.generation(), g);
-    assert_eq!(spd.lookup_cached(&mut cache, &k).unwrap().name, "deny");
+    assert_eq!(
+        spd.lookup_cached(&mut cache, &k),
+        Some(PolicyAction::Discard)
+    );
 
     // Removing it makes "vpn" visible again, at a different position.
     spd.remove("deny").unwrap();
-    assert_eq!(spd.lookup_cached(&mut cache, &k).unwrap().name, "vpn");
+    assert_eq!(
+        spd.lookup_cached(&mut cache, &k),
+        Some(PolicyAction::Protect(1))
+    );
     spd.remove("vpn").unwrap();
     assert!(spd.lookup_cached(&mut cache, &k).is_none());
 
@@ -382,12 +394,18 @@ fn edits_invalidate_the_lookup_cache() {
     other
         .push(policy("x", lan_to_dc(), PolicyAction::Bypass))
         .unwrap();
-    assert_eq!(other.lookup_cached(&mut cache, &k).unwrap().name, "x");
+    assert_eq!(
+        other.lookup_cached(&mut cache, &k),
+        Some(PolicyAction::Bypass)
+    );
     let mut third = Spd::new();
     third
         .push(policy("y", lan_to_dc(), PolicyAction::Discard))
         .unwrap();
-    assert_eq!(third.lookup_cached(&mut cache, &k).unwrap().name, "y");
+    assert_eq!(
+        third.lookup_cached(&mut cache, &k),
+        Some(PolicyAction::Discard)
+    );
 }
 
 #[test]
@@ -487,7 +505,132 @@ fn arb_key() -> impl Strategy<Value = FlowKey> {
         })
 }
 
+/// A remote-access client's entry: our LAN to the client's address (or network).
+fn client(name: &str, dst: &str, binding: u32) -> Policy {
+    policy(
+        name,
+        Selector::new(pfx("10.1.0.0/16"), pfx(dst)),
+        PolicyAction::Protect(binding),
+    )
+}
+
+#[test]
+fn client_entries_come_before_the_configured_policies_newest_first() {
+    let mut spd = Spd::new();
+    spd.push(policy(
+        "deny-pool",
+        Selector::new(pfx("10.1.0.0/16"), pfx("10.9.0.0/16")),
+        PolicyAction::Discard,
+    ))
+    .unwrap();
+    let to = |dst: &str| FlowKey::new(ip("10.1.0.1"), ip(dst), proto::TCP, 1, 443);
+    let verdict = |spd: &Spd, dst: &str| spd.lookup(&to(dst)).map(|p| p.action);
+    assert_eq!(verdict(&spd, "10.9.0.7"), Some(PolicyAction::Discard));
+
+    spd.insert_client(client("c1", "10.9.0.7/32", 7)).unwrap();
+    spd.insert_client(client("c2", "10.9.0.8/32", 8)).unwrap();
+    assert_eq!(verdict(&spd, "10.9.0.7"), Some(PolicyAction::Protect(7)));
+    assert_eq!(verdict(&spd, "10.9.0.8"), Some(PolicyAction::Protect(8)));
+    assert_eq!(verdict(&spd, "10.9.0.9"), Some(PolicyAction::Discard));
+    // A returning client's new entry for the same address wins over its old one until
+    // that is removed; names are unique per destination.
+    spd.insert_client(client("c1-again", "10.9.0.7/32", 9))
+        .unwrap();
+    assert_eq!(verdict(&spd, "10.9.0.7"), Some(PolicyAction::Protect(9)));
+    assert_eq!(
+        spd.insert_client(client("c1", "10.9.0.7/32", 10)),
+        Err(SpdError::DuplicateName("c1".into()))
+    );
+    let c1_again = client("c1-again", "10.9.0.7/32", 9);
+    assert!(spd.remove_client("c1-again", &c1_again.selector).is_some());
+    assert!(spd.remove_client("c1-again", &c1_again.selector).is_none());
+    assert_eq!(verdict(&spd, "10.9.0.7"), Some(PolicyAction::Protect(7)));
+    // A client network (not one address) after the single-address entries.
+    spd.insert_client(client("branch", "10.9.0.0/24", 11))
+        .unwrap();
+    assert_eq!(verdict(&spd, "10.9.0.7"), Some(PolicyAction::Protect(7)));
+    assert_eq!(verdict(&spd, "10.9.0.9"), Some(PolicyAction::Protect(11)));
+    assert_eq!(spd.client_count(), 3);
+    let mut names: Vec<&str> = spd.clients().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["branch", "c1", "c2"]);
+    // Configured policies are separate: a reload replaces them and keeps the clients.
+    assert_eq!(spd.len(), 1);
+    assert!(spd.get("c1").is_none());
+    let mut reloaded = Spd::new();
+    reloaded
+        .push(policy(
+            "allow",
+            Selector::new(pfx("10.1.0.0/16"), pfx("10.9.0.0/16")),
+            PolicyAction::Bypass,
+        ))
+        .unwrap();
+    let g = spd.generation();
+    spd.replace_policies(&reloaded);
+    assert_ne!(spd.generation(), g);
+    assert_eq!(verdict(&spd, "10.9.1.1"), Some(PolicyAction::Bypass));
+    assert_eq!(verdict(&spd, "10.9.0.8"), Some(PolicyAction::Protect(8)));
+}
+
+#[test]
+fn client_edits_invalidate_the_lookup_cache() {
+    let mut spd = Spd::new();
+    let mut cache = LookupCache::default();
+    let k = FlowKey::new(ip("10.1.0.1"), ip("10.9.0.7"), proto::UDP, 1, 53);
+    assert_eq!(spd.lookup_cached(&mut cache, &k), None);
+    let c = client("c", "10.9.0.7/32", 7);
+    spd.insert_client(c.clone()).unwrap();
+    assert_eq!(
+        spd.lookup_cached(&mut cache, &k),
+        Some(PolicyAction::Protect(7))
+    );
+    spd.remove_client("c", &c.selector).unwrap();
+    assert_eq!(spd.lookup_cached(&mut cache, &k), None);
+}
+
+/// A client entry for one address in 10.9.0.0/28, or for the whole /28.
+fn arb_client_dst() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0u8..16).prop_map(|h| format!("10.9.0.{h}/32")),
+        Just("10.9.0.0/28".to_owned()),
+    ]
+}
+
 proptest! {
+    /// With client entries, the lookup agrees with a scan of: the packet's address's
+    /// client entries newest first, then client networks newest first, then the list.
+    #[test]
+    fn client_lookup_equals_its_scan_order(
+        ops in proptest::collection::vec((arb_client_dst(), any::<bool>()), 1..40),
+        hosts in proptest::collection::vec(0u8..20, 1..10),
+    ) {
+        let mut spd = Spd::new();
+        spd.push(policy("tail", Selector::new(pfx("10.1.0.0/16"), pfx("10.9.0.0/24")), PolicyAction::Bypass)).unwrap();
+        // The model: live entries, oldest first.
+        let mut live: Vec<Policy> = Vec::new();
+        for (i, (dst, remove_oldest)) in ops.iter().enumerate() {
+            if *remove_oldest && !live.is_empty() {
+                let p = live.remove(0);
+                prop_assert!(spd.remove_client(&p.name, &p.selector).is_some());
+            } else {
+                let p = client(&format!("c{i}"), dst, i as u32);
+                spd.insert_client(p.clone()).unwrap();
+                live.push(p);
+            }
+        }
+        prop_assert_eq!(spd.client_count(), live.len());
+        for h in hosts {
+            let k = FlowKey::new(ip("10.1.2.3"), ip(&format!("10.9.0.{h}")), proto::TCP, 9, 80);
+            let single = |p: &&Policy| p.selector.dst.start() == p.selector.dst.end();
+            let expected = live.iter().rev().filter(single)
+                .chain(live.iter().rev().filter(|p| !single(p)))
+                .chain(spd.policies())
+                .find(|p| p.selector.matches(&k))
+                .map(|p| p.action);
+            prop_assert_eq!(spd.lookup(&k).map(|p| p.action), expected);
+        }
+    }
+
     /// The indexed lookup agrees with a plain first-match scan of the list.
     #[test]
     fn lookup_equals_linear_first_match(
@@ -504,9 +647,9 @@ proptest! {
         }
         let mut cache = LookupCache::default();
         for k in &keys {
-            let expected = spd.policies().iter().find(|p| p.selector.matches(k)).map(|p| &p.name);
-            prop_assert_eq!(spd.lookup(k).map(|p| &p.name), expected);
-            prop_assert_eq!(spd.lookup_cached(&mut cache, k).map(|p| &p.name), expected);
+            let expected = spd.policies().iter().find(|p| p.selector.matches(k));
+            prop_assert_eq!(spd.lookup(k).map(|p| &p.name), expected.map(|p| &p.name));
+            prop_assert_eq!(spd.lookup_cached(&mut cache, k), expected.map(|p| p.action));
         }
     }
 

@@ -8,11 +8,13 @@
 //! only grow while an SA lives (an SA's series ends with the SA, as Prometheus expects of
 //! a label set that goes away).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use dataplane::drop::DropReason;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -115,12 +117,19 @@ pub async fn render(backend: &dyn Backend) -> Result<String, MetricsError> {
     }
 
     let stats = backend.statistics().await?;
+    // Every drop reason is a series, zeros included: a series that appears only with
+    // the first drop breaks rate() and alerts written against it.
+    let mut drops: BTreeMap<String, u64> = DropReason::ALL
+        .iter()
+        .map(|r| (r.name().to_owned(), 0))
+        .collect();
+    drops.extend(stats.total_drops());
     for (name, help, label, totals) in [
         (
             "vpnd_drops_total",
             "Packets dropped by the dataplane, by reason",
             "reason",
-            stats.total_drops(),
+            drops,
         ),
         (
             "vpnd_io_total",

@@ -470,7 +470,12 @@ fn netns_metrics_report_the_tunnel() {
         );
     }
     assert!(reply.contains("vpnd_spu_sas{spu=\"0\"}"), "{reply}");
+    // Every drop reason is a series from the start, zeros included.
     assert!(reply.contains("# TYPE vpnd_drops_total counter"), "{reply}");
+    assert!(
+        reply.contains("vpnd_drops_total{reason=\"icv_failure\"} 0"),
+        "{reply}"
+    );
     assert!(
         !reply.contains("vpnd_chassis_cluster"),
         "standalone: {reply}"

@@ -193,6 +193,20 @@ impl Tun {
         super::link::set_group(index, group).map_err(io("rtnetlink link set group"))
     }
 
+    /// Turns IPv6 off on the interface (`net.ipv6.conf.NAME.disable_ipv6`), before
+    /// [`Tun::set_up`]. A kernel without IPv6 has nothing to turn off.
+    pub fn disable_ipv6(&self) -> Result<(), TunError> {
+        let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", self.name);
+        match std::fs::write(&path, b"1") {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other.map_err(|source| TunError::Io {
+                name: self.name.clone(),
+                step: "writing net.ipv6.conf.NAME.disable_ipv6",
+                source,
+            }),
+        }
+    }
+
     /// Brings the interface administratively up.
     pub fn set_up(&self) -> Result<(), TunError> {
         let mut req = ifreq_for(&self.name)?;

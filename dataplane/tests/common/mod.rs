@@ -253,6 +253,7 @@ pub fn start_endpoint(ep: &Endpoint) -> Result<Dataplane> {
             id: 0,
             name: TUN_NAME.into(),
             mtu: TUN_MTU,
+            ipv6: true,
         }],
         raw_ah: ep.encap == Encap::Ah,
         udp_spi_steering: ep.steering,

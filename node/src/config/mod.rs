@@ -56,6 +56,10 @@
 //! - Prefixes with host bits set (`10.1.2.3/16`) are rejected, not masked.
 //! - `[interfaces]` holds only `st0` units: physical interfaces belong to the host.
 //!   `routing-options.static.route` takes IPv6 prefixes too (Junos: `rib inet6.0`).
+//!   As Junos' `family inet6`, a unit runs IPv6 only when something gives it IPv6: a
+//!   `family.inet6.address`, an IPv6 static route into it, or an IPv6 traffic selector
+//!   of its VPN; otherwise IPv6 is disabled on it (the kernel then keeps no IPv6 routes
+//!   for it, which is what lets thousands of units start in seconds).
 //! - `[services.management]` and `[services.metrics]` (listen addresses) are ours.
 //!
 //! # Chassis cluster

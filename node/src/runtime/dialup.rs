@@ -31,7 +31,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use dataplane::sa::TunnelId;
 use dataplane::selector::{IpRange, Selector};
-use dataplane::spd::{Policy, PolicyAction};
+use dataplane::spd::{Policy, PolicyAction, SpdError};
 use dataplane::worker::DataplaneHandle;
 
 use super::gateway::{Datagram, Gateway, Shutdown};
@@ -61,31 +61,36 @@ fn next_binding() -> TunnelId {
     DIALUP_BINDING_BASE | (n & !DIALUP_BINDING_BASE)
 }
 
-/// Whether SPD entry `name` belongs to a dial-up client (kept across policy reloads).
-pub fn is_client_entry(name: &str) -> bool {
-    name.starts_with(CLIENT_ENTRY)
+/// The name of the SPD entry of `binding`'s `k`-th selector.
+fn client_entry(binding: TunnelId, k: usize) -> String {
+    format!("{CLIENT_ENTRY}{binding:#x}#{k}")
+}
+
+/// What [`route_client`] added for one client, for [`unroute_client`].
+#[derive(Debug)]
+pub struct ClientRouting {
+    binding: TunnelId,
+    selectors: Vec<Selector>,
+    routes: Vec<(IpAddr, u8)>,
 }
 
 /// Steers traffic matching `selectors` (our side as source) to the SAs of `binding`:
-/// SPD entries in front of the configured policies and host routes of the client's
-/// side into the policy device. Returns the routes added, for [`unroute_client`].
+/// client entries in the SPD, in front of the configured policies, and host routes of
+/// the client's side into the policy device.
 pub fn route_client(
     dataplane: &DataplaneHandle,
     binding: TunnelId,
     selectors: &[Selector],
-) -> Vec<(IpAddr, u8)> {
+) -> ClientRouting {
     let added = dataplane.update_spd(|spd| {
         for (k, selector) in selectors.iter().enumerate() {
-            let name = format!("{CLIENT_ENTRY}{binding:#x}#{k}");
-            if spd.get(&name).is_none() {
-                spd.insert(
-                    0,
-                    Policy {
-                        name,
-                        selector: *selector,
-                        action: PolicyAction::Protect(binding),
-                    },
-                )?;
+            match spd.insert_client(Policy {
+                name: client_entry(binding, k),
+                selector: *selector,
+                action: PolicyAction::Protect(binding),
+            }) {
+                Ok(()) | Err(SpdError::DuplicateName(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -100,27 +105,27 @@ pub fn route_client(
             tracing::warn!(binding, error = %e, "dial-up client: routes not added");
         }
     });
-    routes
+    ClientRouting {
+        binding,
+        selectors: selectors.to_vec(),
+        routes,
+    }
 }
 
-/// Removes what [`route_client`] added for `binding`.
-pub fn unroute_client(dataplane: &DataplaneHandle, binding: TunnelId, routes: Vec<(IpAddr, u8)>) {
-    let mine = format!("{CLIENT_ENTRY}{binding:#x}#");
-    let removed = dataplane.update_spd(|spd| {
-        let names: Vec<String> = spd
-            .policies()
-            .iter()
-            .filter(|p| p.name.starts_with(&mine))
-            .map(|p| p.name.clone())
-            .collect();
-        for n in names {
-            spd.remove(&n);
+/// Removes what [`route_client`] added.
+pub fn unroute_client(dataplane: &DataplaneHandle, routing: ClientRouting) {
+    let ClientRouting {
+        binding,
+        selectors,
+        routes,
+    } = routing;
+    // This edit cannot fail.
+    let _: Result<(), SpdError> = dataplane.update_spd(|spd| {
+        for (k, selector) in selectors.iter().enumerate() {
+            spd.remove_client(&client_entry(binding, k), selector);
         }
         Ok(())
     });
-    if let Err(e) = removed {
-        tracing::error!(binding, error = %e, "dial-up client: SPD entries not removed");
-    }
     actix::spawn(async move {
         if let Err(e) = net::reconfigure_link(POLICY_TUNNEL_NAME, (&[], &routes), (&[], &[])).await
         {
@@ -264,7 +269,5 @@ mod tests {
         let (a, b) = (next_binding(), next_binding());
         assert_ne!(a, b);
         assert!(a >= DIALUP_BINDING_BASE && b >= DIALUP_BINDING_BASE);
-        assert!(is_client_entry(&format!("{CLIENT_ENTRY}{a:#x}#0")));
-        assert!(!is_client_entry("trust/untrust/p#0"));
     }
 }

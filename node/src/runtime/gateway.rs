@@ -209,7 +209,7 @@ pub struct Gateway {
     monitor_rx: u64,
     /// A dial-up client's host routes into the policy device, once its first child SA
     /// came up (see `runtime::dialup`).
-    client_routes: Option<Vec<(IpAddr, u8)>>,
+    client_routes: Option<dialup::ClientRouting>,
 }
 
 /// A child SA pair this gateway installed.
@@ -1104,8 +1104,8 @@ impl Actor for Gateway {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        if let Some(routes) = self.client_routes.take() {
-            dialup::unroute_client(self.spus.dataplane(), self.spec.binding, routes);
+        if let Some(routing) = self.client_routes.take() {
+            dialup::unroute_client(self.spus.dataplane(), routing);
         }
     }
 }

@@ -73,6 +73,9 @@ pub struct TunnelSpec {
     pub addresses: Vec<(IpAddr, u8)>,
     /// Static routes through it (destination prefix).
     pub routes: Vec<(IpAddr, u8)>,
+    /// IPv6 runs on it: an `inet6` address, an IPv6 route into it or an IPv6 traffic
+    /// selector of a VPN bound to it (Junos: `family inet6` on the unit).
+    pub ipv6: bool,
 }
 
 impl TunnelSpec {
@@ -225,6 +228,7 @@ impl Node {
                     id: t.unit,
                     name: t.name(),
                     mtu: t.mtu,
+                    ipv6: t.ipv6,
                 })
                 .collect(),
             udp_bind: spec.natt_listen.clone(),

@@ -30,7 +30,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use dataplane::selector::{IpPrefix, IpRange, Selector};
-use dataplane::spd::{Policy, PolicyAction, Spd};
+use dataplane::spd::{Policy, PolicyAction, Spd, SpdError};
 use dataplane::worker::{DataplaneConfig, DataplaneHandle, TunnelConfig};
 
 use super::net;
@@ -119,6 +119,8 @@ impl PolicySpec {
             id: POLICY_TUNNEL,
             name: POLICY_TUNNEL_NAME.to_owned(),
             mtu: self.mtu,
+            // One device, whatever families the policies and dial-up pools bring.
+            ipv6: true,
         });
         config.engine.policy_tunnel = Some(POLICY_TUNNEL);
     }
@@ -173,24 +175,11 @@ pub async fn reload(
 /// (`runtime::dialup`) in front of them: those belong to live SAs, not to the
 /// configuration.
 fn publish(dataplane: &DataplaneHandle, configured: &Spd) {
-    let published = dataplane.update_spd(|spd| {
-        let clients: Vec<Policy> = spd
-            .policies()
-            .iter()
-            .filter(|p| super::dialup::is_client_entry(&p.name))
-            .cloned()
-            .collect();
-        *spd = configured.clone();
-        for (i, p) in clients.into_iter().enumerate() {
-            spd.insert(i, p)?;
-        }
+    // This edit cannot fail.
+    let _: Result<(), SpdError> = dataplane.update_spd(|spd| {
+        spd.replace_policies(configured);
         Ok(())
     });
-    if let Err(e) = published {
-        // Configured names never look like a client's, so this cannot happen; if it
-        // did, the SPD stays as it was.
-        tracing::error!(error = %e, "SPD not published");
-    }
 }
 
 /// `security.policies.from-zone.A.to-zone.B.policy.NAME`, for errors and logs.

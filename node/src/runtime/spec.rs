@@ -55,6 +55,7 @@ impl NodeSpec {
                 mtu: DEFAULT_TUNNEL_MTU,
                 addresses: Vec::new(),
                 routes: Vec::new(),
+                ipv6: false,
             })
         }
         for i in &cfg.interfaces {
@@ -73,15 +74,29 @@ impl NodeSpec {
                     .push((r.destination.network(), r.destination.prefix_len()));
             }
         }
-        for v in &cfg.vpns {
-            if let Binding::Route { unit } = v.binding {
-                tunnel(&mut tunnels, unit);
+        let bound = cfg
+            .vpns
+            .iter()
+            .map(|v| (&v.binding, &v.traffic_selectors))
+            .chain(
+                cfg.manual_vpns
+                    .iter()
+                    .map(|m| (&m.binding, &m.traffic_selectors)),
+            );
+        for (binding, selectors) in bound {
+            if let Binding::Route { unit } = *binding {
+                let t = tunnel(&mut tunnels, unit);
+                t.ipv6 |= selectors
+                    .iter()
+                    .any(|ts| ts.local.network().is_ipv6() || ts.remote.network().is_ipv6());
             }
         }
-        for m in &cfg.manual_vpns {
-            if let Binding::Route { unit } = m.binding {
-                tunnel(&mut tunnels, unit);
-            }
+        for t in tunnels.values_mut() {
+            t.ipv6 |= t
+                .addresses
+                .iter()
+                .chain(&t.routes)
+                .any(|(a, _)| a.is_ipv6());
         }
 
         let peers = Peers::of(cfg);
@@ -953,6 +968,68 @@ family.inet.address = \"10.255.0.1/30\"
         let chain = certs_from_pem(&std::fs::read(dir.join("a.pem")).unwrap()).unwrap();
         let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
         cert.subject().as_raw().to_vec()
+    }
+
+    #[test]
+    fn ipv6_runs_only_on_units_that_carry_it() {
+        let mut text = String::from(
+            "[security.ike.proposal.p1]
+authentication-method = \"pre-shared-keys\"
+dh-group = \"group19\"
+encryption-algorithm = \"aes-128-gcm\"
+authentication-algorithm = \"sha-256\"
+
+[security.ike.policy.pol]
+proposals = [\"p1\"]
+pre-shared-key.ascii-text = \"not-a-secret-at-all\"
+
+[security.ipsec.proposal.esp1]
+protocol = \"esp\"
+encryption-algorithm = \"aes-128-gcm\"
+
+[security.ipsec.policy.ipol]
+proposals = [\"esp1\"]
+
+[routing-options.static.route.\"2001:db8:3::/48\"]
+next-hop = \"st0.3\"
+",
+        );
+        for (unit, local, remote) in [
+            (0, "10.1.0.0/16", "10.2.0.0/16"),
+            (1, "2001:db8:1::/48", "2001:db8:2::/48"),
+        ] {
+            text += &format!(
+                "
+[security.ike.gateway.gw{unit}]
+ike-policy = \"pol\"
+address = [\"192.0.2.{peer}\"]
+local-address = \"192.0.2.1\"
+version = \"v2-only\"
+
+[security.ipsec.vpn.v{unit}]
+bind-interface = \"st0.{unit}\"
+ike.gateway = \"gw{unit}\"
+ike.ipsec-policy = \"ipol\"
+traffic-selector.ts.local-ip = \"{local}\"
+traffic-selector.ts.remote-ip = \"{remote}\"
+",
+                peer = unit + 2
+            );
+        }
+        for (unit, family) in [(0, "inet"), (1, "inet"), (2, "inet6"), (3, "inet")] {
+            let addr = if family == "inet" {
+                format!("10.255.{unit}.1/30")
+            } else {
+                "2001:db8:ff::1/64".to_owned()
+            };
+            text +=
+                &format!("\n[interfaces.st0.unit.{unit}]\nfamily.{family}.address = \"{addr}\"\n");
+        }
+        let cfg = Config::parse(&text, "test.toml").unwrap();
+        let spec = NodeSpec::from_config(&cfg, 1).unwrap();
+        let ipv6: Vec<(u32, bool)> = spec.tunnels.iter().map(|t| (t.unit, t.ipv6)).collect();
+        // 0: IPv4 only; 1: IPv6 selectors; 2: an inet6 address; 3: an IPv6 route.
+        assert_eq!(ipv6, [(0, false), (1, true), (2, true), (3, true)]);
     }
 
     #[test]
