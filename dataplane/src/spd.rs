@@ -9,9 +9,10 @@
 //! they come and go with SAs, thousands of them, so they are kept apart from the list.
 //! One SPD is published to all workers and replaced, never edited, while they use it;
 //! with the clients in the list every client's arrival copied and re-indexed the whole
-//! SPD (at 10,000 clients that doubled a dial-up gateway's CPU per setup). Now an edit
-//! copies one shard of the clients (by destination address, ~1/256 of them), and the
-//! configured list is shared between the SPDs a client edit derives.
+//! SPD (at 10,000 clients that doubled a dial-up gateway's CPU per setup). Now client
+//! entries are bucketed by the network their destination lies in and an edit copies
+//! one shard of them (~1/256), and the configured list is shared between the SPDs a
+//! client edit derives.
 //!
 //! Lookup speed without changing the first-match semantics comes from:
 //! - an index of the configured list, rebuilt on every change of it, that keeps per
@@ -107,34 +108,75 @@ struct Ordered {
     v6: FamilyIndex,
 }
 
-/// Shards of the clients' single-destination entries.
+/// Shards of the clients' entries.
 const CLIENT_SHARDS: usize = 256;
 
-/// One shard: entries by destination address, newest first.
-type ClientShard = HashMap<IpAddr, Vec<Policy>>;
+/// Where a client entry is kept: its destination range lies within one prefix of
+/// `bits` (the full address length for one address), the network `net`. A lookup tries
+/// the packet destination's bucket at each level, most specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Bucket {
+    bits: u8,
+    net: IpAddr,
+}
+
+/// Bucket levels: one address, then the networks a client usually brings (a LAN behind
+/// a dial-up peer). A range wider than the last level is kept in the scanned list.
+const V4_LEVELS: [u8; 3] = [32, 24, 16];
+const V6_LEVELS: [u8; 3] = [128, 64, 48];
+
+fn levels(addr: &IpAddr) -> [u8; 3] {
+    if addr.is_ipv6() { V6_LEVELS } else { V4_LEVELS }
+}
+
+/// `addr` with all but its first `bits` bits cleared.
+fn masked(addr: IpAddr, bits: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            IpAddr::V4((a.to_bits() & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            IpAddr::V6((a.to_bits() & mask).into())
+        }
+    }
+}
+
+/// The most specific bucket holding the whole of `dst`, if any level does.
+fn bucket_of(dst: &crate::selector::IpRange) -> Option<Bucket> {
+    let (start, end) = (dst.start(), dst.end());
+    levels(&start)
+        .into_iter()
+        .map(|bits| (bits, masked(start, bits)))
+        .find(|&(bits, net)| masked(end, bits) == net)
+        .map(|(bits, net)| Bucket { bits, net })
+}
+
+/// One shard: entries by bucket, newest first.
+type ClientShard = HashMap<Bucket, Vec<Policy>>;
 
 /// The remote-access clients' entries.
 #[derive(Debug, Clone, Default)]
 struct Clients {
-    /// Entries whose destination is one address, sharded by it ([`CLIENT_SHARDS`], empty
-    /// until the first client): cloning the SPD copies pointers, an edit one shard.
-    by_dst: Arc<Vec<Arc<ClientShard>>>,
-    /// Entries whose destination is a range (a network behind a dial-up peer), newest
-    /// first: rare, and scanned.
-    ranges: Arc<Vec<Policy>>,
+    /// Entries by bucket, sharded ([`CLIENT_SHARDS`], empty until the first client):
+    /// cloning the SPD copies pointers, an edit one shard.
+    shards: Arc<Vec<Arc<ClientShard>>>,
+    /// Entries wider than every bucket level, newest first: rare, and scanned.
+    wide: Arc<Vec<Policy>>,
     len: usize,
 }
 
-/// The shard of destination `dst`. The mix only spreads entries; each shard's own
-/// `HashMap` is keyed with a random hasher, so chosen addresses cannot degrade it.
-fn shard_of(dst: &IpAddr) -> usize {
-    let bits = match dst {
+/// The shard of `bucket`. The mix only spreads entries; each shard's own `HashMap` is
+/// keyed with a random hasher, so chosen addresses cannot degrade it.
+fn shard_of(bucket: &Bucket) -> usize {
+    let bits = match bucket.net {
         IpAddr::V4(a) => u64::from(a.to_bits()),
         IpAddr::V6(a) => {
             let b = a.to_bits();
             (b as u64) ^ ((b >> 64) as u64)
         }
-    };
+    } ^ u64::from(bucket.bits);
     (bits.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % CLIENT_SHARDS
 }
 
@@ -230,28 +272,30 @@ impl Spd {
         self.ordered.policies.is_empty()
     }
 
-    /// Adds a remote-access client's entry, evaluated before every configured policy and
-    /// before older client entries for the same destination (entries for one address
-    /// come before entries for ranges). Names are unique per destination.
+    /// Adds a remote-access client's entry, evaluated before every configured policy.
+    /// Among client entries, those whose destination lies in a smaller network come first
+    /// (one address, then a /24 or /64, then a /16 or /48, then wider), the newest first
+    /// within each. Names are unique per destination network.
     pub fn insert_client(&mut self, policy: Policy) -> Result<(), SpdError> {
-        let dst = policy.selector.dst;
-        if dst.start() == dst.end() {
-            let host = dst.start();
-            let by_dst = Arc::make_mut(&mut self.clients.by_dst);
-            if by_dst.is_empty() {
-                by_dst.resize_with(CLIENT_SHARDS, Arc::default);
+        match bucket_of(&policy.selector.dst) {
+            Some(bucket) => {
+                let shards = Arc::make_mut(&mut self.clients.shards);
+                if shards.is_empty() {
+                    shards.resize_with(CLIENT_SHARDS, Arc::default);
+                }
+                let shard = Arc::make_mut(&mut shards[shard_of(&bucket)]);
+                let entries = shard.entry(bucket).or_default();
+                if entries.iter().any(|p| p.name == policy.name) {
+                    return Err(SpdError::DuplicateName(policy.name));
+                }
+                entries.insert(0, policy);
             }
-            let shard = Arc::make_mut(&mut by_dst[shard_of(&host)]);
-            let entries = shard.entry(host).or_default();
-            if entries.iter().any(|p| p.name == policy.name) {
-                return Err(SpdError::DuplicateName(policy.name));
+            None => {
+                if self.clients.wide.iter().any(|p| p.name == policy.name) {
+                    return Err(SpdError::DuplicateName(policy.name));
+                }
+                Arc::make_mut(&mut self.clients.wide).insert(0, policy);
             }
-            entries.insert(0, policy);
-        } else {
-            if self.clients.ranges.iter().any(|p| p.name == policy.name) {
-                return Err(SpdError::DuplicateName(policy.name));
-            }
-            Arc::make_mut(&mut self.clients.ranges).insert(0, policy);
         }
         self.clients.len += 1;
         self.generation = next_generation();
@@ -260,23 +304,24 @@ impl Spd {
 
     /// Removes and returns the client entry named `name` whose selector is `selector`.
     pub fn remove_client(&mut self, name: &str, selector: &Selector) -> Option<Policy> {
-        let dst = selector.dst;
-        let removed = if dst.start() == dst.end() {
-            let host = dst.start();
-            let i = shard_of(&host);
-            let entries = self.clients.by_dst.get(i)?.get(&host)?;
-            let at = entries.iter().position(|p| p.name == name)?;
-            let by_dst = Arc::make_mut(&mut self.clients.by_dst);
-            let shard = Arc::make_mut(by_dst.get_mut(i)?);
-            let entries = shard.get_mut(&host)?;
-            let p = entries.remove(at);
-            if entries.is_empty() {
-                shard.remove(&host);
+        let removed = match bucket_of(&selector.dst) {
+            Some(bucket) => {
+                let i = shard_of(&bucket);
+                let entries = self.clients.shards.get(i)?.get(&bucket)?;
+                let at = entries.iter().position(|p| p.name == name)?;
+                let shards = Arc::make_mut(&mut self.clients.shards);
+                let shard = Arc::make_mut(shards.get_mut(i)?);
+                let entries = shard.get_mut(&bucket)?;
+                let p = entries.remove(at);
+                if entries.is_empty() {
+                    shard.remove(&bucket);
+                }
+                p
             }
-            p
-        } else {
-            let at = self.clients.ranges.iter().position(|p| p.name == name)?;
-            Arc::make_mut(&mut self.clients.ranges).remove(at)
+            None => {
+                let at = self.clients.wide.iter().position(|p| p.name == name)?;
+                Arc::make_mut(&mut self.clients.wide).remove(at)
+            }
         };
         self.clients.len -= 1;
         self.generation = next_generation();
@@ -285,12 +330,12 @@ impl Spd {
 
     /// The clients' entries, in no particular order.
     pub fn clients(&self) -> impl Iterator<Item = &Policy> {
-        let by_dst = self
+        let bucketed = self
             .clients
-            .by_dst
+            .shards
             .iter()
             .flat_map(|shard| shard.values().flatten());
-        by_dst.chain(self.clients.ranges.iter())
+        bucketed.chain(self.clients.wide.iter())
     }
 
     /// Number of client entries.
@@ -330,15 +375,19 @@ impl Spd {
         if self.clients.len == 0 {
             return None;
         }
-        let by_dst = self
-            .clients
-            .by_dst
-            .get(shard_of(&key.dst))
-            .and_then(|shard| shard.get(&key.dst))
-            .map_or(&[][..], Vec::as_slice);
-        by_dst
-            .iter()
-            .chain(self.clients.ranges.iter())
+        let shards = &self.clients.shards;
+        let bucketed = levels(&key.dst).into_iter().flat_map(move |bits| {
+            let bucket = Bucket {
+                bits,
+                net: masked(key.dst, bits),
+            };
+            shards
+                .get(shard_of(&bucket))
+                .and_then(|shard| shard.get(&bucket))
+                .map_or(&[][..], Vec::as_slice)
+        });
+        bucketed
+            .chain(self.clients.wide.iter())
             .find(|p| p.selector.matches(key))
     }
 }

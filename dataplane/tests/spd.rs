@@ -588,17 +588,29 @@ fn client_edits_invalidate_the_lookup_cache() {
     assert_eq!(spd.lookup_cached(&mut cache, &k), None);
 }
 
-/// A client entry for one address in 10.9.0.0/28, or for the whole /28.
+/// The prefix length of an IPv4 client entry's destination (an aligned prefix).
+fn client_prefix_len(p: &Policy) -> u32 {
+    let (IpAddr::V4(a), IpAddr::V4(b)) = (p.selector.dst.start(), p.selector.dst.end()) else {
+        panic!("IPv4 entries only")
+    };
+    32 - (b.to_bits() - a.to_bits() + 1).trailing_zeros()
+}
+
+/// A client entry for one address in 10.9.0.0/28, or for a network around them at
+/// each bucket level (within a /24, within a /16, wider).
 fn arb_client_dst() -> impl Strategy<Value = String> {
     prop_oneof![
         (0u8..16).prop_map(|h| format!("10.9.0.{h}/32")),
         Just("10.9.0.0/28".to_owned()),
+        Just("10.9.0.0/20".to_owned()),
+        Just("10.0.0.0/8".to_owned()),
     ]
 }
 
 proptest! {
-    /// With client entries, the lookup agrees with a scan of: the packet's address's
-    /// client entries newest first, then client networks newest first, then the list.
+    /// With client entries, the lookup agrees with a scan of: the client entries, the
+    /// smallest networks first (one address, within a /24, within a /16, wider) and the
+    /// newest first among equals, then the list.
     #[test]
     fn client_lookup_equals_its_scan_order(
         ops in proptest::collection::vec((arb_client_dst(), any::<bool>()), 1..40),
@@ -621,9 +633,15 @@ proptest! {
         prop_assert_eq!(spd.client_count(), live.len());
         for h in hosts {
             let k = FlowKey::new(ip("10.1.2.3"), ip(&format!("10.9.0.{h}")), proto::TCP, 9, 80);
-            let single = |p: &&Policy| p.selector.dst.start() == p.selector.dst.end();
-            let expected = live.iter().rev().filter(single)
-                .chain(live.iter().rev().filter(|p| !single(p)))
+            let level = |p: &Policy| match client_prefix_len(p) {
+                32 => 0,
+                24..=31 => 1,
+                16..=23 => 2,
+                _ => 3,
+            };
+            let mut ordered: Vec<&Policy> = live.iter().rev().collect();
+            ordered.sort_by_key(|p| level(p));
+            let expected = ordered.into_iter()
                 .chain(spd.policies())
                 .find(|p| p.selector.matches(&k))
                 .map(|p| p.action);
