@@ -156,11 +156,12 @@ dp_up_vpnd_udp() {
     dp_up_vpnd "$1" "force-udp-encapsulation = true"
 }
 
-# charon_conf DIR: strongswan.conf for a charon whose files live in DIR, as in
-# lab/src/strongswan.rs (kernel-libipsec before kernel-netlink; no XFRM here).
-# EXTRA is added to the charon section (the control part relaxes DoS protection).
+# charon_conf DIR [EXTRA [LEVEL]]: strongswan.conf for a charon whose files live in
+# DIR, as in lab/src/strongswan.rs (kernel-libipsec before kernel-netlink; no XFRM
+# here). EXTRA is added to the charon section (the control part relaxes DoS protection
+# and sizes the IKE SA table); LEVEL is the file log's level (default 1).
 charon_conf() {
-    local d=$1 extra=${2:-}
+    local d=$1 extra=${2:-} level=${3:-1}
     cat <<EOF
 charon {
     load_modular = no
@@ -182,7 +183,7 @@ $extra
             time_format = %H:%M:%S
             time_add_ms = yes
             flush_line = yes
-            default = 1
+            default = $level
         }
     }
 }
