@@ -776,21 +776,27 @@ impl Worker {
             .ok_or(StartError::Config("worker without a peer entry"))?;
 
         let mut tuns = Vec::with_capacity(config.tunnels.len());
+        // Units whose IPv6 could not be turned off (best effort: it only saves the
+        // kernel work), said once: a container's /proc/sys is usually read-only.
+        let mut ipv6_kept: Option<(usize, TunError)> = None;
         for t in &config.tunnels {
             // Always multi-queue, so that an added worker can attach a queue.
             let q = Tun::open(&t.name, true, config.tun_offload)?;
             if configure_devices {
-                // Best effort: without it the unit only costs the kernel more.
                 if !t.ipv6
                     && let Err(e) = q.disable_ipv6()
                 {
-                    tracing::warn!(error = %e, "IPv6 stays on");
+                    let (n, _) = ipv6_kept.get_or_insert((0, e));
+                    *n += 1;
                 }
                 q.set_mtu(t.mtu)?;
                 q.set_link_options(shared.device_group)?;
                 q.set_up()?;
             }
             tuns.push((t.id, q));
+        }
+        if let Some((units, error)) = ipv6_kept {
+            tracing::warn!(units, %error, "IPv6 stays on for st0 units that carry none: many units then start and stop slower");
         }
         let mut udp = Vec::with_capacity(udp_addrs.len());
         let mut members = Vec::with_capacity(udp_addrs.len());

@@ -434,6 +434,12 @@ fn netns_metrics_report_the_tunnel() {
     lab.start_vpnd("gw-a", &a).expect("vpnd gw-a");
     wait_tunnel(&mut lab, 1);
     ping_ok(&lab, "lan-a", LAN_B_HOST, 5);
+    // st0.0 carries IPv4 only, so IPv6 is off on it (no link-local address, no IPv6
+    // routes for the kernel to walk).
+    let ns = lab.ns_name("gw-a");
+    let sysctl = "/proc/sys/net/ipv6/conf/st0.0/disable_ipv6";
+    let out = common::run("ip", &["netns", "exec", &ns, "cat", sysctl]).expect(sysctl);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
 
     let get = |path: &str| {
         let addr = "127.0.0.1:9108".parse().expect("address");

@@ -197,6 +197,10 @@ impl Tun {
     /// [`Tun::set_up`]. A kernel without IPv6 has nothing to turn off.
     pub fn disable_ipv6(&self) -> Result<(), TunError> {
         let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", self.name);
+        // Already off (a container's default), e.g. where /proc/sys is read-only.
+        if std::fs::read(&path).is_ok_and(|v| v.trim_ascii() == b"1") {
+            return Ok(());
+        }
         match std::fs::write(&path, b"1") {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other.map_err(|source| TunError::Io {
