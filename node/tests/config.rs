@@ -1636,6 +1636,27 @@ fn manual_key_vpns_are_refused_in_a_chassis_cluster() {
 }
 
 #[test]
+fn dial_up_gateways_are_refused_in_a_chassis_cluster() {
+    let cluster = std::fs::read_to_string(Path::new(DATA).join("cluster.toml")).unwrap();
+    let text = cluster
+        .replace(
+            "address = [\"203.0.113.2\"]",
+            "dynamic.hostname = \"remote.example.net\"",
+        )
+        .replace("establish-tunnels = \"immediately\"\n", "");
+    assert_ne!(text, cluster);
+    let Err(e) = Config::parse(&text, "t.toml") else {
+        panic!("a dial-up gateway was accepted in a chassis cluster");
+    };
+    let e = e.to_string();
+    assert!(
+        e.contains("security.ike.gateway.remote.dynamic")
+            && e.contains("not supported in a chassis cluster"),
+        "{e}"
+    );
+}
+
+#[test]
 fn vpn_monitor_options_default_to_junos_and_are_range_checked() {
     let site_a = Config::parse(DEFAULT_SITE_A, "a.toml").expect("site A");
     assert_eq!(site_a.vpn_monitor_options.interval, Duration::from_secs(10));

@@ -2781,6 +2781,19 @@ impl Validator<'_, '_> {
                 "local-address",
             ]);
             check(self, gw.local_address.as_ref(), name.span(), key);
+            if let Some(d) = &gw.dynamic {
+                // Each dial-up peer gets its gateway actor, binding and SPD entries on the
+                // node that answered it; none of that is replicated or taken over yet,
+                // and the failover of its SAs is untested. Refused rather than left to
+                // fail at the first failover.
+                self.err(
+                    d.span(),
+                    &key_path(&["security", "ike", "gateway", name.get_ref(), "dynamic"]),
+                    "dial-up (dynamic) gateways are not supported in a chassis cluster yet: \
+                     their clients' tunnels would not be taken over on failover; run remote \
+                     access on a standalone vpnd",
+                );
+            }
         }
         for (name, vpn) in &security.ipsec.vpn {
             if let Some(m) = &vpn.manual {
