@@ -1469,12 +1469,14 @@ traffic-selector.lan = { local-ip = "10.1.0.0/16", remote-ip = "10.2.0.0/16" }
     assert!(err.contains("st0.7") && err.contains("restart"), "{err}");
     let sas = pairs(&mut lab, "hub");
 
-    // SIGHUP: the file as edited (spoke2 as running, plus a route) changes one route.
+    // SIGHUP: the file as edited (spoke2 as running, plus two routes) changes st0.1's
+    // routes only. The IPv6 one needs IPv6 back on st0.1 (off while it carried none).
     let file = lab.dir.path.join("hub.toml");
     let text = hub_config().replace(
         "[security.ike.gateway.spoke2]\nike-policy = \"ike-pol\"\naddress = [\"198.51.100.2\"]\nlocal-address = \"198.51.100.10\"\nlocal-identity.hostname = \"hub.example.net\"\nremote-identity.hostname = \"gw-b.example.net\"\n",
         &spoke2_gateway_with_dpd(),
-    ) + "\n[routing-options.static.route.\"10.3.0.0/16\"]\nnext-hop = \"st0.1\"\n";
+    ) + "\n[routing-options.static.route.\"10.3.0.0/16\"]\nnext-hop = \"st0.1\"\n"
+        + "\n[routing-options.static.route.\"2001:db8:3::/48\"]\nnext-hop = \"st0.1\"\n";
     assert!(text.contains("interval = 10"), "the edit did not apply");
     std::fs::write(&file, text).expect("rewriting hub.toml");
     lab.daemon("hub").signal(libc::SIGHUP).expect("SIGHUP");
@@ -1491,6 +1493,12 @@ traffic-selector.lan = { local-ip = "10.1.0.0/16", remote-ip = "10.2.0.0/16" }
         .expect("ip route");
     let routes = String::from_utf8_lossy(&routes.stdout);
     assert!(routes.contains("st0.1"), "{routes}");
+    let routes = lab
+        .ns("hub")
+        .exec("ip", &["-6", "route", "show", "2001:db8:3::/48"])
+        .expect("ip -6 route");
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(routes.contains("st0.1"), "{routes}\n{}", lab.logs());
     assert_eq!(
         pairs(&mut lab, "hub"),
         sas,

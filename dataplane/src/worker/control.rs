@@ -510,9 +510,7 @@ impl Shared {
             g.members.clear();
         }
     }
-}
 
-impl Shared {
     /// Deletes the TUN devices in one batch while the workers still hold their queues
     /// (after the last close the kernel would unregister them one by one); from a
     /// thread in the dataplane's namespace.

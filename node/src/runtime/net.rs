@@ -83,6 +83,13 @@ fn route_into(
 /// (a reload): adds what is new, deletes what is gone, leaves the rest alone so that
 /// traffic on unchanged routes never stops.
 pub async fn reconfigure(old: &TunnelSpec, new: &TunnelSpec) -> Result<(), String> {
+    if new.ipv6 && !old.ipv6 {
+        // The dataplane turned IPv6 off on a unit that carried none; it needs it back
+        // before an IPv6 address or route can go on it. (The reverse is left alone: IPv6
+        // on a unit without IPv6 configuration costs the kernel some work, nothing else.)
+        let path = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", new.name());
+        std::fs::write(&path, b"0").map_err(|e| format!("turning IPv6 on ({path}): {e}"))?;
+    }
     reconfigure_link(
         &new.name(),
         (&old.addresses, &old.routes),
