@@ -72,30 +72,27 @@ fn setup(
     timed(0, &mut || {
         i = Some(IkeSa::initiate(ci.clone(), a, b, rng(seed), now).expect("initiate"))
     });
-    let mut i = i.expect("initiator");
+    let i = i.expect("initiator");
     let mut r = None;
     timed(1, &mut || {
         r = Some(IkeSa::respond(cr.clone(), b, a, rng(!seed), now))
     });
-    let mut r = r.expect("responder");
+    // [initiator, responder]: each side in turn sends all it has to the other, twice.
+    let mut sas = [i, r.expect("responder")];
     for _ in 0..2 {
-        loop {
-            let mut sent = None;
-            timed(0, &mut || sent = i.poll_transmit(buf));
-            let Some(t) = sent else { break };
-            timed(1, &mut || {
-                let _ = r.handle_datagram(now, wall, t.local, t.destination, buf);
-            });
-        }
-        loop {
-            let mut sent = None;
-            timed(1, &mut || sent = r.poll_transmit(buf));
-            let Some(t) = sent else { break };
-            timed(0, &mut || {
-                let _ = i.handle_datagram(now, wall, t.local, t.destination, buf);
-            });
+        for from in [0, 1] {
+            let to = 1 - from;
+            loop {
+                let mut sent = None;
+                timed(from, &mut || sent = sas[from].poll_transmit(buf));
+                let Some(t) = sent else { break };
+                timed(to, &mut || {
+                    let _ = sas[to].handle_datagram(now, wall, t.local, t.destination, buf);
+                });
+            }
         }
     }
+    let [mut i, r] = sas;
     let children = std::iter::from_fn(|| i.poll_event())
         .filter(|e| matches!(e, Event::ChildSaReady(_)))
         .count();
